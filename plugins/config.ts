@@ -1,0 +1,33 @@
+/**
+ * Makes the resolved configuration, this instance's id and the upstream pools available to every
+ * other plugin and to users' route plugins.
+ */
+import fp from 'fastify-plugin'
+import { hostname } from 'node:os'
+import { randomBytes } from 'node:crypto'
+import type { GatewayConfig, UpstreamConfig } from '../src/config/types.js'
+import { buildPools, type UpstreamPool } from '../src/upstreams/pool.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's resolved configuration (read-only). */
+    gatewayConfig: GatewayConfig
+    /** This gateway process's id, as shown in `instanceId` of the admin API. */
+    instanceId: string
+    /** Target pools by upstream. */
+    upstreamPools: Map<UpstreamConfig, UpstreamPool>
+    /** Lifecycle state: `draining` turns true when shutdown starts. */
+    gatewayState: { draining: boolean }
+  }
+}
+
+export interface ConfigPluginOptions { config: GatewayConfig }
+
+export default fp<ConfigPluginOptions>(async function configPlugin (fastify, opts) {
+  const config = opts.config
+  const upstreams = [...Object.values(config.upstreams), ...config.routes.flatMap((r) => r.upstream === null ? [] : [r.upstream])]
+  fastify.decorate('gatewayConfig', config)
+  fastify.decorate('instanceId', `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`)
+  fastify.decorate('upstreamPools', buildPools(upstreams))
+  fastify.decorate('gatewayState', { draining: false })
+}, { name: 'tollgate-config', fastify: '5.x' })

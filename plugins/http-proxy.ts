@@ -1,0 +1,78 @@
+/**
+ * HTTP reverse proxying with @fastify/reply-from (the undici-based engine under
+ * @fastify/http-proxy). Routes are registered by proxy-routes.ts so that one route serves
+ * HTTP and WebSocket at the same path; this plugin supplies the forwarding itself.
+ */
+import fp from 'fastify-plugin'
+import replyFrom from '@fastify/reply-from'
+import { Agent, Pool } from 'undici'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { forwardHeaders, HOP_BY_HOP } from '../src/bridge/forward-headers.js'
+import { codes } from '../src/errors.js'
+
+/** Where to send one HTTP request. */
+export interface HttpTarget {
+  /** Target origin, e.g. http://127.0.0.1:9001 */
+  origin: string
+  /** Path (and no query: the client's query is forwarded as is). */
+  path: string
+  headers?: Record<string, string>
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Forwards the request upstream and streams the answer back (502/504 JSON on failure). */
+    proxyHttp (request: FastifyRequest, reply: FastifyReply, target: HttpTarget): FastifyReply
+  }
+}
+
+const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT', 'ETIMEDOUT'])
+
+export default fp(async function httpProxyPlugin (fastify) {
+  const cfg = fastify.gatewayConfig
+  const caByOrigin = new Map<string, string>()
+  for (const pool of fastify.upstreamPools.values()) {
+    if (pool.config.ca === undefined) continue
+    for (const t of pool.config.targets) caByOrigin.set(new URL(t).origin, pool.config.ca)
+  }
+  const agent = new Agent({
+    keepAliveTimeout: 30_000,
+    connect: { timeout: cfg.websocket.connectTimeout },
+    factory: (origin, opts) => {
+      const ca = caByOrigin.get(String(origin))
+      return new Pool(origin, ca === undefined ? opts : { ...opts, connect: { timeout: cfg.websocket.connectTimeout, ca } })
+    }
+  })
+  await fastify.register(replyFrom, { undici: agent as never, disableRequestLogging: true })
+  fastify.addHook('onClose', async () => { await agent.close() })
+
+  const timeout = cfg.server.proxyTimeout
+
+  fastify.decorate('proxyHttp', function proxyHttp (request: FastifyRequest, reply: FastifyReply, target: HttpTarget) {
+    return reply.from(target.path, {
+      getUpstream: () => target.origin,
+      timeout,
+      rewriteRequestHeaders: (req, headers) => forwardHeaders(headers, {
+        remoteAddress: req.raw.socket.remoteAddress ?? '',
+        clientIp: req.ip,
+        proto: req.protocol,
+        host: req.host,
+        requestId: req.id,
+        extra: target.headers
+      }) as Record<string, string>,
+      rewriteHeaders: (headers) => {
+        const out: Record<string, string | string[] | undefined> = {}
+        for (const k in headers) if (!HOP_BY_HOP.has(k)) out[k] = headers[k]
+        return out
+      },
+      onError: (r, { error }) => {
+        const e = error as Error & { code?: string, statusCode?: number, cause?: { code?: string } }
+        const code = e.cause?.code ?? e.code ?? ''
+        const timedOut = TIMEOUT_CODES.has(code) || e.statusCode === 504
+        r.request.log.warn({ upstream: target.origin, code, err: e.message }, 'upstream request failed')
+        const out = timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
+        void r.code(out.statusCode ?? 502).send(out)
+      }
+    })
+  })
+}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config'] })

@@ -1,0 +1,39 @@
+/**
+ * buildGateway(config): a ready-to-listen Fastify app. It never listens and never reads the
+ * process environment; src/server.ts does both.
+ */
+import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import { randomUUID } from 'node:crypto'
+import { ensureResolved, gatewayPlugin } from './plugin.js'
+import { loggerOptions } from './logger.js'
+import type { GatewayConfigInput } from './config/schema.js'
+import type { GatewayConfig } from './config/types.js'
+
+export interface BuildOptions {
+  /** Pino level (default "info"), or false for no logs, or a Fastify logger option/instance. */
+  logger?: string | false | FastifyServerOptions['logger']
+  /** Folder for relative paths in the config (default: cwd). */
+  baseDir?: string
+}
+
+/**
+ * Builds the gateway app from a configuration object (the config file's shape).
+ * @throws ConfigError when the configuration is invalid.
+ */
+export async function buildGateway (config: GatewayConfigInput | GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
+  const resolved = ensureResolved(config, options.baseDir)
+  const s = resolved.server
+  const logger = options.logger === undefined || typeof options.logger === 'string'
+    ? loggerOptions(options.logger ?? 'info', resolved.auth.queryParam)
+    : options.logger
+  const app = Fastify({
+    logger,
+    trustProxy: s.trustProxy as boolean,
+    genReqId: () => randomUUID(),
+    // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
+    forceCloseConnections: 'idle',
+    ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})
+  } as FastifyServerOptions)
+  await app.register(gatewayPlugin, { config: resolved })
+  return app
+}

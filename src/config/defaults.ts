@@ -1,0 +1,24 @@
+/** Built-in defaults (spec section 3). Durations in milliseconds, sizes in bytes. */
+
+export const DEFAULT_HOST = '0.0.0.0'
+export const DEFAULT_PORT = 8080
+export const DEFAULT_DRAIN_TIMEOUT = 10_000
+export const DEFAULT_RELOAD_DRAIN = 0
+/** HTTP proxy: time allowed for the upstream's response headers, and between body chunks (nginx proxy_read_timeout). */
+export const DEFAULT_PROXY_TIMEOUT = 60_000
+
+export const DEFAULT_PING_INTERVAL = 30_000
+export const DEFAULT_PONG_TIMEOUT = 10_000
+export const DEFAULT_IDLE_TIMEOUT = 0
+export const DEFAULT_MAX_PAYLOAD = 1024 * 1024
+export const DEFAULT_CONNECT_TIMEOUT = 10_000
+export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
+
+export const DEFAULT_ADMIN_PREFIX = '/admin'
+export const DEFAULT_REDIS_KEY_PREFIX = 'gw:'
+export const DEFAULT_TOKEN_SOURCES = ['header', 'query', 'cookie', 'protocol'] as const
+export const DEFAULT_QUERY_PARAM = 'access_token'
+export const DEFAULT_COOKIE_NAME = 'access_token'
+export const DEFAULT_JWT_ALGORITHMS_SECRET = ['HS256']
+export const DEFAULT_HEALTH_INTERVAL = 5_000
+export const DEFAULT_HEALTH_TIMEOUT = 2_000

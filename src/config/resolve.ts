@@ -1,0 +1,287 @@
+/**
+ * Validates a configuration object against the schema once, at startup, and turns it into a
+ * GatewayConfig: units parsed, defaults applied, upstream names resolved, paths made absolute.
+ * Every failure is a ConfigError whose message starts with the key path.
+ */
+import { readFileSync } from 'node:fs'
+import { isAbsolute, resolve as resolvePath } from 'node:path'
+import { Ajv, type ErrorObject } from 'ajv'
+import { ConfigSchema, type GatewayConfigInput, type RateLimitInput, type RouteInput, type UpstreamInput } from './schema.js'
+import { parseDuration, parseSize } from './units.js'
+import * as D from './defaults.js'
+import type { GatewayConfig, RateLimitConfig, RouteConfig, UpstreamConfig } from './types.js'
+import { ConfigError } from '../errors.js'
+
+const ajv = new Ajv({ allErrors: false, strict: false, verbose: true })
+const validateSchema = ajv.compile(ConfigSchema)
+
+/** Turns an Ajv instance path (`/routes/1/upstream`) into a key path (`routes[1].upstream`). */
+export function keyPath (instancePath: string, extra?: string): string {
+  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
+  if (extra !== undefined) parts.push(extra)
+  let out = ''
+  for (const p of parts) {
+    if (/^\d+$/.test(p)) out += `[${p}]`
+    else if (/^[A-Za-z_$][\w$-]*$/.test(p)) out += out === '' ? p : `.${p}`
+    else out += `[${JSON.stringify(p)}]`
+  }
+  return out
+}
+
+function describe (err: ErrorObject): ConfigError {
+  const schema = err.parentSchema as { description?: string } | undefined
+  switch (err.keyword) {
+    case 'additionalProperties':
+      return new ConfigError(keyPath(err.instancePath, String(err.params.additionalProperty)), 'unknown key')
+    case 'required':
+      return new ConfigError(keyPath(err.instancePath, String(err.params.missingProperty)), 'is required')
+    case 'anyOf':
+      if (schema?.description === 'duration') {
+        return new ConfigError(keyPath(err.instancePath), `invalid duration ${JSON.stringify(err.data)} (use milliseconds or a string such as "500ms", "30s", "5m", "1h")`)
+      }
+      if (schema?.description === 'size') {
+        return new ConfigError(keyPath(err.instancePath), `invalid size ${JSON.stringify(err.data)} (use bytes or a string such as "64kb", "1mb")`)
+      }
+      return new ConfigError(keyPath(err.instancePath), `invalid value ${JSON.stringify(err.data)}`)
+    case 'const':
+      return new ConfigError(keyPath(err.instancePath), `invalid value ${JSON.stringify(err.data)}`)
+    case 'pattern':
+      return new ConfigError(keyPath(err.instancePath), `invalid ${schema?.description ?? 'value'} ${JSON.stringify(err.data)}`)
+    default:
+      return new ConfigError(keyPath(err.instancePath), err.message ?? 'invalid value')
+  }
+}
+
+/** Picks the most telling of Ajv's errors: an unknown key first, then a failed union as a whole. */
+function firstError (errors: ErrorObject[]): ErrorObject {
+  const unknown = errors.find((e) => e.keyword === 'additionalProperties')
+  if (unknown !== undefined) return unknown
+  const union = errors.find((e) => e.keyword === 'anyOf')
+  if (union !== undefined) {
+    // A union of objects (rateLimit: {...} | false) fails on the object branch's own errors, which say more.
+    const inner = errors.find((e) => e.instancePath.startsWith(union.instancePath + '/'))
+    return inner ?? union
+  }
+  return errors[0]
+}
+
+export interface ResolveOptions {
+  /** Folder against which relative paths (tls, static, publicKey, plugins, ca) are resolved. Default: cwd. */
+  baseDir?: string
+}
+
+/**
+ * Validates `input` and returns the resolved configuration.
+ * @throws ConfigError naming the key path of the first problem.
+ */
+export function resolveConfig (input: unknown, options: ResolveOptions = {}): GatewayConfig {
+  const baseDir = options.baseDir ?? process.cwd()
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new ConfigError('', 'configuration must be an object')
+  }
+  if (!validateSchema(input)) throw describe(firstError(validateSchema.errors ?? []))
+  const cfg = input as GatewayConfigInput
+  const abs = (p: string): string => isAbsolute(p) ? p : resolvePath(baseDir, p)
+
+  const upstreams: Record<string, UpstreamConfig> = {}
+  for (const [name, u] of Object.entries(cfg.upstreams ?? {})) {
+    upstreams[name] = resolveUpstream(name, u, keyPath('/upstreams/' + name.replace(/~/g, '~0').replace(/\//g, '~1')), abs)
+  }
+
+  const topLimit = cfg.rateLimit === undefined ? null : resolveRateLimit(cfg.rateLimit)
+  const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, topLimit, abs))
+  const seen = new Map<string, number>()
+  for (const r of routes) {
+    const prev = seen.get(r.prefix)
+    if (prev !== undefined) throw new ConfigError(`routes[${r.index}].prefix`, `duplicate prefix "${r.prefix}" (also routes[${prev}])`)
+    seen.set(r.prefix, r.index)
+  }
+
+  const s = cfg.server ?? {}
+  const ws = cfg.websocket ?? {}
+  const jwt = cfg.auth?.jwt
+  const admin = cfg.admin ?? {}
+  const adminPrefix = normalisePrefix(admin.prefix ?? D.DEFAULT_ADMIN_PREFIX)
+  if (adminPrefix === '/') throw new ConfigError('admin.prefix', 'must not be "/"')
+
+  const out: GatewayConfig = {
+    server: {
+      host: s.host ?? D.DEFAULT_HOST,
+      port: s.port ?? D.DEFAULT_PORT,
+      trustProxy: s.trustProxy ?? false,
+      drainTimeout: dur(s.drainTimeout, D.DEFAULT_DRAIN_TIMEOUT),
+      reloadDrain: dur(s.reloadDrain, D.DEFAULT_RELOAD_DRAIN),
+      proxyTimeout: dur(s.proxyTimeout, D.DEFAULT_PROXY_TIMEOUT)
+    },
+    auth: {
+      tokenSources: [...(cfg.auth?.tokenSources ?? D.DEFAULT_TOKEN_SOURCES)],
+      queryParam: cfg.auth?.queryParam ?? D.DEFAULT_QUERY_PARAM,
+      cookieName: cfg.auth?.cookieName ?? D.DEFAULT_COOKIE_NAME,
+      closeOnExpiry: cfg.auth?.closeOnExpiry ?? true,
+      forwardClaims: lowerValues(cfg.auth?.forwardClaims ?? {})
+    },
+    upstreams,
+    routes,
+    websocket: {
+      pingInterval: dur(ws.pingInterval, D.DEFAULT_PING_INTERVAL),
+      pongTimeout: dur(ws.pongTimeout, D.DEFAULT_PONG_TIMEOUT),
+      idleTimeout: dur(ws.idleTimeout, D.DEFAULT_IDLE_TIMEOUT),
+      maxPayload: size(ws.maxPayload, D.DEFAULT_MAX_PAYLOAD),
+      connectTimeout: dur(ws.connectTimeout, D.DEFAULT_CONNECT_TIMEOUT),
+      highWaterMark: size(ws.highWaterMark, D.DEFAULT_HIGH_WATER_MARK),
+      allowedOrigins: ws.allowedOrigins ?? []
+    },
+    rateLimit: topLimit,
+    admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? 0 },
+    metrics: { protected: cfg.metrics?.protected ?? false },
+    plugins: (cfg.plugins ?? []).map((p) => typeof p === 'string'
+      ? { path: pluginPath(p, abs), options: {} }
+      : { path: pluginPath(p.path, abs), options: p.options ?? {}, prefix: p.prefix }),
+    baseDir
+  }
+  if (out.websocket.pingInterval === 0) throw new ConfigError('websocket.pingInterval', 'must be greater than 0')
+  if (out.websocket.pongTimeout === 0) throw new ConfigError('websocket.pongTimeout', 'must be greater than 0')
+  if (out.websocket.connectTimeout === 0) throw new ConfigError('websocket.connectTimeout', 'must be greater than 0')
+  if (out.websocket.maxPayload === 0) throw new ConfigError('websocket.maxPayload', 'must be greater than 0')
+  if (s.tls !== undefined) {
+    const certPath = abs(s.tls.cert)
+    const keyPath = abs(s.tls.key)
+    out.server.tls = { cert: readText(certPath, 'server.tls.cert'), key: readText(keyPath, 'server.tls.key'), certPath, keyPath }
+  }
+  if (jwt !== undefined) {
+    if (jwt.secret === undefined && jwt.publicKey === undefined) {
+      throw new ConfigError('auth.jwt', 'needs a secret or a publicKey')
+    }
+    out.auth.jwt = {
+      secret: jwt.secret,
+      publicKey: jwt.publicKey === undefined ? undefined : pemOrFile(jwt.publicKey, 'auth.jwt.publicKey', abs),
+      algorithms: jwt.algorithms ?? (jwt.secret !== undefined ? D.DEFAULT_JWT_ALGORITHMS_SECRET : ['RS256']),
+      issuer: jwt.issuer,
+      audience: jwt.audience,
+      clockToleranceSec: jwt.clockToleranceSec ?? 0
+    }
+  }
+  if (cfg.redis?.url !== undefined) {
+    out.redis = { url: cfg.redis.url, failOpen: cfg.redis.failOpen ?? true, keyPrefix: cfg.redis.keyPrefix ?? D.DEFAULT_REDIS_KEY_PREFIX }
+  }
+  return out
+}
+
+function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p: string) => string): UpstreamConfig {
+  const targets = u.targets.map((t, i) => normaliseTarget(t, `${path}.targets[${i}]`))
+  const balance = u.balance ?? 'round-robin'
+  if (u.hashOn !== undefined && balance !== 'hash') throw new ConfigError(`${path}.hashOn`, 'only applies when balance is "hash"')
+  const hc = u.healthCheck
+  return {
+    name,
+    targets,
+    balance,
+    hashOn: u.hashOn ?? 'ip',
+    healthCheck: hc === undefined
+      ? undefined
+      : {
+          path: hc.path,
+          interval: dur(hc.interval, D.DEFAULT_HEALTH_INTERVAL),
+          timeout: dur(hc.timeout, D.DEFAULT_HEALTH_TIMEOUT),
+          unhealthyAfter: hc.unhealthyAfter ?? 2,
+          healthyAfter: hc.healthyAfter ?? 1
+        },
+    closeOnUnhealthy: u.closeOnUnhealthy ?? false,
+    ca: u.ca === undefined ? undefined : pemOrFile(u.ca, `${path}.ca`, abs)
+  }
+}
+
+function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, UpstreamConfig>, top: RateLimitConfig | null, abs: (p: string) => string): RouteConfig {
+  const path = `routes[${i}]`
+  const prefix = normalisePrefix(r.prefix)
+  let upstream: UpstreamConfig | null = null
+  let staticDir: string | null = null
+  if (r.static !== undefined && r.upstream !== undefined) throw new ConfigError(`${path}.static`, 'a route has either upstream or static, not both')
+  if (r.static !== undefined) {
+    staticDir = abs(r.static)
+    if (r.websocket === true) throw new ConfigError(`${path}.websocket`, 'a static route cannot serve WebSockets')
+  } else if (r.upstream === undefined) {
+    throw new ConfigError(`${path}.upstream`, 'is required (a name from upstreams, or a URL)')
+  } else if (/^[a-z]+:\/\//i.test(r.upstream)) {
+    upstream = { name: r.upstream, targets: [normaliseTarget(r.upstream, `${path}.upstream`)], balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false }
+  } else {
+    upstream = upstreams[r.upstream] ?? null
+    if (upstream === null) throw new ConfigError(`${path}.upstream`, `unknown upstream "${r.upstream}"`)
+  }
+  const websocket = staticDir === null && (r.websocket ?? true)
+  const http = r.http ?? true
+  if (!websocket && !http) throw new ConfigError(`${path}`, 'route serves neither HTTP nor WebSocket (websocket and http are both false)')
+  return {
+    index: i,
+    prefix,
+    upstream,
+    static: staticDir,
+    rewritePrefix: r.rewritePrefix === undefined ? prefix : normalisePrefix(r.rewritePrefix === '' ? '/' : r.rewritePrefix),
+    websocket,
+    http,
+    auth: r.auth ?? 'none',
+    rateLimit: r.rateLimit === false ? null : r.rateLimit === undefined ? top : resolveRateLimit({ ...r.rateLimit, keyBy: r.rateLimit.keyBy ?? top?.keyBy }),
+    headers: lowerKeys(r.headers ?? {})
+  }
+}
+
+function resolveRateLimit (r: RateLimitInput): RateLimitConfig {
+  return {
+    keyBy: r.keyBy ?? 'ip',
+    http: r.http === undefined ? undefined : { max: r.http.max, window: dur(r.http.window, 60_000) },
+    handshake: r.handshake === undefined ? undefined : { max: r.handshake.max, window: dur(r.handshake.window, 60_000) },
+    concurrent: r.concurrent,
+    messages: r.messages
+  }
+}
+
+/** `/chat/` -> `/chat`; `/` stays `/`. */
+export function normalisePrefix (p: string): string {
+  const trimmed = p.replace(/\/+$/, '')
+  return trimmed === '' ? '/' : trimmed
+}
+
+function normaliseTarget (t: string, path: string): string {
+  let url: URL
+  try {
+    url = new URL(t)
+  } catch {
+    throw new ConfigError(path, `invalid URL "${t}"`)
+  }
+  const proto = { 'http:': 'http:', 'ws:': 'http:', 'https:': 'https:', 'wss:': 'https:' }[url.protocol]
+  if (proto === undefined) throw new ConfigError(path, `unsupported scheme "${url.protocol}" (use http, https, ws or wss)`)
+  if (url.search !== '' || url.hash !== '') throw new ConfigError(path, 'a target URL cannot have a query or fragment')
+  return `${proto}//${url.host}${url.pathname.replace(/\/+$/, '')}`
+}
+
+function dur (v: number | string | undefined, dflt: number): number {
+  return v === undefined ? dflt : parseDuration(v) as number
+}
+
+function size (v: number | string | undefined, dflt: number): number {
+  return v === undefined ? dflt : parseSize(v) as number
+}
+
+function readText (file: string, path: string): string {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch (err) {
+    throw new ConfigError(path, `cannot read ${file} (${(err as NodeJS.ErrnoException).code ?? 'error'})`)
+  }
+}
+
+function pemOrFile (v: string, path: string, abs: (p: string) => string): string {
+  return v.includes('-----BEGIN') ? v : readText(abs(v), path)
+}
+
+function pluginPath (p: string, abs: (p: string) => string): string {
+  return p.startsWith('.') || isAbsolute(p) ? abs(p) : p
+}
+
+function lowerKeys (o: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k.toLowerCase(), v]))
+}
+
+function lowerValues (o: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(o).map(([k, v]) => [k, v.toLowerCase()]))
+}

@@ -1,0 +1,126 @@
+/**
+ * The configuration file's shape (spec section 3), as a TypeBox schema checked with Ajv.
+ * Every object is closed (`additionalProperties: false`) so a misspelt key fails startup
+ * instead of being silently ignored.
+ */
+import { Type, type Static, type TSchema, type TProperties } from '@sinclair/typebox'
+
+const Closed = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false })
+const Opt = <T extends TSchema>(s: T) => Type.Optional(s)
+
+/** A duration: milliseconds, or a string such as "500ms", "30s", "5m", "1h". */
+export const Duration = Type.Union([
+  Type.Number({ minimum: 0 }),
+  Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([mM][sS]|[sSmMhH])\\s*$' })
+], { description: 'duration' })
+
+/** A size: bytes, or a string such as "64kb", "1mb". */
+export const Size = Type.Union([
+  Type.Integer({ minimum: 0 }),
+  Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([bB]|[kKmMgG][bB])\\s*$' })
+], { description: 'size' })
+
+const HttpUrl = Type.String({ pattern: '^(https?|wss?)://[^\\s/]+', description: 'URL' })
+
+const RateWindow = Closed({ max: Type.Integer({ minimum: 1 }), window: Duration })
+
+export const RateLimitSchema = Closed({
+  keyBy: Opt(Type.Union([Type.Literal('ip'), Type.Literal('user')])),
+  http: Opt(RateWindow),
+  handshake: Opt(RateWindow),
+  concurrent: Opt(Type.Integer({ minimum: 1 })),
+  messages: Opt(Closed({ rate: Type.Number({ exclusiveMinimum: 0 }), burst: Type.Integer({ minimum: 1 }) }))
+})
+
+export const RouteSchema = Closed({
+  prefix: Type.String({ pattern: '^/', description: 'path prefix starting with /' }),
+  upstream: Opt(Type.String({ minLength: 1 })),
+  static: Opt(Type.String({ minLength: 1 })),
+  rewritePrefix: Opt(Type.String({ pattern: '^(/.*)?$' })),
+  websocket: Opt(Type.Boolean()),
+  http: Opt(Type.Boolean()),
+  auth: Opt(Type.Union([Type.Literal('required'), Type.Literal('optional'), Type.Literal('none')])),
+  rateLimit: Opt(Type.Union([RateLimitSchema, Type.Literal(false)])),
+  headers: Opt(Type.Record(Type.String(), Type.String()))
+})
+
+export const HealthCheckSchema = Closed({
+  path: Type.String({ pattern: '^/' }),
+  interval: Opt(Duration),
+  timeout: Opt(Duration),
+  unhealthyAfter: Opt(Type.Integer({ minimum: 1 })),
+  healthyAfter: Opt(Type.Integer({ minimum: 1 }))
+})
+
+export const UpstreamSchema = Closed({
+  targets: Type.Array(HttpUrl, { minItems: 1 }),
+  balance: Opt(Type.Union([
+    Type.Literal('round-robin'), Type.Literal('least-connections'), Type.Literal('ip-hash'), Type.Literal('hash')
+  ])),
+  hashOn: Opt(Type.String({ pattern: '^(ip|user|header:.+|cookie:.+)$' })),
+  healthCheck: Opt(HealthCheckSchema),
+  closeOnUnhealthy: Opt(Type.Boolean()),
+  ca: Opt(Type.String({ minLength: 1, description: 'PEM or path to a CA bundle for https/wss targets' }))
+})
+
+export const ConfigSchema = Closed({
+  server: Opt(Closed({
+    host: Opt(Type.String({ minLength: 1 })),
+    port: Opt(Type.Integer({ minimum: 0, maximum: 65535 })),
+    trustProxy: Opt(Type.Union([Type.Boolean(), Type.Integer({ minimum: 0 }), Type.String(), Type.Array(Type.String())])),
+    tls: Opt(Closed({ cert: Type.String({ minLength: 1 }), key: Type.String({ minLength: 1 }) })),
+    drainTimeout: Opt(Duration),
+    reloadDrain: Opt(Duration),
+    proxyTimeout: Opt(Duration)
+  })),
+  auth: Opt(Closed({
+    jwt: Opt(Closed({
+      secret: Opt(Type.String({ minLength: 1 })),
+      publicKey: Opt(Type.String({ minLength: 1 })),
+      algorithms: Opt(Type.Array(Type.String(), { minItems: 1 })),
+      issuer: Opt(Type.String()),
+      audience: Opt(Type.String()),
+      clockToleranceSec: Opt(Type.Number({ minimum: 0 }))
+    })),
+    tokenSources: Opt(Type.Array(Type.Union([
+      Type.Literal('header'), Type.Literal('query'), Type.Literal('cookie'), Type.Literal('protocol')
+    ]))),
+    queryParam: Opt(Type.String({ minLength: 1 })),
+    cookieName: Opt(Type.String({ minLength: 1 })),
+    closeOnExpiry: Opt(Type.Boolean()),
+    forwardClaims: Opt(Type.Record(Type.String(), Type.String()))
+  })),
+  upstreams: Opt(Type.Record(Type.String({ minLength: 1 }), UpstreamSchema)),
+  routes: Opt(Type.Array(RouteSchema)),
+  websocket: Opt(Closed({
+    pingInterval: Opt(Duration),
+    pongTimeout: Opt(Duration),
+    idleTimeout: Opt(Duration),
+    maxPayload: Opt(Size),
+    connectTimeout: Opt(Duration),
+    highWaterMark: Opt(Size),
+    allowedOrigins: Opt(Type.Array(Type.String()))
+  })),
+  rateLimit: Opt(RateLimitSchema),
+  admin: Opt(Closed({
+    token: Opt(Type.String({ minLength: 1 })),
+    prefix: Opt(Type.String({ pattern: '^/' })),
+    port: Opt(Type.Integer({ minimum: 0, maximum: 65535 }))
+  })),
+  redis: Opt(Closed({
+    url: Opt(Type.String({ pattern: '^rediss?://' })),
+    failOpen: Opt(Type.Boolean()),
+    keyPrefix: Opt(Type.String())
+  })),
+  metrics: Opt(Closed({ protected: Opt(Type.Boolean()) })),
+  plugins: Opt(Type.Array(Type.Union([
+    Type.String({ minLength: 1 }),
+    Closed({ path: Type.String({ minLength: 1 }), options: Opt(Type.Record(Type.String(), Type.Unknown())), prefix: Opt(Type.String()) })
+  ])))
+})
+
+/** The configuration as written in a file or passed to `buildGateway()`. */
+export type GatewayConfigInput = Static<typeof ConfigSchema>
+export type RouteInput = Static<typeof RouteSchema>
+export type UpstreamInput = Static<typeof UpstreamSchema>
+export type RateLimitInput = Static<typeof RateLimitSchema>

@@ -1,0 +1,92 @@
+/** The configuration after validation and normalisation: units resolved, defaults applied, paths absolute. */
+
+export type AuthMode = 'required' | 'optional' | 'none'
+export type TokenSource = 'header' | 'query' | 'cookie' | 'protocol'
+export type BalanceMode = 'round-robin' | 'least-connections' | 'ip-hash' | 'hash'
+
+export interface RateWindow { max: number, window: number }
+
+export interface RateLimitConfig {
+  keyBy: 'ip' | 'user'
+  http?: RateWindow
+  handshake?: RateWindow
+  concurrent?: number
+  messages?: { rate: number, burst: number }
+}
+
+export interface UpstreamConfig {
+  /** The name in `upstreams`, or the URL itself for a route whose `upstream` is a URL. */
+  name: string
+  /** Origins (scheme, host, port and optional base path) without a trailing slash; ws:// and wss:// are stored as http:// and https://. */
+  targets: string[]
+  balance: BalanceMode
+  hashOn: string
+  healthCheck?: { path: string, interval: number, timeout: number, unhealthyAfter: number, healthyAfter: number }
+  closeOnUnhealthy: boolean
+  /** PEM text of an extra CA for https/wss targets. */
+  ca?: string
+}
+
+export interface RouteConfig {
+  /** Position in `routes`, for messages and metrics. */
+  index: number
+  /** Normalised: starts with /, no trailing slash except for the root route "/". */
+  prefix: string
+  upstream: UpstreamConfig | null
+  /** Absolute folder for static routes. */
+  static: string | null
+  rewritePrefix: string
+  websocket: boolean
+  http: boolean
+  auth: AuthMode
+  /** The limits in force on this route (route override, else top level); null when none. */
+  rateLimit: RateLimitConfig | null
+  headers: Record<string, string>
+}
+
+export interface JwtConfig {
+  secret?: string
+  publicKey?: string
+  algorithms: string[]
+  issuer?: string
+  audience?: string
+  clockToleranceSec: number
+}
+
+export interface GatewayConfig {
+  server: {
+    host: string
+    port: number
+    trustProxy: boolean | number | string | string[]
+    tls?: { cert: string, key: string, certPath?: string, keyPath?: string }
+    drainTimeout: number
+    reloadDrain: number
+    proxyTimeout: number
+  }
+  auth: {
+    jwt?: JwtConfig
+    tokenSources: TokenSource[]
+    queryParam: string
+    cookieName: string
+    closeOnExpiry: boolean
+    forwardClaims: Record<string, string>
+  }
+  upstreams: Record<string, UpstreamConfig>
+  routes: RouteConfig[]
+  websocket: {
+    pingInterval: number
+    pongTimeout: number
+    idleTimeout: number
+    maxPayload: number
+    connectTimeout: number
+    highWaterMark: number
+    allowedOrigins: string[]
+  }
+  rateLimit: RateLimitConfig | null
+  admin: { token?: string, prefix: string, port: number }
+  redis?: { url: string, failOpen: boolean, keyPrefix: string }
+  metrics: { protected: boolean }
+  plugins: Array<{ path: string, options: Record<string, unknown>, prefix?: string }>
+  /** Folder that relative paths were resolved against (the config file's folder, else the cwd). */
+  baseDir: string
+}

@@ -1,0 +1,28 @@
+/**
+ * Every error the gateway answers with or fails on, each with a stable code, message and HTTP
+ * status (as fastify/lib/errors.js does). The JSON body of an error reply is
+ * `{ statusCode, code, error, message }`.
+ */
+import createError from '@fastify/error'
+
+export const codes = {
+  GW_ERR_CONFIG: createError('GW_ERR_CONFIG', '%s', 500),
+  GW_ERR_UPSTREAM_UNAVAILABLE: createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream unavailable', 502),
+  GW_ERR_UPSTREAM_BAD_RESPONSE: createError('GW_ERR_UPSTREAM_BAD_RESPONSE', 'upstream sent an invalid response', 502),
+  GW_ERR_UPSTREAM_TIMEOUT: createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504),
+  GW_ERR_UPGRADE_REQUIRED: createError('GW_ERR_UPGRADE_REQUIRED', 'this route only accepts WebSocket connections', 426),
+  GW_ERR_BAD_HANDSHAKE: createError('GW_ERR_BAD_HANDSHAKE', 'invalid WebSocket handshake: %s', 400),
+  GW_ERR_NO_WEBSOCKET: createError('GW_ERR_NO_WEBSOCKET', 'this route does not accept WebSocket connections', 404),
+  GW_ERR_DRAINING: createError('GW_ERR_DRAINING', 'gateway is shutting down', 503)
+} as const
+
+export type ErrorCode = keyof typeof codes
+
+/** A configuration error: `path` is the key path (`routes[1].upstream`), or the env var / file that is wrong. */
+export class ConfigError extends Error {
+  readonly code = 'GW_ERR_CONFIG'
+  constructor (readonly path: string, readonly detail: string) {
+    super(path === '' ? detail : `${path}: ${detail}`)
+    this.name = 'ConfigError'
+  }
+}

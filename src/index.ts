@@ -1,0 +1,13 @@
+/** Public API of the tollgate package. */
+export { buildGateway, type BuildOptions } from './app.js'
+export { gatewayPlugin, type GatewayPluginOptions } from './plugin.js'
+export { resolveConfig } from './config/resolve.js'
+export { loadConfig, type LoadedConfig } from './config/load.js'
+export type { GatewayConfigInput, RouteInput, UpstreamInput, RateLimitInput } from './config/schema.js'
+export type { GatewayConfig, RouteConfig, UpstreamConfig, RateLimitConfig } from './config/types.js'
+export { ConfigError, codes } from './errors.js'
+export * as closeCodes from './close-codes.js'
+export type { Bridge, BridgeInfo, BridgeEnd } from './bridge/bridge.js'
+export type { ConnectionRegistry, ConnectionFilter, ConnectionPage } from './registry/registry.js'
+export type { BridgeTarget } from '../plugins/websocket-bridge.js'
+export type { HttpTarget } from '../plugins/http-proxy.js'

@@ -1,0 +1,51 @@
+/**
+ * Logger options: structured pino logs that never carry a token or secret. Headers that can hold
+ * credentials are redacted, and the token query parameter is masked in every logged URL.
+ */
+import type { FastifyRequest, FastifyServerOptions } from 'fastify'
+
+export const REDACT_PATHS = [
+  'req.headers.authorization',
+  'req.headers.cookie',
+  'req.headers["sec-websocket-protocol"]',
+  'req.headers["proxy-authorization"]',
+  'headers.authorization',
+  'headers.cookie',
+  'headers["sec-websocket-protocol"]',
+  'res.headers["set-cookie"]'
+]
+
+/** Masks the value of `param` (and of `token`-like params) in a URL path+query. */
+export function redactUrl (url: string, param: string): string {
+  const q = url.indexOf('?')
+  if (q === -1) return url
+  const names = new Set([param.toLowerCase(), 'access_token', 'token', 'id_token', 'jwt'])
+  const parts = url.slice(q + 1).split('&').map((kv) => {
+    const eq = kv.indexOf('=')
+    const name = decodeURIComponentSafe(eq === -1 ? kv : kv.slice(0, eq)).toLowerCase()
+    return names.has(name) && eq !== -1 ? `${kv.slice(0, eq)}=[REDACTED]` : kv
+  })
+  return `${url.slice(0, q)}?${parts.join('&')}`
+}
+
+function decodeURIComponentSafe (s: string): string {
+  try { return decodeURIComponent(s) } catch { return s }
+}
+
+/** Fastify logger options for the gateway at `level`. */
+export function loggerOptions (level: string, tokenParam: string): NonNullable<FastifyServerOptions['logger']> {
+  return {
+    level,
+    redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
+    serializers: {
+      req (req: FastifyRequest) {
+        return {
+          method: req.method,
+          url: redactUrl(req.url, tokenParam),
+          remoteAddress: req.ip,
+          remotePort: req.socket?.remotePort
+        }
+      }
+    }
+  }
+}

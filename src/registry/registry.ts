@@ -1,0 +1,73 @@
+/**
+ * The connection registry: every live WebSocket connection of this instance, by id.
+ * One interface, so that a cluster-wide (Redis) registry can stand where the memory one does.
+ */
+import type { Bridge } from '../bridge/bridge.js'
+
+export interface ConnectionFilter {
+  route?: string
+  user?: string
+  limit?: number
+  offset?: number
+}
+
+export interface ConnectionPage {
+  total: number
+  connections: Array<Record<string, unknown>>
+}
+
+export interface ConnectionRegistry {
+  readonly size: number
+  add (bridge: Bridge): void
+  remove (bridge: Bridge): void
+  get (id: string): Bridge | undefined
+  /** Sorted by connectedAt, oldest first. */
+  list (filter?: ConnectionFilter): ConnectionPage
+  /** Every live connection of this instance (for shutdown and reload). */
+  values (): IterableIterator<Bridge>
+  /** Resolves when no connection is left. */
+  whenEmpty (): Promise<void>
+}
+
+/** The in-memory registry of one instance. Insertion order is connection order. */
+export class MemoryRegistry implements ConnectionRegistry {
+  private readonly byId = new Map<string, Bridge>()
+  private emptyWaiters: Array<() => void> = []
+
+  get size (): number { return this.byId.size }
+
+  add (bridge: Bridge): void { this.byId.set(bridge.info.id, bridge) }
+
+  remove (bridge: Bridge): void {
+    if (this.byId.get(bridge.info.id) === bridge) this.byId.delete(bridge.info.id)
+    if (this.byId.size === 0 && this.emptyWaiters.length > 0) {
+      const waiters = this.emptyWaiters
+      this.emptyWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  whenEmpty (): Promise<void> {
+    if (this.byId.size === 0) return Promise.resolve()
+    return new Promise((resolve) => this.emptyWaiters.push(resolve))
+  }
+
+  get (id: string): Bridge | undefined { return this.byId.get(id) }
+
+  values (): IterableIterator<Bridge> { return this.byId.values() }
+
+  list (filter: ConnectionFilter = {}): ConnectionPage {
+    const limit = filter.limit ?? 100
+    const offset = filter.offset ?? 0
+    let total = 0
+    const connections: Array<Record<string, unknown>> = []
+    // Map iteration is insertion order, which is connectedAt order.
+    for (const b of this.byId.values()) {
+      if (filter.route !== undefined && b.info.route !== filter.route) continue
+      if (filter.user !== undefined && b.info.userId !== filter.user) continue
+      if (total >= offset && connections.length < limit) connections.push(b.toJSON())
+      total++
+    }
+    return { total, connections }
+  }
+}

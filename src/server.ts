@@ -1,0 +1,109 @@
+/**
+ * The gateway process: environment and config file -> configuration, listen, signals, exit codes.
+ * The only module that reads process.env, listens, or exits.
+ */
+import { randomBytes } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import { buildGateway } from './app.js'
+import { loadConfig } from './config/load.js'
+import { resolveConfig } from './config/resolve.js'
+import { startEchoServer, type EchoServer } from './demo.js'
+import { ConfigError } from './errors.js'
+import { markResolved } from './plugin.js'
+
+export interface RunningGateway {
+  app: FastifyInstance
+  /** Resolves when the process should exit, with its exit code. */
+  stop (signal?: string): Promise<number>
+  echo?: EchoServer
+}
+
+/** Starts the gateway as `npm start` does. Throws ConfigError on bad configuration. */
+export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<RunningGateway> {
+  const loaded = loadConfig({ argv, env })
+  let config = loaded.config
+  let echo: EchoServer | undefined
+  let demoToken: string | undefined
+  if (loaded.demo) {
+    echo = await startEchoServer('127.0.0.1', 0)
+    const input = { ...loaded.input, routes: [{ prefix: '/echo', upstream: echo.url }] }
+    if (input.admin?.token === undefined) {
+      demoToken = randomBytes(18).toString('base64url')
+      input.admin = { ...input.admin, token: demoToken }
+    }
+    config = resolveConfig(input, { baseDir: process.cwd() })
+  }
+  const app = await buildGateway(markResolved(config), { logger: loaded.logLevel })
+  try {
+    await app.listen({ host: config.server.host, port: config.server.port })
+  } catch (err) {
+    await echo?.close()
+    throw err
+  }
+  const addr = app.server.address()
+  const port = typeof addr === 'object' && addr !== null ? addr.port : config.server.port
+  const scheme = config.server.tls !== undefined ? 'https' : 'http'
+  const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host
+  const base = `${scheme}://${host}:${port}`
+  if (loaded.demo) {
+    const ws = base.replace(/^http/, 'ws')
+    app.log.info('Tollgate demo mode: no config file and no UPSTREAM_URL, so an in-process echo upstream serves /echo')
+    app.log.info(`demo: HTTP    curl ${base}/echo/hello?name=you`)
+    app.log.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
+    if (demoToken !== undefined) app.log.info(`demo: admin token (shown once): ${demoToken}`)
+    app.log.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')
+  } else {
+    app.log.info({ routes: config.routes.map((r) => r.prefix), url: base }, 'tollgate listening')
+  }
+
+  let stopping: Promise<number> | null = null
+  const stop = (signal?: string): Promise<number> => {
+    stopping ??= (async () => {
+      app.log.info({ signal }, 'shutting down: draining connections')
+      // A hung upstream must not hold the process forever: close() gets the drain timeout plus a margin.
+      const hard = config.server.drainTimeout + 5000
+      let timer: NodeJS.Timeout | undefined
+      const forced = await Promise.race([
+        app.close().then(() => false),
+        new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), hard) })
+      ])
+      clearTimeout(timer)
+      await echo?.close()
+      if (forced) app.log.warn({ timeoutMs: hard }, 'shutdown did not finish in time; exiting anyway')
+      else app.log.info('shutdown complete')
+      return 0
+    })()
+    return stopping
+  }
+  return { app, stop, echo }
+}
+
+/** Runs the process: exit code 1 with one clear line on bad configuration, 0 after a signal. */
+export async function main (argv = process.argv.slice(2), env = process.env): Promise<void> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(USAGE)
+    return
+  }
+  let running: RunningGateway
+  try {
+    running = await start(argv, env)
+  } catch (err) {
+    const msg = err instanceof ConfigError ? `invalid configuration: ${err.message}` : `cannot start: ${(err as Error).message}`
+    process.stderr.write(`tollgate: ${msg}\n`)
+    process.exit(1)
+  }
+  const onSignal = (signal: NodeJS.Signals): void => {
+    if (signal !== 'SIGTERM' && signal !== 'SIGINT') return
+    process.once(signal, () => process.exit(1))
+    void running.stop(signal).then((code) => process.exit(code))
+  }
+  process.once('SIGTERM', onSignal)
+  process.once('SIGINT', onSignal)
+}
+
+const USAGE = `Usage: tollgate [--config PATH]
+
+Starts the Tollgate gateway. Configuration: a config file (--config PATH or GATEWAY_CONFIG,
+.json/.yaml/.yml) and environment variables (HOST, PORT, UPSTREAM_URL, JWT_SECRET, JWT_PUBLIC_KEY,
+ADMIN_TOKEN, REDIS_URL, LOG_LEVEL). With neither a config file nor UPSTREAM_URL it runs the demo.
+`
