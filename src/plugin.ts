@@ -14,6 +14,7 @@ import websocketBridgePlugin from '../plugins/websocket-bridge.js'
 import httpProxyPlugin from '../plugins/http-proxy.js'
 import proxyRoutesPlugin from '../plugins/proxy-routes.js'
 import { resolveConfig } from './config/resolve.js'
+import { assertSupported } from './config/supported.js'
 import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
 
@@ -42,6 +43,7 @@ export function ensureResolved (config: GatewayConfigInput | GatewayConfig, base
 
 async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): Promise<void> {
   const config = ensureResolved(opts.config, opts.baseDir)
+  assertSupported(config)
   await fastify.register(configPlugin, { config })
   await fastify.register(registryPlugin)
   await fastify.register(websocketBridgePlugin)

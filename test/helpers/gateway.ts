@@ -1,0 +1,49 @@
+/** Starts a gateway built by buildGateway() on 127.0.0.1:0 for one test. */
+import type { FastifyInstance } from 'fastify'
+import type { AddressInfo } from 'node:net'
+import { Writable } from 'node:stream'
+import { buildGateway } from '../../src/app.js'
+import type { GatewayConfigInput } from '../../src/config/schema.js'
+
+export interface TestGateway {
+  app: FastifyInstance
+  url: string
+  wsUrl: string
+  port: number
+  /** Log lines (parsed JSON) when started with `captureLogs`. */
+  logs: Array<Record<string, unknown>>
+  /** Raw log text when started with `captureLogs`. */
+  logText (): string
+  close (): Promise<void>
+}
+
+export async function startGateway (config: GatewayConfigInput, opts: { captureLogs?: boolean, level?: string, baseDir?: string } = {}): Promise<TestGateway> {
+  const logs: Array<Record<string, unknown>> = []
+  let text = ''
+  const stream = new Writable({
+    write (chunk: Buffer, _enc, cb) {
+      const s = chunk.toString()
+      text += s
+      for (const line of s.split('\n')) if (line.trim() !== '') logs.push(JSON.parse(line) as Record<string, unknown>)
+      cb()
+    }
+  })
+  const { loggerOptions } = await import('../../src/logger.js')
+  const logger = opts.captureLogs === true
+    ? { ...(loggerOptions(opts.level ?? 'info', config.auth?.queryParam ?? 'access_token') as object), stream }
+    : false
+  const app = await buildGateway({ ...config, server: { host: '127.0.0.1', port: 0, ...config.server } }, { logger: logger as never, baseDir: opts.baseDir })
+  await app.listen({ host: '127.0.0.1', port: 0 })
+  const port = (app.server.address() as AddressInfo).port
+  const scheme = config.server?.tls !== undefined ? 'https' : 'http'
+  let closed = false
+  return {
+    app,
+    url: `${scheme}://127.0.0.1:${port}`,
+    wsUrl: `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}`,
+    port,
+    logs,
+    logText: () => text,
+    close: async () => { if (!closed) { closed = true; await app.close() } }
+  }
+}
