@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { forwardHeaders, HOP_BY_HOP } from '../src/bridge/forward-headers.js'
+import { connectionTokens, forwardHeaders, HOP_BY_HOP } from '../src/bridge/forward-headers.js'
 import { codes } from '../src/errors.js'
 
 /** Where to send one HTTP request. */
@@ -61,8 +61,10 @@ export default fp(async function httpProxyPlugin (fastify) {
         extra: target.headers
       }) as Record<string, string>,
       rewriteHeaders: (headers) => {
+        // Names the upstream lists in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
+        const listed = connectionTokens(headers.connection)
         const out: Record<string, string | string[] | undefined> = {}
-        for (const k in headers) if (!HOP_BY_HOP.has(k)) out[k] = headers[k]
+        for (const k in headers) if (!HOP_BY_HOP.has(k) && !listed.includes(k)) out[k] = headers[k]
         return out
       },
       onError: (r, { error }) => {
@@ -70,9 +72,10 @@ export default fp(async function httpProxyPlugin (fastify) {
         const code = e.cause?.code ?? e.code ?? ''
         const timedOut = TIMEOUT_CODES.has(code) || e.statusCode === 504
         r.request.log.warn({ upstream: target.origin, code, err: e.message }, 'upstream request failed')
+        fastify.metrics.upstreamError(target.origin, timedOut ? 'timeout' : 'refused')
         const out = timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
         void r.code(out.statusCode ?? 502).send(out)
       }
     })
   })
-}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config'] })
+}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics'] })

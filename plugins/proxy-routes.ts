@@ -65,15 +65,22 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     await bridge.connect(request, reply, routeTarget(route, upstream, pool.pick(), request.url))
   }
   const handler = route.http ? httpHandler : upgradeRequired
+  const metrics = scope.metrics
+  const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!request.ws) metrics.httpRequest(route.prefix, reply.statusCode)
+  }
+  const config = { gatewayRoute: route.prefix }
   for (const url of urls(route.prefix)) {
     scope.route({
       method: 'GET',
       url,
+      config,
       handler,
+      onResponse,
       onRequest,
       preHandler,
       ...(route.websocket ? { wsHandler: (socket: WebSocket, request: FastifyRequest) => bridge.attach(socket, request) } : {})
     })
-    scope.route({ method: OTHER_METHODS, url, handler })
+    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse })
   }
 }

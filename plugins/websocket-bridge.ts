@@ -19,7 +19,10 @@ import type { RouteConfig, UpstreamConfig } from '../src/config/types.js'
 /** What the preHandler leaves on the raw request for the wsHandler. */
 interface PendingUpstream {
   socket: WebSocket
+  /** Target URL, as configured. */
   target: string
+  /** Upstream handshake time in ms. */
+  ms: number
   route: string
   /** The subprotocol to answer the client with ('' = none). */
   protocol: string
@@ -31,8 +34,10 @@ type RawWithPending = IncomingMessage & { [kPending]?: PendingUpstream }
 
 /** Where and how to bridge one handshake. Custom route plugins may build these at run time. */
 export interface BridgeTarget {
-  /** Target origin (http/https/ws/wss, optionally with a base path). */
+  /** Target origin (http/https/ws/wss), without path. */
   target: string
+  /** The target as configured (shown as `upstream` in listings); default: `target`. */
+  upstream?: string
   /** Path and query to request upstream. */
   path: string
   /** Route name for listings and metrics. */
@@ -44,6 +49,10 @@ export interface BridgeTarget {
 }
 
 declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** The gateway route (prefix) a Fastify route serves, for metrics and listings. */
+    gatewayRoute?: string
+  }
   interface FastifyInstance {
     websocketBridge: {
       /**
@@ -114,8 +123,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       url, headers, protocols: offered, connectTimeout: cfg.connectTimeout, maxPayload: cfg.maxPayload, ca: t.ca, signal: abort.signal
     })
     raw.socket.removeListener('close', onGone)
+    const upstreamUrl = t.upstream ?? t.target
     if (!result.ok) {
       if (result.reason === 'aborted') { reply.hijack(); return false }
+      if (result.reason !== 'protocol') fastify.metrics.upstreamError(upstreamUrl, result.reason)
       request.log.warn({ upstream: t.target, status: result.status, reason: result.reason, err: result.error?.message }, 'upstream handshake failed')
       const err = result.reason === 'timeout'
         ? new codes.GW_ERR_UPSTREAM_TIMEOUT()
@@ -127,7 +138,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     // The client may vanish between this hook and the upgrade: never leave the upstream open.
     const onClientGone = (): void => { if ((raw as RawWithPending)[kPending] !== undefined) { delete (raw as RawWithPending)[kPending]; socket.terminate() } }
     raw.socket.once('close', onClientGone)
-    ;(raw as RawWithPending)[kPending] = { socket, target: t.target, route: t.route, protocol: socket.protocol, onClientGone }
+    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol: socket.protocol, onClientGone }
     return true
   }
 
@@ -151,14 +162,19 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       subprotocol: client.protocol === '' ? null : client.protocol,
       upstream: pending.target,
       instanceId: fastify.instanceId
-    }, { highWaterMark: cfg.highWaterMark, onEnd })
+    }, { highWaterMark: cfg.highWaterMark, onEnd, onRtt })
+    fastify.metrics.handshake(pending.route, 'ok', pending.ms / 1000)
     active++
     registry.add(bridge)
     sweeper.add(bridge)
     request.log.info({ connId: bridge.info.id, route: pending.route, upstream: pending.target }, 'websocket bridged')
   }
 
+  const rtt = fastify.metrics.rtt
+  function onRtt (seconds: number): void { rtt.observe(seconds) }
+
   function onEnd (bridge: Bridge, end: BridgeEnd): void {
+    fastify.metrics.connectionEnded(bridge, end.clientCode, end.upstreamCode)
     registry.remove(bridge)
     sweeper.delete(bridge)
     active--
@@ -166,12 +182,19 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     if (active === 0 && activeZero !== null) { activeZero(); activeZero = null }
   }
 
+  // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its status.
+  fastify.addHook('onResponse', async (request, reply) => {
+    if (!request.ws) return
+    const route = request.routeOptions.config.gatewayRoute
+    if (route !== undefined) fastify.metrics.handshake(route, String(reply.statusCode))
+  })
+
   fastify.decorate('websocketBridge', {
     connect,
     attach,
     get active () { return active }
   })
-}, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry'] })
+}, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics'] })
 
 function skipForWs (name: string): boolean {
   return name === 'host' || name.startsWith('sec-websocket-') || name === 'content-length'
@@ -212,6 +235,7 @@ export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, targe
   const base = new URL(target)
   return {
     target: base.origin,
+    upstream: target,
     path: upstreamPath(pathname, route.prefix, route.rewritePrefix, base.pathname === '/' ? '' : base.pathname) + search,
     route: route.prefix,
     headers: route.headers,

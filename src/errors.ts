@@ -13,7 +13,10 @@ export const codes = {
   GW_ERR_UPGRADE_REQUIRED: createError('GW_ERR_UPGRADE_REQUIRED', 'this route only accepts WebSocket connections', 426),
   GW_ERR_BAD_HANDSHAKE: createError('GW_ERR_BAD_HANDSHAKE', 'invalid WebSocket handshake: %s', 400),
   GW_ERR_NO_WEBSOCKET: createError('GW_ERR_NO_WEBSOCKET', 'this route does not accept WebSocket connections', 404),
-  GW_ERR_DRAINING: createError('GW_ERR_DRAINING', 'gateway is shutting down', 503)
+  GW_ERR_DRAINING: createError('GW_ERR_DRAINING', 'gateway is shutting down', 503),
+  GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
+  GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
+  GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400)
 } as const
 
 export type ErrorCode = keyof typeof codes

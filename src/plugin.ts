@@ -13,6 +13,8 @@ import registryPlugin from '../plugins/registry.js'
 import websocketBridgePlugin from '../plugins/websocket-bridge.js'
 import httpProxyPlugin from '../plugins/http-proxy.js'
 import proxyRoutesPlugin from '../plugins/proxy-routes.js'
+import metricsPlugin from '../plugins/metrics.js'
+import adminPlugin from '../plugins/admin.js'
 import { resolveConfig } from './config/resolve.js'
 import { assertSupported } from './config/supported.js'
 import type { GatewayConfigInput } from './config/schema.js'
@@ -46,10 +48,13 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   assertSupported(config)
   await fastify.register(configPlugin, { config })
   await fastify.register(registryPlugin)
+  await fastify.register(metricsPlugin)
   await fastify.register(websocketBridgePlugin)
   await fastify.register(httpProxyPlugin)
   await fastify.register(proxyRoutesPlugin)
-  await fastify.register(autoload, { dir: join(here, '..', 'routes'), autoHooks: true, cascadeHooks: false })
+  // routes/admin and routes/metrics are registered by the admin plugin (public or admin port).
+  await fastify.register(autoload, { dir: join(here, '..', 'routes'), ignorePattern: /^(admin|metrics\.)/ })
+  await fastify.register(adminPlugin)
 }
 
 /** The gateway as a Fastify plugin (fastify-plugin wrapped: its decorators are visible to the parent). */

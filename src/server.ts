@@ -36,7 +36,9 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
   const app = await buildGateway(markResolved(config), { logger: loaded.logLevel })
   try {
     await app.listen({ host: config.server.host, port: config.server.port })
+    if (app.adminServer !== null) await app.adminServer.listen({ host: config.server.host, port: config.admin.port })
   } catch (err) {
+    await app.close()
     await echo?.close()
     throw err
   }
@@ -50,7 +52,10 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
     app.log.info('Tollgate demo mode: no config file and no UPSTREAM_URL, so an in-process echo upstream serves /echo')
     app.log.info(`demo: HTTP    curl ${base}/echo/hello?name=you`)
     app.log.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
-    if (demoToken !== undefined) app.log.info(`demo: admin token (shown once): ${demoToken}`)
+    if (demoToken !== undefined) {
+      app.log.info(`demo: admin token (shown once): ${demoToken}`)
+      app.log.info(`demo: admin API  curl -H "Authorization: Bearer ${demoToken}" ${base}${config.admin.prefix}/connections`)
+    }
     app.log.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')
   } else {
     app.log.info({ routes: config.routes.map((r) => r.prefix), url: base }, 'tollgate listening')

@@ -42,6 +42,8 @@ export interface BridgeOptions {
   onClosing?: (bridge: Bridge) => void
   /** Called once, when both sockets are closed. */
   onEnd?: (bridge: Bridge, end: BridgeEnd) => void
+  /** Called with each client heartbeat round trip, in seconds. */
+  onRtt?: (seconds: number) => void
 }
 
 /** Pong timing and pause state kept per side for the heartbeat sweep. */
@@ -181,6 +183,7 @@ export class Bridge {
       if (side === this.client) {
         this.rttMs = Math.round((now - side.pingSentAt) * 1000) / 1000
         this.lastPongAt = Date.now()
+        this.opts.onRtt?.((now - side.pingSentAt) / 1000)
       }
       side.pingSentAt = 0
     }

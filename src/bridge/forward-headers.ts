@@ -27,7 +27,7 @@ export interface ForwardContext {
 }
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 7.6.1). */
-function connectionTokens (value: string | string[] | undefined): string[] {
+export function connectionTokens (value: string | string[] | undefined): string[] {
   if (value === undefined) return []
   const s = Array.isArray(value) ? value.join(',') : value
   return s.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '')

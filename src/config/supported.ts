@@ -23,6 +23,5 @@ export function assertSupported (config: GatewayConfig): void {
     if (u.healthCheck !== undefined) no(`${path}.healthCheck`, 'active health checking')
     if (u.closeOnUnhealthy) no(`${path}.closeOnUnhealthy`, 'closeOnUnhealthy')
   }
-  if (config.metrics.protected) no('metrics.protected', 'metrics')
 }
 

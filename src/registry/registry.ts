@@ -27,6 +27,18 @@ export interface ConnectionRegistry {
   values (): IterableIterator<Bridge>
   /** Resolves when no connection is left. */
   whenEmpty (): Promise<void>
+
+  // The admin-facing API is asynchronous so that a cluster-wide registry can answer it too.
+  /** Filtered, paged listing (sorted by connectedAt). */
+  search (filter?: ConnectionFilter): Promise<ConnectionPage>
+  /** One connection's view, or null when no such connection is open. */
+  find (id: string): Promise<Record<string, unknown> | null>
+  /** Closes a connection (client with code/reason, upstream too). False when not found. */
+  closeById (id: string, code: number, reason: string): Promise<boolean>
+  /** Sends a message to a connection's client. False when not found. */
+  sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean>
+  /** Sends a message to every connection matching route and/or user; returns how many got it. */
+  broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number>
 }
 
 /** The in-memory registry of one instance. Insertion order is connection order. */
@@ -55,6 +67,34 @@ export class MemoryRegistry implements ConnectionRegistry {
   get (id: string): Bridge | undefined { return this.byId.get(id) }
 
   values (): IterableIterator<Bridge> { return this.byId.values() }
+
+  async search (filter?: ConnectionFilter): Promise<ConnectionPage> { return this.list(filter) }
+
+  async find (id: string): Promise<Record<string, unknown> | null> {
+    return this.byId.get(id)?.toJSON() ?? null
+  }
+
+  async closeById (id: string, code: number, reason: string): Promise<boolean> {
+    const b = this.byId.get(id)
+    if (b === undefined || b.closed) return false
+    b.close(code, reason)
+    return true
+  }
+
+  async sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean> {
+    const b = this.byId.get(id)
+    return b !== undefined && b.send(data, isBinary)
+  }
+
+  async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {
+    let n = 0
+    for (const b of this.byId.values()) {
+      if (filter.route !== undefined && b.info.route !== filter.route) continue
+      if (filter.user !== undefined && b.info.userId !== filter.user) continue
+      if (b.send(data, isBinary)) n++
+    }
+    return n
+  }
 
   list (filter: ConnectionFilter = {}): ConnectionPage {
     const limit = filter.limit ?? 100

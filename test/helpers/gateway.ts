@@ -10,6 +10,8 @@ export interface TestGateway {
   url: string
   wsUrl: string
   port: number
+  /** Base URL of the admin API's server: the public one, or the admin port's when admin.port is set. */
+  adminUrl: string
   /** Log lines (parsed JSON) when started with `captureLogs`. */
   logs: Array<Record<string, unknown>>
   /** Raw log text when started with `captureLogs`. */
@@ -36,12 +38,18 @@ export async function startGateway (config: GatewayConfigInput, opts: { captureL
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as AddressInfo).port
   const scheme = config.server?.tls !== undefined ? 'https' : 'http'
+  let adminUrl = `${scheme}://127.0.0.1:${port}`
+  if (app.adminServer !== null) {
+    await app.adminServer.listen({ host: '127.0.0.1', port: 0 })
+    adminUrl = `http://127.0.0.1:${(app.adminServer.server.address() as AddressInfo).port}`
+  }
   let closed = false
   return {
     app,
     url: `${scheme}://127.0.0.1:${port}`,
     wsUrl: `${scheme === 'https' ? 'wss' : 'ws'}://127.0.0.1:${port}`,
     port,
+    adminUrl,
     logs,
     logText: () => text,
     close: async () => { if (!closed) { closed = true; await app.close() } }

@@ -1,0 +1,66 @@
+/**
+ * The admin API and /metrics: on the public server, or on a server of their own when
+ * `admin.port` is set (then they are not served on the public port at all). The admin server
+ * shares the gateway's state; src/server.ts listens on it.
+ */
+import fp from 'fastify-plugin'
+import Fastify, { type FastifyInstance } from 'fastify'
+import autoload from '@fastify/autoload'
+import swagger from '@fastify/swagger'
+import { randomUUID } from 'node:crypto'
+import { dirname, join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { Connection, ErrorBody } from '../routes/admin/schemas.js'
+import metricsRoute from '../routes/metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The separate admin server when `admin.port` > 0 (not listening until the caller listens), else null. */
+    adminServer: FastifyInstance | null
+  }
+}
+
+const routesDir = join(dirname(fileURLToPath(import.meta.url)), '..', 'routes')
+
+export default fp(async function adminPlugin (fastify) {
+  const admin = fastify.gatewayConfig.admin
+  let target: FastifyInstance = fastify
+  if (admin.port > 0) {
+    const server = Fastify({ loggerInstance: fastify.log.child({ server: 'admin' }), genReqId: () => randomUUID() })
+    for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics'] as const) {
+      server.decorate(name, fastify[name] as never)
+    }
+    fastify.addHook('onReady', async () => { await server.ready() })
+    fastify.addHook('onClose', async () => { await server.close() })
+    target = server
+  }
+  fastify.decorate('adminServer', target === fastify ? null : target)
+
+  await target.register(metricsRoute)
+  if (admin.token === undefined) {
+    fastify.log.warn('admin API disabled: set admin.token or ADMIN_TOKEN to enable it')
+    return
+  }
+  await target.register(async function adminScope (scope) {
+    await scope.register(swagger, {
+      openapi: {
+        info: { title: 'Tollgate admin API', version: '1' },
+        components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+        security: [{ bearer: [] }],
+        servers: [{ url: admin.prefix }]
+      },
+      refResolver: { buildLocalReference: (json, _base, _fragment, i) => String(json.$id ?? `def-${i}`) },
+      // Paths in the document are relative to the admin prefix (see servers).
+      transform: ({ schema, url }) => ({ schema, url: url.startsWith(admin.prefix) ? url.slice(admin.prefix.length) || '/' : url })
+    })
+    scope.addSchema(Connection)
+    scope.addSchema(ErrorBody)
+    await scope.register(autoload, {
+      dir: join(routesDir, 'admin'),
+      autoHooks: true,
+      cascadeHooks: true,
+      ignorePattern: /^schemas\./,
+      options: { prefix: admin.prefix }
+    })
+  })
+}, { name: 'tollgate-admin', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics'] })

@@ -1,0 +1,17 @@
+/**
+ * Prometheus metrics for this gateway (a registry of its own, so several gateways can live in
+ * one process). Served by routes/metrics.ts.
+ */
+import fp from 'fastify-plugin'
+import { GatewayMetrics } from '../src/metrics.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** The gateway's metrics: counters to record events, and the Prometheus registry. */
+    metrics: GatewayMetrics
+  }
+}
+
+export default fp(async function metricsPlugin (fastify) {
+  fastify.decorate('metrics', new GatewayMetrics(() => fastify.connections.values()))
+}, { name: 'tollgate-metrics', fastify: '5.x', dependencies: ['tollgate-registry'] })
