@@ -8,7 +8,7 @@ import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { connectionTokens, forwardHeaders, HOP_BY_HOP } from '../src/bridge/forward-headers.js'
-import { codes } from '../src/errors.js'
+import { codes, errorBody } from '../src/errors.js'
 
 /** Where to send one HTTP request. */
 export interface HttpTarget {
@@ -16,7 +16,11 @@ export interface HttpTarget {
   origin: string
   /** Path (and no query: the client's query is forwarded as is). */
   path: string
+  /** Query string (without "?") to send instead of the client's; undefined: the client's as is. */
+  query?: string
   headers?: Record<string, string>
+  /** Client headers not to forward (e.g. forwarded-claim header names). */
+  strip?: readonly string[]
 }
 
 declare module 'fastify' {
@@ -52,13 +56,15 @@ export default fp(async function httpProxyPlugin (fastify) {
     return reply.from(target.path, {
       getUpstream: () => target.origin,
       timeout,
+      ...(target.query !== undefined ? { queryString: () => target.query! } : {}),
       rewriteRequestHeaders: (req, headers) => forwardHeaders(headers, {
         remoteAddress: req.raw.socket.remoteAddress ?? '',
         clientIp: req.ip,
         proto: req.protocol,
         host: req.host,
         requestId: req.id,
-        extra: target.headers
+        extra: target.headers,
+        strip: target.strip
       }) as Record<string, string>,
       rewriteHeaders: (headers) => {
         // Names the upstream lists in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
@@ -74,7 +80,7 @@ export default fp(async function httpProxyPlugin (fastify) {
         r.request.log.warn({ upstream: target.origin, code, err: e.message }, 'upstream request failed')
         fastify.metrics.upstreamError(target.origin, timedOut ? 'timeout' : 'refused')
         const out = timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
-        void r.code(out.statusCode ?? 502).send(out)
+        void r.code(out.statusCode ?? 502).send(errorBody(out))
       }
     })
   })

@@ -8,14 +8,28 @@ import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
 import type WebSocket from 'ws'
 import { checkHandshake, routeTarget } from './websocket-bridge.js'
-import { codes } from '../src/errors.js'
+import { codes, errorBody } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
+import { claimHeaders, queryWithout } from '../src/auth/token.js'
+import type { JwtClaims } from './auth.js'
 
 /** GET (and the HEAD Fastify derives from it) are registered with the WebSocket handler. */
 const OTHER_METHODS: HTTPMethods[] = ['DELETE', 'PATCH', 'POST', 'PUT', 'OPTIONS']
 
 export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
+  // Node's server.close() ends only the keep-alive sockets idle at that moment: a socket whose
+  // request is in flight would then hold close() (and the process) for keepAliveTimeout after the
+  // answer. While draining, answers say `Connection: close`, and sockets whose answer had already
+  // started are closed as soon as they are idle.
+  const state = fastify.gatewayState
+  fastify.addHook('onSend', async (_request, reply, payload) => {
+    if (state.draining && !reply.raw.headersSent) void reply.header('connection', 'close')
+    return payload
+  })
+  fastify.addHook('onResponse', async () => {
+    if (state.draining) setImmediate(() => fastify.server.closeIdleConnections())
+  })
   // One encapsulated scope: its body parser passes request bodies through as streams, which must
   // not apply to the admin or users' routes.
   await fastify.register(async function proxyScope (scope) {
@@ -26,7 +40,7 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
       else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
     }
   })
-}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge'] })
+}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth'] })
 
 function urls (prefix: string): string[] {
   return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
@@ -46,23 +60,52 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   const upstream = route.upstream!
   const bridge = scope.websocketBridge
   const state = scope.gatewayState
+  const { forwardClaims, queryParam } = scope.gatewayConfig.auth
+  const allowedOrigins = scope.gatewayConfig.websocket.allowedOrigins
+  // Client-sent headers named like forwarded claims are dropped on every route: no spoofing.
+  const strip = Object.values(forwardClaims)
+  const hasClaims = strip.length > 0
+  const tokenParam = route.auth === 'none' ? null : queryParam
+
+  /** Route headers plus headers from the verified claims. */
+  const extraHeaders = (request: FastifyRequest): Record<string, string> => {
+    const claims = (request as { user?: JwtClaims | null }).user
+    return hasClaims && claims != null ? { ...route.headers, ...claimHeaders(claims, forwardClaims) } : route.headers
+  }
+  /** The request URL as sent upstream: the gateway's token parameter is removed. */
+  const upstreamUrl = (request: FastifyRequest): string => {
+    if (tokenParam === null || !request.url.includes('?')) return request.url
+    const q = queryWithout(request.url, tokenParam)
+    return request.url.slice(0, request.url.indexOf('?')) + (q === '' ? '' : `?${q}`)
+  }
 
   const httpHandler: RouteHandlerMethod = function (request, reply) {
-    const t = routeTarget(route, upstream, pool.pick(), request.url)
+    const url = upstreamUrl(request)
+    const t = routeTarget(route, upstream, pool.pick(), url)
     const q = t.path.indexOf('?')
-    return scope.proxyHttp(request, reply, { origin: t.target, path: q === -1 ? t.path : t.path.slice(0, q), headers: route.headers })
+    return scope.proxyHttp(request, reply, {
+      origin: t.target,
+      path: q === -1 ? t.path : t.path.slice(0, q),
+      query: tokenParam === null ? undefined : (q === -1 ? '' : t.path.slice(q + 1)),
+      headers: extraHeaders(request),
+      strip
+    })
   }
   const upgradeRequired: RouteHandlerMethod = function (_request, reply) {
-    return reply.code(426).header('upgrade', 'websocket').header('connection', 'Upgrade').send(new codes.GW_ERR_UPGRADE_REQUIRED())
+    return reply.code(426).header('upgrade', 'websocket').header('connection', 'Upgrade').send(errorBody(new codes.GW_ERR_UPGRADE_REQUIRED()))
   }
+  // Handshake checks, then auth: all answered with a plain HTTP status before any upgrade.
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!request.ws) return
-    if (!route.websocket) { await reply.code(404).send(new codes.GW_ERR_NO_WEBSOCKET()); return }
-    checkHandshake(request, reply, state.draining)
+    if (request.ws) {
+      if (!route.websocket) { await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET())); return }
+      if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
+    }
+    if (route.auth !== 'none') await scope.checkAuth(request, reply, route.auth)
   }
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (!request.ws) return
-    await bridge.connect(request, reply, routeTarget(route, upstream, pool.pick(), request.url))
+    const t = routeTarget(route, upstream, pool.pick(), upstreamUrl(request))
+    await bridge.connect(request, reply, { ...t, headers: extraHeaders(request), strip })
   }
   const handler = route.http ? httpHandler : upgradeRequired
   const metrics = scope.metrics
@@ -81,6 +124,6 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       preHandler,
       ...(route.websocket ? { wsHandler: (socket: WebSocket, request: FastifyRequest) => bridge.attach(socket, request) } : {})
     })
-    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse })
+    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse, onRequest })
   }
 }

@@ -13,7 +13,9 @@ import { openUpstream } from '../src/bridge/upstream-handshake.js'
 import { forwardHeaders, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
 import { CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, REASON_GOING_AWAY, REASON_UPSTREAM_LOST } from '../src/close-codes.js'
-import { codes } from '../src/errors.js'
+import { codes, errorBody } from '../src/errors.js'
+import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
+import type { JwtClaims } from './auth.js'
 import type { RouteConfig, UpstreamConfig } from '../src/config/types.js'
 
 /** What the preHandler leaves on the raw request for the wsHandler. */
@@ -44,6 +46,8 @@ export interface BridgeTarget {
   route: string
   /** Headers to add (route headers, forwarded claims). */
   headers?: Record<string, string>
+  /** Client headers not to forward (forwarded-claim header names). */
+  strip?: readonly string[]
   /** Extra CA (PEM) for wss targets. */
   ca?: string
 }
@@ -75,6 +79,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   const sweeper = new HeartbeatSweeper({ pingInterval: cfg.pingInterval, pongTimeout: cfg.pongTimeout, idleTimeout: cfg.idleTimeout })
   const registry = fastify.connections
   const state = fastify.gatewayState
+  const closeOnExpiry = fastify.gatewayConfig.auth.closeOnExpiry
   let active = 0
   let activeZero: (() => void) | null = null
 
@@ -106,7 +111,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   async function connect (request: FastifyRequest, reply: FastifyReply, t: BridgeTarget): Promise<boolean> {
     const raw = request.raw
-    const offered = parseProtocols(request.headers['sec-websocket-protocol'])
+    const allOffered = parseProtocols(request.headers['sec-websocket-protocol'])
+    // A bearer.<jwt> offer carries the client's token: it is never sent upstream.
+    const bearer = allOffered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
+    const offered = bearer === undefined ? allOffered : allOffered.filter((p) => p !== bearer)
     const url = toWsUrl(t.target) + t.path
     const headers = forwardHeaders(request.headers, {
       remoteAddress: raw.socket.remoteAddress ?? '',
@@ -114,7 +122,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       proto: request.protocol,
       host: request.host,
       requestId: request.id,
-      extra: t.headers
+      extra: t.headers,
+      strip: t.strip
     }, skipForWs)
     const abort = new AbortController()
     const onGone = (): void => abort.abort()
@@ -128,17 +137,17 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       if (result.reason === 'aborted') { reply.hijack(); return false }
       if (result.reason !== 'protocol') fastify.metrics.upstreamError(upstreamUrl, result.reason)
       request.log.warn({ upstream: t.target, status: result.status, reason: result.reason, err: result.error?.message }, 'upstream handshake failed')
-      const err = result.reason === 'timeout'
-        ? new codes.GW_ERR_UPSTREAM_TIMEOUT()
-        : result.reason === 'rejected' ? Object.assign(new codes.GW_ERR_UPSTREAM_UNAVAILABLE(), { statusCode: result.status, message: 'upstream refused the WebSocket handshake' }) : result.status === 400 ? new codes.GW_ERR_BAD_HANDSHAKE(result.error?.message ?? 'bad subprotocol') : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
-      await reply.code(err.statusCode ?? 502).send(err)
+      await reply.code(result.status).send(errorBody(handshakeError(result.reason, result.status, result.error)))
       return false
     }
     const socket = result.socket
     // The client may vanish between this hook and the upgrade: never leave the upstream open.
     const onClientGone = (): void => { if ((raw as RawWithPending)[kPending] !== undefined) { delete (raw as RawWithPending)[kPending]; socket.terminate() } }
     raw.socket.once('close', onClientGone)
-    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol: socket.protocol, onClientGone }
+    // Browsers fail a handshake that offered subprotocols and got none back: when the only offer
+    // was the bearer token and the upstream picked none, answer with that offer.
+    const protocol = socket.protocol !== '' ? socket.protocol : bearer !== undefined && offered.length === 0 ? bearer : ''
+    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol, onClientGone }
     return true
   }
 
@@ -149,6 +158,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     if (pending === undefined) { client.close(1011, 'no upstream'); return }
     raw.socket.removeListener('close', pending.onClientGone)
     const up = pending.socket
+    const claims = (request as { user?: JwtClaims | null }).user
     if (up.readyState !== up.OPEN) {
       client.close(CLOSE_BAD_GATEWAY, REASON_UPSTREAM_LOST)
       return
@@ -158,10 +168,11 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       route: pending.route,
       path: request.url.split('?', 1)[0],
       clientIp: request.ip,
-      userId: null,
-      subprotocol: client.protocol === '' ? null : client.protocol,
+      userId: typeof claims?.sub === 'string' ? claims.sub : null,
+      subprotocol: client.protocol === '' || client.protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : client.protocol,
       upstream: pending.target,
-      instanceId: fastify.instanceId
+      instanceId: fastify.instanceId,
+      expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0
     }, { highWaterMark: cfg.highWaterMark, onEnd, onRtt })
     fastify.metrics.handshake(pending.route, 'ok', pending.ms / 1000)
     active++
@@ -200,10 +211,14 @@ function skipForWs (name: string): boolean {
   return name === 'host' || name.startsWith('sec-websocket-') || name === 'content-length'
 }
 
-function parseProtocols (h: string | string[] | undefined): string[] {
-  if (h === undefined) return []
-  const s = Array.isArray(h) ? h.join(',') : h
-  return s.split(',').map((p) => p.trim()).filter((p) => p !== '')
+/** The error a failed upstream handshake answers the client with (its status is `status`). */
+function handshakeError (reason: 'refused' | 'timeout' | 'rejected' | 'protocol', status: number, error?: Error): Error & { statusCode?: number } {
+  switch (reason) {
+    case 'timeout': return new codes.GW_ERR_UPSTREAM_TIMEOUT()
+    case 'rejected': return Object.assign(new codes.GW_ERR_UPSTREAM_REJECTED(status), { statusCode: status })
+    case 'protocol': if (status === 400) return new codes.GW_ERR_BAD_HANDSHAKE(error?.message ?? 'invalid subprotocol')
+  }
+  return new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
 }
 
 function toWsUrl (target: string): string {
@@ -211,17 +226,26 @@ function toWsUrl (target: string): string {
 }
 
 /**
- * Onrequest check for a WebSocket handshake on a bridge route: a malformed handshake gets 400
- * before any upstream is contacted; a draining gateway answers 503.
+ * onRequest check for a WebSocket handshake on a bridge route: a draining gateway answers 503, a
+ * disallowed Origin 403, a malformed handshake 400; all before any upstream is contacted.
  */
-export function checkHandshake (request: FastifyRequest, reply: FastifyReply, draining: boolean): boolean {
-  if (draining) { void reply.code(503).send(new codes.GW_ERR_DRAINING()); return false }
+export function checkHandshake (request: FastifyRequest, reply: FastifyReply, draining: boolean, allowedOrigins: readonly string[] = []): boolean {
+  if (draining) { void reply.code(503).send(errorBody(new codes.GW_ERR_DRAINING())); return false }
+  // Browsers send cookies with cross-site WebSocket handshakes; an Origin allow-list stops
+  // cross-site WebSocket hijacking of cookie-authenticated sockets.
+  if (allowedOrigins.length > 0) {
+    const origin = request.headers.origin?.toLowerCase()
+    if (origin === undefined || !allowedOrigins.some((o) => o.toLowerCase() === origin)) {
+      void reply.code(403).send(errorBody(new codes.GW_ERR_ORIGIN_FORBIDDEN()))
+      return false
+    }
+  }
   const key = request.headers['sec-websocket-key']
   const version = request.headers['sec-websocket-version']
-  if (request.method !== 'GET') { void reply.code(400).send(new codes.GW_ERR_BAD_HANDSHAKE('method must be GET')); return false }
-  if (typeof key !== 'string' || !WS_KEY_RE.test(key.trim())) { void reply.code(400).send(new codes.GW_ERR_BAD_HANDSHAKE('missing or invalid Sec-WebSocket-Key')); return false }
+  if (request.method !== 'GET') { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('method must be GET'))); return false }
+  if (typeof key !== 'string' || !WS_KEY_RE.test(key.trim())) { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('missing or invalid Sec-WebSocket-Key'))); return false }
   if (version !== '13' && version !== '8') {
-    void reply.code(400).header('sec-websocket-version', '13, 8').send(new codes.GW_ERR_BAD_HANDSHAKE('unsupported Sec-WebSocket-Version'))
+    void reply.code(400).header('sec-websocket-version', '13, 8').send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('unsupported Sec-WebSocket-Version')))
     return false
   }
   return true

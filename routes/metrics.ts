@@ -4,13 +4,13 @@
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { bearerMatches } from '../src/admin-auth.js'
-import { codes } from '../src/errors.js'
+import { codes, errorBody } from '../src/errors.js'
 
 const metricsRoute: FastifyPluginAsync = async (fastify) => {
   const { metrics: metricsCfg, admin } = fastify.gatewayConfig
   fastify.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (request, reply) => {
     if (metricsCfg.protected && (admin.token === undefined || !bearerMatches(request.headers.authorization, admin.token))) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send(new codes.GW_ERR_ADMIN_UNAUTHORIZED())
+      return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(new codes.GW_ERR_ADMIN_UNAUTHORIZED()))
     }
     const body = await fastify.metrics.text()
     return reply.type(fastify.metrics.contentType).send(body)

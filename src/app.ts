@@ -6,6 +6,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import { randomUUID } from 'node:crypto'
 import { ensureResolved, gatewayPlugin } from './plugin.js'
 import { loggerOptions } from './logger.js'
+import { codes, errorBody } from './errors.js'
 import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
 
@@ -34,6 +35,11 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     forceCloseConnections: 'idle',
     ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})
   } as FastifyServerOptions)
+  // Fastify's default 404 logs and echoes the full URL, query included: it could carry a token.
+  app.setNotFoundHandler((request, reply) => {
+    const path = request.url.split('?', 1)[0]
+    void reply.code(404).send(errorBody(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`)))
+  })
   await app.register(gatewayPlugin, { config: resolved })
   return app
 }

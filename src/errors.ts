@@ -8,12 +8,16 @@ import createError from '@fastify/error'
 export const codes = {
   GW_ERR_CONFIG: createError('GW_ERR_CONFIG', '%s', 500),
   GW_ERR_UPSTREAM_UNAVAILABLE: createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream unavailable', 502),
-  GW_ERR_UPSTREAM_BAD_RESPONSE: createError('GW_ERR_UPSTREAM_BAD_RESPONSE', 'upstream sent an invalid response', 502),
+  GW_ERR_UPSTREAM_REJECTED: createError('GW_ERR_UPSTREAM_REJECTED', 'upstream refused the WebSocket handshake with status %s', 502),
   GW_ERR_UPSTREAM_TIMEOUT: createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504),
   GW_ERR_UPGRADE_REQUIRED: createError('GW_ERR_UPGRADE_REQUIRED', 'this route only accepts WebSocket connections', 426),
   GW_ERR_BAD_HANDSHAKE: createError('GW_ERR_BAD_HANDSHAKE', 'invalid WebSocket handshake: %s', 400),
   GW_ERR_NO_WEBSOCKET: createError('GW_ERR_NO_WEBSOCKET', 'this route does not accept WebSocket connections', 404),
+  GW_ERR_NOT_FOUND: createError('GW_ERR_NOT_FOUND', 'Route %s not found', 404),
   GW_ERR_DRAINING: createError('GW_ERR_DRAINING', 'gateway is shutting down', 503),
+  GW_ERR_AUTH_REQUIRED: createError('GW_ERR_AUTH_REQUIRED', 'a bearer token is required', 401),
+  GW_ERR_AUTH_INVALID: createError('GW_ERR_AUTH_INVALID', 'invalid token: %s', 401),
+  GW_ERR_ORIGIN_FORBIDDEN: createError('GW_ERR_ORIGIN_FORBIDDEN', 'origin not allowed', 403),
   GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
   GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
   GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400)
@@ -28,4 +32,15 @@ export class ConfigError extends Error {
     super(path === '' ? detail : `${path}: ${detail}`)
     this.name = 'ConfigError'
   }
+}
+
+/** The JSON body of an error reply, without the stack (expected 4xx/5xx answers are not crashes). */
+export function errorBody (err: Error & { code?: string, statusCode?: number }): { statusCode: number, code: string, error: string, message: string } {
+  const statusCode = err.statusCode ?? 500
+  return { statusCode, code: err.code ?? 'GW_ERR_INTERNAL', error: STATUS_TEXT[statusCode] ?? 'Error', message: err.message }
+}
+
+const STATUS_TEXT: Record<number, string> = {
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required',
+  429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'
 }

@@ -14,6 +14,7 @@ import websocketBridgePlugin from '../plugins/websocket-bridge.js'
 import httpProxyPlugin from '../plugins/http-proxy.js'
 import proxyRoutesPlugin from '../plugins/proxy-routes.js'
 import metricsPlugin from '../plugins/metrics.js'
+import authPlugin from '../plugins/auth.js'
 import adminPlugin from '../plugins/admin.js'
 import { resolveConfig } from './config/resolve.js'
 import { assertSupported } from './config/supported.js'
@@ -49,6 +50,7 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   await fastify.register(configPlugin, { config })
   await fastify.register(registryPlugin)
   await fastify.register(metricsPlugin)
+  await fastify.register(authPlugin)
   await fastify.register(websocketBridgePlugin)
   await fastify.register(httpProxyPlugin)
   await fastify.register(proxyRoutesPlugin)

@@ -90,6 +90,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
 
   const topLimit = cfg.rateLimit === undefined ? null : resolveRateLimit(cfg.rateLimit)
   const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, topLimit, abs))
+  if (cfg.auth?.jwt === undefined) {
+    const r = routes.find((x) => x.auth !== 'none')
+    if (r !== undefined) throw new ConfigError(`routes[${r.index}].auth`, `"${r.auth}" needs auth.jwt (a secret, publicKey or jwksUrl; or JWT_SECRET / JWT_PUBLIC_KEY)`)
+  }
   const seen = new Map<string, number>()
   for (const r of routes) {
     const prev = seen.get(r.prefix)
@@ -149,13 +153,22 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     out.server.tls = { cert: readText(certPath, 'server.tls.cert'), key: readText(keyPath, 'server.tls.key'), certPath, keyPath }
   }
   if (jwt !== undefined) {
-    if (jwt.secret === undefined && jwt.publicKey === undefined) {
-      throw new ConfigError('auth.jwt', 'needs a secret or a publicKey')
-    }
+    const keys = [jwt.secret, jwt.publicKey, jwt.jwksUrl].filter((k) => k !== undefined).length
+    if (keys === 0) throw new ConfigError('auth.jwt', 'needs a secret, a publicKey or a jwksUrl')
+    if (keys > 1) throw new ConfigError('auth.jwt', 'use only one of secret, publicKey and jwksUrl')
+    const algorithms = jwt.algorithms ?? (jwt.secret !== undefined ? D.DEFAULT_JWT_ALGORITHMS_SECRET : ['RS256'])
+    algorithms.forEach((alg, i) => {
+      const path = `auth.jwt.algorithms[${i}]`
+      if (!JWT_ALGORITHMS.includes(alg)) throw new ConfigError(path, `unknown algorithm "${alg}" (one of ${JWT_ALGORITHMS.join(', ')})`)
+      // An HMAC algorithm next to a public key is the classic algorithm-confusion hole.
+      if (jwt.secret !== undefined && !alg.startsWith('HS')) throw new ConfigError(path, `"${alg}" needs a publicKey or jwksUrl, not a secret`)
+      if (jwt.secret === undefined && alg.startsWith('HS')) throw new ConfigError(path, `"${alg}" needs a secret`)
+    })
     out.auth.jwt = {
       secret: jwt.secret,
       publicKey: jwt.publicKey === undefined ? undefined : pemOrFile(jwt.publicKey, 'auth.jwt.publicKey', abs),
-      algorithms: jwt.algorithms ?? (jwt.secret !== undefined ? D.DEFAULT_JWT_ALGORITHMS_SECRET : ['RS256']),
+      jwksUrl: jwt.jwksUrl,
+      algorithms,
       issuer: jwt.issuer,
       audience: jwt.audience,
       clockToleranceSec: jwt.clockToleranceSec ?? 0
@@ -166,6 +179,8 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
   }
   return out
 }
+
+const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
 
 function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p: string) => string): UpstreamConfig {
   const targets = u.targets.map((t, i) => normaliseTarget(t, `${path}.targets[${i}]`))

@@ -77,6 +77,7 @@ export const ConfigSchema = Closed({
     jwt: Opt(Closed({
       secret: Opt(Type.String({ minLength: 1 })),
       publicKey: Opt(Type.String({ minLength: 1 })),
+      jwksUrl: Opt(Type.String({ pattern: '^https?://', description: 'URL' })),
       algorithms: Opt(Type.Array(Type.String(), { minItems: 1 })),
       issuer: Opt(Type.String()),
       audience: Opt(Type.String()),

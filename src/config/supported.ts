@@ -10,9 +10,6 @@ import type { GatewayConfig } from './types.js'
 /** @throws ConfigError naming the first configured feature that is not implemented. */
 export function assertSupported (config: GatewayConfig): void {
   const no = (path: string, what: string): never => { throw new ConfigError(path, `${what} is not supported by this version of tollgate yet`) }
-  for (const r of config.routes) {
-    if (r.auth !== 'none') no(`routes[${r.index}].auth`, 'JWT auth')
-  }
   if (config.rateLimit !== null || config.routes.some((r) => r.rateLimit !== null)) no('rateLimit', 'rate limiting')
   if (config.redis !== undefined) no('redis', 'cluster mode (Redis)')
   if (config.server.reloadDrain !== 0) no('server.reloadDrain', 'hot reload')

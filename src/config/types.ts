@@ -47,6 +47,8 @@ export interface RouteConfig {
 export interface JwtConfig {
   secret?: string
   publicKey?: string
+  /** JWKS endpoint; keys are chosen by the token's kid and cached. */
+  jwksUrl?: string
   algorithms: string[]
   issuer?: string
   audience?: string

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict'
 import { createServer } from 'node:net'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
-import { connect, closed, collect, HandshakeError } from '../helpers/ws.js'
+import { connect, closed, collect, type HandshakeError } from '../helpers/ws.js'
 
 /** A port with nothing listening. */
 async function deadPort (): Promise<number> {

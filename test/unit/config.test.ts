@@ -170,6 +170,7 @@ describe('defaults', () => {
     assert.deepEqual(resolveConfig({ auth: { jwt: { secret: 's3cret' } } }).auth.jwt, {
       secret: 's3cret',
       publicKey: undefined,
+      jwksUrl: undefined,
       algorithms: D.DEFAULT_JWT_ALGORITHMS_SECRET,
       issuer: undefined,
       audience: undefined,
@@ -182,7 +183,7 @@ describe('defaults', () => {
       auth: { jwt: { secret: 's', algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5 } }
     }).auth.jwt
     assert.deepEqual(full, {
-      secret: 's', publicKey: undefined, algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5
+      secret: 's', publicKey: undefined, jwksUrl: undefined, algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5
     })
   })
 
@@ -436,8 +437,8 @@ describe('validation: every failure names its key path', () => {
   })
 
   test('jwt without a secret or a public key', () => {
-    throwsConfig(() => resolveConfig({ auth: { jwt: {} } }), 'auth.jwt', 'auth.jwt: needs a secret or a publicKey')
-    throwsConfig(() => resolveConfig({ auth: { jwt: { algorithms: ['HS256'], issuer: 'i' } } }), 'auth.jwt', 'auth.jwt: needs a secret or a publicKey')
+    throwsConfig(() => resolveConfig({ auth: { jwt: {} } }), 'auth.jwt', 'auth.jwt: needs a secret, a publicKey or a jwksUrl')
+    throwsConfig(() => resolveConfig({ auth: { jwt: { algorithms: ['HS256'], issuer: 'i' } } }), 'auth.jwt', 'auth.jwt: needs a secret, a publicKey or a jwksUrl')
   })
 
   test('jwt public key: a missing file names auth.jwt.publicKey', async (t) => {
@@ -559,7 +560,7 @@ describe('routes', () => {
   })
 
   test('headers are lower-cased; auth is kept', () => {
-    const cfg = resolveConfig({ ...base(), routes: [{ prefix: '/chat', upstream: 'chat', auth: 'required', headers: { 'X-Extra': 'V', 'x-b': 'b' } }] })
+    const cfg = resolveConfig({ ...base(), auth: { jwt: { secret: 's' } }, routes: [{ prefix: '/chat', upstream: 'chat', auth: 'required', headers: { 'X-Extra': 'V', 'x-b': 'b' } }] })
     assert.deepEqual(cfg.routes[0].headers, { 'x-extra': 'V', 'x-b': 'b' })
     assert.equal(cfg.routes[0].auth, 'required')
   })

@@ -1,0 +1,114 @@
+/**
+ * Where a JWT can come from on a request, and how to remove it from what goes upstream.
+ * Browsers cannot set headers on a WebSocket, hence the query, cookie and subprotocol sources.
+ */
+import type { IncomingHttpHeaders } from 'node:http'
+import type { TokenSource } from '../config/types.js'
+
+export const BEARER_PROTOCOL_PREFIX = 'bearer.'
+
+export interface FoundToken {
+  token: string
+  source: TokenSource
+}
+
+export interface TokenLookup {
+  sources: readonly TokenSource[]
+  queryParam: string
+  cookieName: string
+}
+
+/** Reads the first token found in `sources` order; undefined when none is present. */
+export function findToken (headers: IncomingHttpHeaders, url: string, isWebSocket: boolean, o: TokenLookup): FoundToken | undefined {
+  for (const source of o.sources) {
+    let token: string | undefined
+    switch (source) {
+      case 'header': {
+        const h = headers.authorization
+        if (h !== undefined) {
+          const m = /^Bearer\s+(\S+)\s*$/i.exec(h)
+          if (m !== null) token = m[1]
+        }
+        break
+      }
+      case 'query':
+        token = queryValue(url, o.queryParam)
+        break
+      case 'cookie':
+        token = cookieValue(headers.cookie, o.cookieName)
+        break
+      case 'protocol':
+        if (isWebSocket) token = bearerProtocol(headers['sec-websocket-protocol'])?.slice(BEARER_PROTOCOL_PREFIX.length)
+        break
+    }
+    if (token !== undefined && token !== '') return { token, source }
+  }
+  return undefined
+}
+
+/** The value of query parameter `name` in a request URL, decoded. */
+export function queryValue (url: string, name: string): string | undefined {
+  const q = url.indexOf('?')
+  if (q === -1) return undefined
+  for (const pair of url.slice(q + 1).split('&')) {
+    const eq = pair.indexOf('=')
+    const k = safeDecode(eq === -1 ? pair : pair.slice(0, eq))
+    if (k === name) return eq === -1 ? '' : safeDecode(pair.slice(eq + 1))
+  }
+  return undefined
+}
+
+/** The query string (without "?") minus every `name` parameter; other parameters stay byte for byte. */
+export function queryWithout (url: string, name: string): string {
+  const q = url.indexOf('?')
+  if (q === -1) return ''
+  return url.slice(q + 1).split('&').filter((pair) => {
+    if (pair === '') return false
+    const eq = pair.indexOf('=')
+    return safeDecode(eq === -1 ? pair : pair.slice(0, eq)) !== name
+  }).join('&')
+}
+
+export function cookieValue (header: string | undefined, name: string): string | undefined {
+  if (header === undefined) return undefined
+  for (const part of header.split(';')) {
+    const eq = part.indexOf('=')
+    if (eq === -1) continue
+    if (part.slice(0, eq).trim() === name) {
+      let v = part.slice(eq + 1).trim()
+      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
+      return safeDecode(v)
+    }
+  }
+  return undefined
+}
+
+/** Splits a Sec-WebSocket-Protocol header into its offers. */
+export function parseProtocols (h: string | string[] | undefined): string[] {
+  if (h === undefined) return []
+  const s = Array.isArray(h) ? h.join(',') : h
+  return s.split(',').map((p) => p.trim()).filter((p) => p !== '')
+}
+
+/** The `bearer.<jwt>` offer, if the client made one. */
+export function bearerProtocol (h: string | string[] | undefined): string | undefined {
+  return parseProtocols(h).find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
+}
+
+function safeDecode (s: string): string {
+  try { return decodeURIComponent(s.replace(/\+/g, ' ')) } catch { return s }
+}
+
+/** Header values for `forwardClaims` (claim -> header) from verified claims. */
+export function claimHeaders (claims: Record<string, unknown> | null | undefined, forward: Record<string, string>): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (claims == null) return out
+  for (const [claim, header] of Object.entries(forward)) {
+    const v = claims[claim]
+    if (v === undefined || v === null) continue
+    const text = typeof v === 'string' ? v : typeof v === 'number' || typeof v === 'boolean' ? String(v) : JSON.stringify(v)
+    // Header values must be visible ASCII; anything else is percent-encoded rather than dropped.
+    out[header] = /^[\x20-\x7e]*$/.test(text) ? text : encodeURIComponent(text)
+  }
+  return out
+}
