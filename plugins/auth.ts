@@ -32,6 +32,8 @@ declare module 'fastify' {
     authenticate (request: FastifyRequest, reply: FastifyReply): Promise<void>
     /** onRequest hook: a valid JWT is used when present; none is fine; an invalid one is 401. */
     authenticateOptional (request: FastifyRequest, reply: FastifyReply): Promise<void>
+    /** Verifies a token if one is present (for keyBy user on routes without auth); never answers. */
+    identify (request: FastifyRequest): Promise<void>
     /** Runs the check for `mode`; returns false when it already answered 401. */
     checkAuth (request: FastifyRequest, reply: FastifyReply, mode: AuthMode): Promise<boolean>
   }
@@ -116,6 +118,18 @@ export default fp(async function authPlugin (fastify) {
   }
 
   fastify.decorate('checkAuth', checkAuth)
+  fastify.decorate('identify', async (request: FastifyRequest) => {
+    if (jwt === undefined) return
+    const found = findToken(request.headers, request.url, request.ws, lookup)
+    if (found === undefined) return
+    ;(request as WithToken)[kToken] = found.token
+    try {
+      await request.jwtVerify()
+      request.tokenSource = found.source
+    } catch {
+      // Not an auth route: an invalid token only means the request is keyed by IP.
+    }
+  })
   fastify.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => { await checkAuth(request, reply, 'required') })
   fastify.decorate('authenticateOptional', async (request: FastifyRequest, reply: FastifyReply) => { await checkAuth(request, reply, 'optional') })
 }, { name: 'tollgate-auth', fastify: '5.x', dependencies: ['tollgate-config'] })

@@ -28,6 +28,10 @@ export default fp<ConfigPluginOptions>(async function configPlugin (fastify, opt
   const upstreams = [...Object.values(config.upstreams), ...config.routes.flatMap((r) => r.upstream === null ? [] : [r.upstream])]
   fastify.decorate('gatewayConfig', config)
   fastify.decorate('instanceId', `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`)
-  fastify.decorate('upstreamPools', buildPools(upstreams))
+  const pools = buildPools(upstreams, { log: fastify.log })
+  fastify.decorate('upstreamPools', pools)
+  // Active health checks run while the gateway is up.
+  fastify.addHook('onReady', async () => { for (const p of pools.values()) p.start() })
+  fastify.addHook('onClose', async () => { for (const p of pools.values()) p.stop() })
   fastify.decorate('gatewayState', { draining: false })
 }, { name: 'tollgate-config', fastify: '5.x' })

@@ -21,6 +21,11 @@ export interface HttpTarget {
   headers?: Record<string, string>
   /** Client headers not to forward (e.g. forwarded-claim header names). */
   strip?: readonly string[]
+  /**
+   * Told of a failure to reach the upstream (`connect`: nothing was sent, safe to retry). Return
+   * true when it took over the reply (a retry on another target); else the client gets 502/504.
+   */
+  onUpstreamError?: (kind: 'timeout' | 'refused', connect: boolean) => boolean
 }
 
 declare module 'fastify' {
@@ -30,6 +35,8 @@ declare module 'fastify' {
   }
 }
 
+/** Failures to connect at all: the request never reached the upstream. */
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'UND_ERR_CONNECT_TIMEOUT', 'ENOTFOUND', 'EHOSTUNREACH', 'ENETUNREACH', 'EAI_AGAIN'])
 const TIMEOUT_CODES = new Set(['UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CONNECT_TIMEOUT', 'FST_REPLY_FROM_GATEWAY_TIMEOUT', 'ETIMEDOUT'])
 
 export default fp(async function httpProxyPlugin (fastify) {
@@ -79,6 +86,7 @@ export default fp(async function httpProxyPlugin (fastify) {
         const timedOut = TIMEOUT_CODES.has(code) || e.statusCode === 504
         r.request.log.warn({ upstream: target.origin, code, err: e.message }, 'upstream request failed')
         fastify.metrics.upstreamError(target.origin, timedOut ? 'timeout' : 'refused')
+        if (target.onUpstreamError?.(timedOut ? 'timeout' : 'refused', CONNECT_CODES.has(code)) === true) return
         const out = timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
         void r.code(out.statusCode ?? 502).send(errorBody(out))
       }

@@ -7,7 +7,7 @@ import fp from 'fastify-plugin'
 import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
 import type WebSocket from 'ws'
-import { checkHandshake, routeTarget } from './websocket-bridge.js'
+import { checkHandshake, routeTarget, type BridgeTarget } from './websocket-bridge.js'
 import { codes, errorBody } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
@@ -40,7 +40,13 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
       else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
     }
   })
-}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth'] })
+}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit'] })
+
+/** Whether the request carries a body (which a retry could not replay). */
+function hasBody (request: FastifyRequest): boolean {
+  const len = request.headers['content-length']
+  return request.headers['transfer-encoding'] !== undefined || (len !== undefined && len !== '0')
+}
 
 function urls (prefix: string): string[] {
   return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
@@ -49,7 +55,10 @@ function urls (prefix: string): string[] {
 async function registerStatic (scope: FastifyInstance, route: RouteConfig): Promise<void> {
   await scope.register(fastifyStatic, {
     root: route.static!,
-    prefix: route.prefix === '/' ? '/' : `${route.prefix}/`,
+    // Without the trailing slash: @fastify/static then serves `${prefix}/*` and, with `redirect`,
+    // answers the bare prefix with a 301 to the folder (as nginx does); given `/static/` it would
+    // register no redirect and `/static` would be a 404.
+    prefix: route.prefix,
     decorateReply: false,
     redirect: true,
     wildcard: true
@@ -79,33 +88,83 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     return request.url.slice(0, request.url.indexOf('?')) + (q === '' ? '' : `?${q}`)
   }
 
-  const httpHandler: RouteHandlerMethod = function (request, reply) {
+  const limits = scope.routeLimits(route.rateLimit)
+  /** A target for this request (balancer, health), or null when none is available. */
+  const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick({
+    ip: request.ip,
+    userId: ((request as { user?: JwtClaims | null }).user?.sub as string | undefined) ?? null,
+    headers: request.headers
+  }, exclude)
+
+  /** Proxies to `target`; a target that cannot be reached costs one retry on another one. */
+  const forward = (request: FastifyRequest, reply: FastifyReply, target: string, retry: boolean): FastifyReply => {
     const url = upstreamUrl(request)
-    const t = routeTarget(route, upstream, pool.pick(), url)
+    const t = routeTarget(route, upstream, target, url)
     const q = t.path.indexOf('?')
+    let failed = false
+    pool.requestStarted(target)
+    reply.raw.once('close', () => {
+      pool.requestFinished(target)
+      if (!failed) pool.markSuccess(target)
+    })
     return scope.proxyHttp(request, reply, {
       origin: t.target,
       path: q === -1 ? t.path : t.path.slice(0, q),
       query: tokenParam === null ? undefined : (q === -1 ? '' : t.path.slice(q + 1)),
       headers: extraHeaders(request),
-      strip
+      strip,
+      onUpstreamError: (kind, connect) => {
+        failed = true
+        // Passive health counts failures to connect, not slow or failing answers.
+        if (!connect) return false
+        pool.markFailure(target, kind)
+        // Only a request without a body is replayed: a streamed body may be partly consumed.
+        if (!retry || hasBody(request)) return false
+        const next = pick(request, new Set([target]))
+        if (next === null) return false
+        request.log.info({ failed: target, next }, 'retrying the request on another target')
+        forward(request, reply, next, false)
+        return true
+      }
     })
+  }
+  const httpHandler: RouteHandlerMethod = function (request, reply) {
+    const target = pick(request)
+    if (target === null) return reply.code(502).send(errorBody(new codes.GW_ERR_NO_TARGET()))
+    return forward(request, reply, target, true)
   }
   const upgradeRequired: RouteHandlerMethod = function (_request, reply) {
     return reply.code(426).header('upgrade', 'websocket').header('connection', 'Upgrade').send(errorBody(new codes.GW_ERR_UPGRADE_REQUIRED()))
   }
-  // Handshake checks, then auth: all answered with a plain HTTP status before any upgrade.
+  const keyByUser = route.rateLimit?.keyBy === 'user'
+  // Handshake checks, then auth, then limits: all answered with a plain HTTP status before any upgrade.
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (request.ws) {
       if (!route.websocket) { await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET())); return }
       if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
     }
-    if (route.auth !== 'none') await scope.checkAuth(request, reply, route.auth)
+    if (route.auth !== 'none') {
+      if (!await scope.checkAuth(request, reply, route.auth)) return
+    } else if (keyByUser) {
+      await scope.identify(request)
+    }
+    if (limits !== null) {
+      if (request.ws) await limits.handshake(request, reply)
+      else await limits.http(request, reply)
+    }
   }
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (!request.ws) return
-    const t = routeTarget(route, upstream, pool.pick(), upstreamUrl(request))
-    await bridge.connect(request, reply, { ...t, headers: extraHeaders(request), strip })
+    const target = pick(request)
+    if (target === null) { await reply.code(502).send(errorBody(new codes.GW_ERR_NO_TARGET())); return }
+    const url = upstreamUrl(request)
+    const headers = extraHeaders(request)
+    const bridgeTarget = (target: string): BridgeTarget => ({ ...routeTarget(route, upstream, target, url), headers, strip, messageLimit: limits?.messages, pool, retarget })
+    const retarget = (failed: ReadonlySet<string>): BridgeTarget | null => {
+      const next = pick(request, failed)
+      return next === null ? null : { ...bridgeTarget(next), retarget: undefined }
+    }
+    await bridge.connect(request, reply, bridgeTarget(target))
   }
   const handler = route.http ? httpHandler : upgradeRequired
   const metrics = scope.metrics

@@ -6,13 +6,15 @@
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { IncomingMessage } from 'node:http'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
-import { openUpstream } from '../src/bridge/upstream-handshake.js'
+import { openUpstream, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
+import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
-import { CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, REASON_GOING_AWAY, REASON_UPSTREAM_LOST } from '../src/close-codes.js'
+import { CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_LOST, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes, errorBody } from '../src/errors.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
@@ -25,6 +27,8 @@ interface PendingUpstream {
   target: string
   /** Upstream handshake time in ms. */
   ms: number
+  messageLimit?: { rate: number, burst: number }
+  pool?: UpstreamPool
   route: string
   /** The subprotocol to answer the client with ('' = none). */
   protocol: string
@@ -48,8 +52,14 @@ export interface BridgeTarget {
   headers?: Record<string, string>
   /** Client headers not to forward (forwarded-claim header names). */
   strip?: readonly string[]
+  /** Client -> upstream message rate limit for this connection. */
+  messageLimit?: { rate: number, burst: number }
   /** Extra CA (PEM) for wss targets. */
   ca?: string
+  /** The pool `upstream` belongs to: told of failures, successes and open connections. */
+  pool?: UpstreamPool
+  /** Another target after `failed` refused or timed out (one retry), or null when none is left. */
+  retarget?: (failed: ReadonlySet<string>) => BridgeTarget | null
 }
 
 declare module 'fastify' {
@@ -80,8 +90,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   const registry = fastify.connections
   const state = fastify.gatewayState
   const closeOnExpiry = fastify.gatewayConfig.auth.closeOnExpiry
+  /** Bridged connections not yet fully closed. */
   let active = 0
-  let activeZero: (() => void) | null = null
+  /** Handshakes between the upstream attempt and the client's upgrade. */
+  let inflight = 0
+  let idle: (() => void) | null = null
+  const settled = (): void => { if (active === 0 && inflight === 0 && idle !== null) { idle(); idle = null } }
 
   await fastify.register(websocket, {
     options: {
@@ -94,60 +108,135 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     preClose: async function () { await drain() }
   })
 
+  /** The pool each bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
+  const poolOf = new WeakMap<Bridge, UpstreamPool>()
+  for (const pool of fastify.upstreamPools.values()) {
+    if (!pool.config.closeOnUnhealthy) continue
+    // Clients of a target that turned unhealthy reconnect elsewhere (1012: service restart).
+    pool.onUnhealthy((target) => {
+      let n = 0
+      for (const b of registry.values()) {
+        if (b.info.upstream === target && poolOf.get(b) === pool) { b.close(CLOSE_SERVICE_RESTART, REASON_UPSTREAM_UNHEALTHY); n++ }
+      }
+      if (n > 0) fastify.log.warn({ upstream: target, closed: n }, 'closed connections of an unhealthy target')
+    })
+  }
+
+  // Some answers to an upgrade request are written without running any hook (503 while Fastify
+  // closes, 400 for a malformed URL), so @fastify/websocket never ends those sockets: end them
+  // once the answer is written. A successful upgrade hijacks the response, which never finishes.
+  fastify.server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+    const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
+    if (res === undefined || res === null) return
+    if (res.writableFinished) socket.destroySoon()
+    else res.once('finish', () => socket.destroySoon())
+  })
+
   async function drain (): Promise<void> {
     state.draining = true
-    if (active === 0) return
-    const done = new Promise<void>((resolve) => { activeZero = resolve })
+    if (active === 0 && inflight === 0) { sweeper.stop(); return }
+    // Handshakes still in progress are answered 503 or closed with 1001 as they complete.
+    const done = new Promise<void>((resolve) => { idle = resolve })
     for (const b of registry.values()) b.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), fastify.gatewayConfig.server.drainTimeout) })
     if (await Promise.race([done.then(() => false), timedOut])) {
-      fastify.log.warn({ open: active }, 'drain timeout: terminating remaining WebSocket connections')
+      fastify.log.warn({ open: active, handshakes: inflight }, 'drain timeout: terminating remaining WebSocket connections')
       for (const b of registry.values()) b.terminate()
     }
     clearTimeout(timer)
     sweeper.stop()
   }
 
-  async function connect (request: FastifyRequest, reply: FastifyReply, t: BridgeTarget): Promise<boolean> {
+  async function connect (request: FastifyRequest, reply: FastifyReply, first: BridgeTarget): Promise<boolean> {
     const raw = request.raw
     const allOffered = parseProtocols(request.headers['sec-websocket-protocol'])
     // A bearer.<jwt> offer carries the client's token: it is never sent upstream.
     const bearer = allOffered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
     const offered = bearer === undefined ? allOffered : allOffered.filter((p) => p !== bearer)
-    const url = toWsUrl(t.target) + t.path
     const headers = forwardHeaders(request.headers, {
       remoteAddress: raw.socket.remoteAddress ?? '',
       clientIp: request.ip,
       proto: request.protocol,
       host: request.host,
       requestId: request.id,
-      extra: t.headers,
-      strip: t.strip
+      extra: first.headers,
+      strip: first.strip
     }, skipForWs)
     const abort = new AbortController()
+    const sock = raw.socket
     const onGone = (): void => abort.abort()
-    raw.socket.once('close', onGone)
-    const result = await openUpstream({
-      url, headers, protocols: offered, connectTimeout: cfg.connectTimeout, maxPayload: cfg.maxPayload, ca: t.ca, signal: abort.signal
-    })
-    raw.socket.removeListener('close', onGone)
+    // The client socket is not read until the upgrade, so a client that hangs up would go
+    // unnoticed until the connect timeout: read it meanwhile (a client may not send frames
+    // before its 101, so anything read is kept and put back), and watch for its end.
+    const early: Buffer[] = []
+    const onData = (chunk: Buffer): void => { early.push(chunk) }
+    sock.on('data', onData)
+    sock.once('end', onGone)
+    sock.once('close', onGone)
+    inflight++
+
+    const attempt = async (target: BridgeTarget): Promise<HandshakeResult> => {
+      const r = await openUpstream({
+        url: toWsUrl(target.target) + target.path, headers, protocols: offered, connectTimeout: cfg.connectTimeout, maxPayload: cfg.maxPayload, ca: target.ca, signal: abort.signal
+      })
+      const id = target.upstream ?? target.target
+      if (r.ok) target.pool?.markSuccess(id)
+      else if (r.reason === 'refused' || r.reason === 'timeout') {
+        target.pool?.markFailure(id, r.error?.message ?? r.reason)
+        fastify.metrics.upstreamError(id, r.reason)
+      } else if (r.reason === 'rejected') fastify.metrics.upstreamError(id, r.reason)
+      return r
+    }
+
+    let t = first
+    let result = await attempt(t)
+    // A target that refuses or times out costs the client one retry on another target, not an
+    // error: nothing has been sent to the client yet.
+    if (!result.ok && (result.reason === 'refused' || result.reason === 'timeout') && t.retarget !== undefined) {
+      const next = t.retarget(new Set([t.upstream ?? t.target]))
+      if (next !== null) {
+        request.log.info({ failed: t.upstream ?? t.target, next: next.upstream ?? next.target }, 'retrying the handshake on another target')
+        t = next
+        result = await attempt(t)
+      }
+    }
+    sock.removeListener('data', onData)
+    sock.removeListener('end', onGone)
+    sock.removeListener('close', onGone)
+    sock.pause()
+    if (early.length > 0) sock.unshift(Buffer.concat(early))
+
     const upstreamUrl = t.upstream ?? t.target
+    if (result.ok && state.draining) {
+      result.socket.terminate()
+      inflight--
+      settled()
+      await reply.code(503).send(errorBody(new codes.GW_ERR_DRAINING()))
+      return false
+    }
     if (!result.ok) {
-      if (result.reason === 'aborted') { reply.hijack(); return false }
-      if (result.reason !== 'protocol') fastify.metrics.upstreamError(upstreamUrl, result.reason)
-      request.log.warn({ upstream: t.target, status: result.status, reason: result.reason, err: result.error?.message }, 'upstream handshake failed')
+      inflight--
+      settled()
+      if (result.reason === 'aborted') { reply.hijack(); sock.destroy(); return false }
+      request.log.warn({ upstream: upstreamUrl, status: result.status, reason: result.reason, err: result.error?.message }, 'upstream handshake failed')
       await reply.code(result.status).send(errorBody(handshakeError(result.reason, result.status, result.error)))
       return false
     }
     const socket = result.socket
     // The client may vanish between this hook and the upgrade: never leave the upstream open.
-    const onClientGone = (): void => { if ((raw as RawWithPending)[kPending] !== undefined) { delete (raw as RawWithPending)[kPending]; socket.terminate() } }
+    const onClientGone = (): void => {
+      if ((raw as RawWithPending)[kPending] === undefined) return
+      delete (raw as RawWithPending)[kPending]
+      socket.terminate()
+      inflight--
+      settled()
+    }
     raw.socket.once('close', onClientGone)
     // Browsers fail a handshake that offered subprotocols and got none back: when the only offer
     // was the bearer token and the upstream picked none, answer with that offer.
     const protocol = socket.protocol !== '' ? socket.protocol : bearer !== undefined && offered.length === 0 ? bearer : ''
-    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol, onClientGone }
+    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol, onClientGone, messageLimit: t.messageLimit, pool: t.pool }
     return true
   }
 
@@ -157,10 +246,15 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     delete raw[kPending]
     if (pending === undefined) { client.close(1011, 'no upstream'); return }
     raw.socket.removeListener('close', pending.onClientGone)
+    inflight--
+    // connect() paused the socket after reading it during the upstream handshake; ws has now
+    // attached its reader, so let the data (and anything kept from before) flow to it.
+    raw.socket.resume()
     const up = pending.socket
     const claims = (request as { user?: JwtClaims | null }).user
     if (up.readyState !== up.OPEN) {
       client.close(CLOSE_BAD_GATEWAY, REASON_UPSTREAM_LOST)
+      settled()
       return
     }
     const bridge = new Bridge(client, up, {
@@ -173,12 +267,18 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       upstream: pending.target,
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0
-    }, { highWaterMark: cfg.highWaterMark, onEnd, onRtt })
+    }, { highWaterMark: cfg.highWaterMark, onEnd, onRtt, messageLimit: pending.messageLimit })
     fastify.metrics.handshake(pending.route, 'ok', pending.ms / 1000)
+    if (pending.pool !== undefined) {
+      pending.pool.connectionOpened(pending.target)
+      poolOf.set(bridge, pending.pool)
+    }
     active++
     registry.add(bridge)
     sweeper.add(bridge)
     request.log.info({ connId: bridge.info.id, route: pending.route, upstream: pending.target }, 'websocket bridged')
+    // The upstream answered just before shutdown began: this connection goes the way of the others.
+    if (state.draining) bridge.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
   }
 
   const rtt = fastify.metrics.rtt
@@ -186,11 +286,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   function onEnd (bridge: Bridge, end: BridgeEnd): void {
     fastify.metrics.connectionEnded(bridge, end.clientCode, end.upstreamCode)
+    poolOf.get(bridge)?.connectionClosed(bridge.info.upstream)
     registry.remove(bridge)
     sweeper.delete(bridge)
     active--
     fastify.log.info({ connId: bridge.info.id, by: end.by, clientCode: end.clientCode, upstreamCode: end.upstreamCode }, 'websocket closed')
-    if (active === 0 && activeZero !== null) { activeZero(); activeZero = null }
+    settled()
   }
 
   // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its status.

@@ -8,6 +8,7 @@ const health: FastifyPluginAsync = async (fastify) => {
   fastify.get('/health', async () => ({ status: 'ok' }))
   fastify.get('/ready', async (_request, reply) => {
     if (fastify.gatewayState.draining) return reply.code(503).send({ status: 'draining' })
+    if (!fastify.redisState.up) return reply.code(503).send({ status: 'redis unreachable' })
     return { status: 'ready' }
   })
 }

@@ -24,6 +24,7 @@ export const REASON_CLIENT_DEAD = 'client not responding'
 export const REASON_TOKEN_EXPIRED = 'token expired'
 export const REASON_RATE = 'message rate exceeded'
 export const REASON_SERVICE_RESTART = 'service restart'
+export const REASON_UPSTREAM_UNHEALTHY = 'upstream unhealthy'
 
 /** Same rule as ws/lib/validation.js isValidStatusCode: the codes a close frame may carry. */
 export function isSendableCode (code: number): boolean {

@@ -18,6 +18,10 @@ export const codes = {
   GW_ERR_AUTH_REQUIRED: createError('GW_ERR_AUTH_REQUIRED', 'a bearer token is required', 401),
   GW_ERR_AUTH_INVALID: createError('GW_ERR_AUTH_INVALID', 'invalid token: %s', 401),
   GW_ERR_ORIGIN_FORBIDDEN: createError('GW_ERR_ORIGIN_FORBIDDEN', 'origin not allowed', 403),
+  GW_ERR_RATE_LIMITED: createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429),
+  GW_ERR_TOO_MANY_CONNECTIONS: createError('GW_ERR_TOO_MANY_CONNECTIONS', 'too many open connections (limit %s)', 429),
+  GW_ERR_LIMITS_UNAVAILABLE: createError('GW_ERR_LIMITS_UNAVAILABLE', 'rate limits cannot be checked right now', 503),
+  GW_ERR_NO_TARGET: createError('GW_ERR_NO_TARGET', 'no healthy upstream target', 502),
   GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
   GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
   GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400)

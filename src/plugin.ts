@@ -15,6 +15,8 @@ import httpProxyPlugin from '../plugins/http-proxy.js'
 import proxyRoutesPlugin from '../plugins/proxy-routes.js'
 import metricsPlugin from '../plugins/metrics.js'
 import authPlugin from '../plugins/auth.js'
+import redisPlugin from '../plugins/redis.js'
+import rateLimitPlugin from '../plugins/rate-limit.js'
 import adminPlugin from '../plugins/admin.js'
 import { resolveConfig } from './config/resolve.js'
 import { assertSupported } from './config/supported.js'
@@ -51,6 +53,8 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   await fastify.register(registryPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(authPlugin)
+  await fastify.register(redisPlugin)
+  await fastify.register(rateLimitPlugin)
   await fastify.register(websocketBridgePlugin)
   await fastify.register(httpProxyPlugin)
   await fastify.register(proxyRoutesPlugin)

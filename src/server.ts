@@ -54,7 +54,7 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
     app.log.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
     if (demoToken !== undefined) {
       app.log.info(`demo: admin token (shown once): ${demoToken}`)
-      app.log.info(`demo: admin API  curl -H "Authorization: Bearer ${demoToken}" ${base}${config.admin.prefix}/connections`)
+      app.log.info(`demo: admin API  curl -H "Authorization: Bearer <the token above>" ${base}${config.admin.prefix}/connections`)
     }
     app.log.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')
   } else {

@@ -7,8 +7,9 @@ import type WebSocket from 'ws'
 import type { RawData } from 'ws'
 import {
   CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, REASON_CLIENT_DEAD, REASON_IDLE, REASON_UPSTREAM_DEAD,
-  relayClose, REASON_TOKEN_EXPIRED, CLOSE_POLICY
+  relayClose, REASON_TOKEN_EXPIRED, CLOSE_POLICY, REASON_RATE
 } from '../close-codes.js'
+import { TokenBucket } from '../limits/token-bucket.js'
 
 export interface BridgeInfo {
   id: string
@@ -44,6 +45,8 @@ export interface BridgeOptions {
   onEnd?: (bridge: Bridge, end: BridgeEnd) => void
   /** Called with each client heartbeat round trip, in seconds. */
   onRtt?: (seconds: number) => void
+  /** Client -> upstream message rate limit (token bucket); exceeding it closes both sides with 1008. */
+  messageLimit?: { rate: number, burst: number }
 }
 
 /** Pong timing and pause state kept per side for the heartbeat sweep. */
@@ -69,7 +72,6 @@ export interface HeartbeatSettings {
 export class Bridge {
   readonly info: BridgeInfo
   readonly connectedAt = Date.now()
-  lastActivityAt = this.connectedAt
   lastPongAt = 0
   rttMs: number | null = null
   messagesFromClient = 0
@@ -80,10 +82,14 @@ export class Bridge {
   private readonly client: Side
   private readonly up: Side
   private readonly opts: BridgeOptions
+  private readonly bucket: TokenBucket | null
   private closing = false
   private endInfo: BridgeEnd | null = null
   /** performance.now() of the last data frame either way, for idleTimeout. */
   private lastDataAt = performance.now()
+
+  /** Wall-clock time (ms) of the last data frame either way, or of the connection. */
+  get lastActivityAt (): number { return Math.round(performance.timeOrigin + this.lastDataAt) }
 
   constructor (client: WebSocket, upstream: WebSocket, info: BridgeInfo, opts: BridgeOptions) {
     this.info = info
@@ -91,6 +97,7 @@ export class Bridge {
     const now = performance.now()
     this.client = { ws: client, pingSentAt: 0, lastPingAt: now, paused: false, closed: false, code: 0 }
     this.up = { ws: upstream, pingSentAt: 0, lastPingAt: now, paused: false, closed: false, code: 0 }
+    this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
 
     client.on('message', (data, isBinary) => this.relay(this.client, this.up, data, isBinary))
     upstream.on('message', (data, isBinary) => this.relay(this.up, this.client, data, isBinary))
@@ -99,8 +106,8 @@ export class Bridge {
     client.on('close', (code, reason) => this.onSocketClose(this.client, code, reason))
     upstream.on('close', (code, reason) => this.onSocketClose(this.up, code, reason))
     // 'close' always follows 'error' in ws; the error itself needs no handling beyond being caught.
-    client.on('error', noop)
-    upstream.on('error', noop)
+    client.on('error', (err: Error & { code?: string }) => this.onProtocolError(this.client, err))
+    upstream.on('error', (err: Error & { code?: string }) => this.onProtocolError(this.up, err))
     // The upstream socket was paused by openUpstream until this point.
     upstream.resume()
   }
@@ -192,6 +199,11 @@ export class Bridge {
   private relay (from: Side, to: Side, data: RawData, isBinary: boolean): void {
     if (to.closed || this.closing) return
     const buf = data as Buffer
+    const now = performance.now()
+    if (from === this.client && this.bucket !== null && !this.bucket.take(now)) {
+      this.close(CLOSE_POLICY, REASON_RATE)
+      return
+    }
     to.ws.send(buf, { binary: isBinary })
     if (from === this.client) {
       this.messagesFromClient++
@@ -200,8 +212,7 @@ export class Bridge {
       this.messagesToClient++
       this.bytesToClient += buf.length
     }
-    this.lastDataAt = performance.now()
-    this.lastActivityAt = Date.now()
+    this.lastDataAt = now
     if (!from.paused && to.ws.bufferedAmount > this.opts.highWaterMark) this.pause(from, to)
   }
 
@@ -220,6 +231,23 @@ export class Bridge {
     }
     raw.on('drain', resume)
     raw.on('close', resume)
+  }
+
+  /**
+   * ws closes a peer that breaks the protocol (a message over maxPayload: 1009, invalid UTF-8:
+   * 1007, other framing errors: 1002) and stops reading it, so its close would surface as 1006:
+   * pass the real reason to the other side now. Socket errors (ECONNRESET...) need nothing here:
+   * 'close' follows and is relayed as an abnormal end.
+   */
+  private onProtocolError (side: Side, err: Error & { code?: string }): void {
+    const code = err.code === undefined || !err.code.startsWith('WS_ERR_') ? undefined : PROTOCOL_ERROR_CODES[err.code] ?? 1002
+    if (code === undefined || this.closing) return
+    const reason = code === 1009 ? 'message too big' : code === 1007 ? 'invalid UTF-8' : 'protocol error'
+    const other = side === this.client ? this.up : this.client
+    this.beginClose(side === this.client
+      ? { by: 'client', clientCode: code, upstreamCode: code, reason }
+      : { by: 'upstream', clientCode: code, upstreamCode: code, reason })
+    closeSide(other, code, reason)
   }
 
   private onSocketClose (side: Side, code: number, reasonBuf: Buffer): void {
@@ -284,6 +312,11 @@ function closeSide (side: Side, code: number | undefined, reason: string): void 
   if (side.paused) { side.paused = false; ws.resume() }
   if (code === undefined) ws.close()
   else ws.close(code, reason)
+}
+
+const PROTOCOL_ERROR_CODES: Record<string, number> = {
+  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
+  WS_ERR_INVALID_UTF8: 1007
 }
 
 function noop (): void {}

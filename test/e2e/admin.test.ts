@@ -190,7 +190,11 @@ test('GET upstreams lists targets with open connection counts', async (t) => {
   const res = await get(`${gw.url}/admin/upstreams`)
   assert.equal(res.status, 200)
   const chat = res.body.upstreams.find((u: { name: string }) => u.name === 'chat')
-  assert.deepEqual(chat, { name: 'chat', balance: 'round-robin', targets: [{ url: up.url, health: 'unchecked', openConnections: 2 }] })
+  assert.deepEqual(chat, {
+    name: 'chat',
+    balance: 'round-robin',
+    targets: [{ url: up.url, healthy: true, health: 'unchecked', openConnections: 2, inFlight: 0, lastError: null, downUntil: null }]
+  })
 })
 
 test('OpenAPI document is valid JSON listing every admin route', async (t) => {

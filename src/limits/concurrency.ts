@@ -1,0 +1,120 @@
+/**
+ * Open-connection counts per key (nginx's limit_conn), in memory or in Redis. An acquisition
+ * returns a lease; releasing it is idempotent, so however a connection ends, its count drops
+ * exactly once.
+ */
+import type { Redis } from 'ioredis'
+
+export interface Lease { release (): void }
+
+export interface ConcurrencyLimiter {
+  /** A lease when `key` has fewer than `max` open, else null. Rejects when the store is unreachable. */
+  acquire (key: string, max: number): Promise<Lease | null>
+  /** Current count for `key` (as this store sees it). */
+  count (key: string): Promise<number>
+}
+
+export class MemoryConcurrency implements ConcurrencyLimiter {
+  private readonly counts = new Map<string, number>()
+
+  async acquire (key: string, max: number): Promise<Lease | null> {
+    const n = this.counts.get(key) ?? 0
+    if (n >= max) return null
+    this.counts.set(key, n + 1)
+    let released = false
+    return {
+      release: () => {
+        if (released) return
+        released = true
+        const left = (this.counts.get(key) ?? 1) - 1
+        if (left <= 0) this.counts.delete(key)
+        else this.counts.set(key, left)
+      }
+    }
+  }
+
+  async count (key: string): Promise<number> { return this.counts.get(key) ?? 0 }
+}
+
+// KEYS[1] = cluster-wide count, KEYS[2] = this instance's hash of counts (so that the counts of an
+// instance that dies can be given back). ARGV[1] = max, ARGV[2] = field (the key).
+const ACQUIRE = `
+local n = redis.call('INCR', KEYS[1])
+if n > tonumber(ARGV[1]) then
+  redis.call('DECR', KEYS[1])
+  return 0
+end
+redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+return n`
+
+const RELEASE = `
+local left = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
+if left < 0 then return 0 end
+local n = redis.call('DECR', KEYS[1])
+if n <= 0 then redis.call('DEL', KEYS[1]) end
+return n`
+
+type RedisWithScripts = Redis & {
+  gwConcAcquire (k1: string, k2: string, max: number, field: string): Promise<number>
+  gwConcRelease (k1: string, k2: string, field: string): Promise<number>
+}
+
+/**
+ * Cluster-wide counts in Redis. Each instance also records its own share in a hash
+ * (`<prefix>conc:inst:<instanceId>`), which cluster mode uses to give back a dead instance's counts.
+ */
+export class RedisConcurrency implements ConcurrencyLimiter {
+  private readonly redis: RedisWithScripts
+  /** Releases that failed while Redis was unreachable, retried when it is back. */
+  private readonly pending = new Map<string, number>()
+
+  constructor (redis: Redis, private readonly prefix: string, private readonly instanceId: string) {
+    this.redis = redis as RedisWithScripts
+    if (typeof this.redis.gwConcAcquire !== 'function') {
+      redis.defineCommand('gwConcAcquire', { numberOfKeys: 2, lua: ACQUIRE })
+      redis.defineCommand('gwConcRelease', { numberOfKeys: 2, lua: RELEASE })
+    }
+    redis.on('ready', () => { void this.flush() })
+  }
+
+  /** Releases that are still owed to Redis. */
+  get owed (): number {
+    let n = 0
+    for (const v of this.pending.values()) n += v
+    return n
+  }
+
+  private release (key: string): void {
+    this.redis.gwConcRelease(this.countKey(key), this.instanceKey, key).catch(() => {
+      this.pending.set(key, (this.pending.get(key) ?? 0) + 1)
+    })
+  }
+
+  private async flush (): Promise<void> {
+    const owed = [...this.pending]
+    this.pending.clear()
+    for (const [key, n] of owed) for (let i = 0; i < n; i++) this.release(key)
+  }
+
+  /** The Redis key of the cluster-wide count for `key`. */
+  countKey (key: string): string { return `${this.prefix}conc:${key}` }
+  get instanceKey (): string { return `${this.prefix}conc:inst:${this.instanceId}` }
+
+  async acquire (key: string, max: number): Promise<Lease | null> {
+    const n = await this.redis.gwConcAcquire(this.countKey(key), this.instanceKey, max, key)
+    if (n === 0) return null
+    let released = false
+    return {
+      release: () => {
+        if (released) return
+        released = true
+        this.release(key)
+      }
+    }
+  }
+
+  async count (key: string): Promise<number> {
+    return Number(await this.redis.get(this.countKey(key)) ?? 0)
+  }
+}
