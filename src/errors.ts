@@ -7,6 +7,7 @@ import createError from '@fastify/error'
 
 export const codes = {
   GW_ERR_CONFIG: createError('GW_ERR_CONFIG', '%s', 500),
+  GW_ERR_PLUGIN: createError('GW_ERR_PLUGIN', '%s', 500),
   GW_ERR_UPSTREAM_UNAVAILABLE: createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream unavailable', 502),
   GW_ERR_UPSTREAM_REJECTED: createError('GW_ERR_UPSTREAM_REJECTED', 'upstream refused the WebSocket handshake with status %s', 502),
   GW_ERR_UPSTREAM_TIMEOUT: createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504),
@@ -35,6 +36,19 @@ export class ConfigError extends Error {
   constructor (readonly path: string, readonly detail: string) {
     super(path === '' ? detail : `${path}: ${detail}`)
     this.name = 'ConfigError'
+  }
+}
+
+/**
+ * A plugin of `config.plugins` that could not be loaded, or that threw while registering.
+ * The message names it: `plugins[0]: cannot load "./x.js" (ERR_MODULE_NOT_FOUND)` or
+ * `plugins[1] "./bad.js": <its error's message>`; `cause` is the plugin's own error, when there is one.
+ */
+export class PluginLoadError extends Error {
+  readonly code = 'GW_ERR_PLUGIN'
+  constructor (readonly index: number, readonly plugin: string, message: string, options?: { cause?: unknown }) {
+    super(message, options)
+    this.name = 'PluginLoadError'
   }
 }
 

@@ -5,9 +5,11 @@
  */
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
-import type { FastifyInstance } from 'fastify'
+import { existsSync, readFileSync } from 'node:fs'
+import { createRequire } from 'node:module'
+import { dirname, isAbsolute, join, relative, sep } from 'node:path'
+import { fileURLToPath, pathToFileURL } from 'node:url'
+import type { FastifyInstance, FastifyPluginAsync, FastifyPluginCallback, FastifyPluginOptions } from 'fastify'
 import configPlugin from '../plugins/config.js'
 import registryPlugin from '../plugins/registry.js'
 import websocketBridgePlugin from '../plugins/websocket-bridge.js'
@@ -20,6 +22,7 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import adminPlugin from '../plugins/admin.js'
 import { resolveConfig } from './config/resolve.js'
 import { assertSupported } from './config/supported.js'
+import { PluginLoadError } from './errors.js'
 import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
 
@@ -50,10 +53,10 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   const config = ensureResolved(opts.config, opts.baseDir)
   assertSupported(config)
   await fastify.register(configPlugin, { config })
+  await fastify.register(redisPlugin)
   await fastify.register(registryPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(authPlugin)
-  await fastify.register(redisPlugin)
   await fastify.register(rateLimitPlugin)
   await fastify.register(websocketBridgePlugin)
   await fastify.register(httpProxyPlugin)
@@ -61,7 +64,137 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   // routes/admin and routes/metrics are registered by the admin plugin (public or admin port).
   await fastify.register(autoload, { dir: join(here, '..', 'routes'), ignorePattern: /^(admin|metrics\.)/ })
   await fastify.register(adminPlugin)
+  await registerUserPlugins(fastify, config)
 }
 
 /** The gateway as a Fastify plugin (fastify-plugin wrapped: its decorators are visible to the parent). */
 export const gatewayPlugin = fp(gateway, { name: 'tollgate', fastify: '5.x' })
+
+/**
+ * A custom route plugin, as listed in `plugins` of the configuration: a plain Fastify plugin that
+ * gets its `options` from the config and finds what the gateway offers on `fastify` (decorators
+ * `gatewayConfig`, `authenticate`, `connections`, `websocketBridge`...).
+ */
+export type TollgatePlugin<Options extends FastifyPluginOptions = Record<string, unknown>> = FastifyPluginAsync<Options>
+
+type UserPlugin = FastifyPluginAsync<Record<string, unknown>> | FastifyPluginCallback<Record<string, unknown>>
+
+/**
+ * Registers the plugins of `config.plugins` in order, after the gateway's own, each in an
+ * encapsulated context of its own (with its `prefix`), even when wrapped with fastify-plugin: a
+ * plugin's hooks and decorators never reach the gateway's routes or the other plugins.
+ * @throws PluginLoadError naming the plugin when one cannot be loaded or throws while registering.
+ */
+export async function registerUserPlugins (fastify: FastifyInstance, config: GatewayConfig): Promise<void> {
+  for (const [index, entry] of config.plugins.entries()) {
+    const name = displayName(entry.path, config.baseDir)
+    const plugin = await loadUserPlugin(entry.path, config.baseDir, index, name)
+    const scope = async function userPluginScope (instance: FastifyInstance): Promise<void> {
+      try {
+        await instance.register(plugin as FastifyPluginAsync<Record<string, unknown>>, entry.options)
+      } catch (err) {
+        throw new PluginLoadError(index, name, `plugins[${index}] "${name}": ${(err as Error)?.message ?? String(err)}`, { cause: err })
+      }
+    }
+    // Shown by fastify.printPlugins() and in avvio's timeout errors.
+    Object.defineProperty(scope, Symbol.for('fastify.display-name'), { value: `plugins[${index}] ${name}` })
+    await fastify.register(scope, entry.prefix === undefined ? {} : { prefix: entry.prefix })
+  }
+}
+
+/** How a plugin is named in messages: as written when it is a package, else relative to the config's folder. */
+function displayName (path: string, baseDir: string): string {
+  if (!isAbsolute(path)) return path
+  const rel = relative(baseDir, path)
+  return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? path : `.${sep}${rel}`
+}
+
+/** Marks the error of a plugin that is not there at all (as opposed to one of its imports). */
+const kNotFound = Symbol('tollgate.pluginNotFound')
+
+/** Imports a plugin (an absolute path, or a package name resolved from `baseDir`) and returns its default export. */
+async function loadUserPlugin (path: string, baseDir: string, index: number, name: string): Promise<UserPlugin> {
+  let mod: Record<string, unknown>
+  try {
+    mod = await importPlugin(path, baseDir) as Record<string, unknown>
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    const code = e?.code ?? e?.name ?? 'Error'
+    // The plugin itself missing needs no more words; any other failure (a syntax error, a missing
+    // dependency of the plugin) keeps its message and, as `cause`, its stack.
+    const missing = (e as { [kNotFound]?: boolean })?.[kNotFound] === true
+    throw new PluginLoadError(index, name, `plugins[${index}]: cannot load "${name}" (${code}${missing ? '' : `: ${firstLine(e?.message)}`})`, missing ? undefined : { cause: err })
+  }
+  let plugin = mod.default
+  // CommonJS compiled from ESM (`exports.default = plugin`) arrives as { default: { default: plugin } }.
+  if (typeof plugin === 'object' && plugin !== null && typeof (plugin as { default?: unknown }).default === 'function') plugin = (plugin as { default: unknown }).default
+  if (typeof plugin !== 'function') {
+    throw new PluginLoadError(index, name, `plugins[${index}]: "${name}" does not export a Fastify plugin (its default export is ${plugin === null ? 'null' : typeof plugin}, not a function)`)
+  }
+  return plugin as UserPlugin
+}
+
+/**
+ * Package names resolve as `require` would from a file in `baseDir` (the config file's folder),
+ * then, for packages that only export an `import` condition, through their `exports`; failing
+ * both, from where tollgate itself is installed (a global install finds global plugins).
+ */
+async function importPlugin (path: string, baseDir: string): Promise<unknown> {
+  if (isAbsolute(path)) {
+    if (!existsSync(path)) throw Object.assign(new Error(`Cannot find module '${path}'`), { code: 'ERR_MODULE_NOT_FOUND', [kNotFound]: true })
+    return await import(pathToFileURL(path).href)
+  }
+  let file: string | null = null
+  try {
+    file = createRequire(join(baseDir, 'noop.js')).resolve(path)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ERR_PACKAGE_PATH_NOT_EXPORTED') file = importEntry(path, baseDir)
+  }
+  if (file !== null) return await import(pathToFileURL(file).href)
+  try {
+    return await import(path)
+  } catch (err) {
+    const e = err as NodeJS.ErrnoException
+    // Not found from here either: the package is missing (not one of its dependencies).
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' && (e.message.includes(`'${path}'`) || e.message.includes(`'${packageName(path)}'`))) Object.assign(e, { [kNotFound]: true })
+    throw err
+  }
+}
+
+/** `@scope/name/sub` -> `@scope/name`; `name/sub` -> `name`. */
+function packageName (spec: string): string {
+  const parts = spec.split('/')
+  return spec.startsWith('@') ? parts.slice(0, 2).join('/') : parts[0]
+}
+
+/** The file a package's `exports` map gives for the `node`/`import`/`default` conditions, found from `baseDir`. */
+function importEntry (spec: string, baseDir: string): string | null {
+  const pkg = packageName(spec)
+  const subpath = spec === pkg ? '.' : `.${spec.slice(pkg.length)}`
+  for (let dir = baseDir; ; dir = dirname(dir)) {
+    const pkgDir = join(dir, 'node_modules', pkg)
+    if (existsSync(join(pkgDir, 'package.json'))) {
+      const exp = (JSON.parse(readFileSync(join(pkgDir, 'package.json'), 'utf8')) as { exports?: unknown }).exports
+      const isMap = typeof exp === 'object' && exp !== null && !Array.isArray(exp) && Object.keys(exp).some((k) => k.startsWith('.'))
+      const target = isMap ? conditionTarget((exp as Record<string, unknown>)[subpath]) : subpath === '.' ? conditionTarget(exp) : null
+      return target === null ? null : join(pkgDir, target)
+    }
+    if (dirname(dir) === dir) return null
+  }
+}
+
+function conditionTarget (x: unknown): string | null {
+  if (typeof x === 'string') return x
+  if (Array.isArray(x)) return x.map(conditionTarget).find((t) => t !== null) ?? null
+  if (typeof x !== 'object' || x === null) return null
+  for (const [condition, value] of Object.entries(x)) {
+    if (condition !== 'node' && condition !== 'import' && condition !== 'default') continue
+    const t = conditionTarget(value)
+    if (t !== null) return t
+  }
+  return null
+}
+
+function firstLine (s: string | undefined): string {
+  return (s ?? '').split('\n', 1)[0]
+}

@@ -3,6 +3,7 @@
  * The only module that reads process.env, listens, or exits.
  */
 import { randomBytes } from 'node:crypto'
+import cluster from 'node:cluster'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from './app.js'
 import { loadConfig } from './config/load.js'
@@ -89,13 +90,23 @@ export async function main (argv = process.argv.slice(2), env = process.env): Pr
     process.stdout.write(USAGE)
     return
   }
+  let workers: number
+  try {
+    workers = workerCount(argv, env)
+    if (workers > 1 && cluster.isPrimary) {
+      // Validate once in the primary, so a bad config fails with one message, not N.
+      const loaded = loadConfig({ argv, env })
+      runPrimary(workers, loaded.demo && env.ADMIN_TOKEN === undefined, loaded.config.redis === undefined)
+      return
+    }
+  } catch (err) {
+    fail(err)
+  }
   let running: RunningGateway
   try {
     running = await start(argv, env)
   } catch (err) {
-    const msg = err instanceof ConfigError ? `invalid configuration: ${err.message}` : `cannot start: ${(err as Error).message}`
-    process.stderr.write(`tollgate: ${msg}\n`)
-    process.exit(1)
+    fail(err)
   }
   const onSignal = (signal: NodeJS.Signals): void => {
     if (signal !== 'SIGTERM' && signal !== 'SIGINT') return
@@ -106,9 +117,63 @@ export async function main (argv = process.argv.slice(2), env = process.env): Pr
   process.once('SIGINT', onSignal)
 }
 
-const USAGE = `Usage: tollgate [--config PATH]
+function fail (err: unknown): never {
+  const msg = err instanceof ConfigError ? `invalid configuration: ${err.message}` : `cannot start: ${(err as Error).message}`
+  process.stderr.write(`tollgate: ${msg}\n`)
+  process.exit(1)
+}
+
+/** `--workers N`, `--workers=N` or WORKERS; 1 when absent. */
+export function workerCount (argv: string[], env: NodeJS.ProcessEnv): number {
+  let raw: string | undefined = env.WORKERS
+  for (let i = 0; i < argv.length; i++) {
+    if (argv[i] === '--workers') raw = argv[i + 1]
+    else if (argv[i].startsWith('--workers=')) raw = argv[i].slice('--workers='.length)
+  }
+  if (raw === undefined || raw.trim() === '') return 1
+  if (!/^\d+$/.test(raw.trim()) || Number(raw) < 1 || Number(raw) > 256) throw new ConfigError('WORKERS', `invalid worker count "${raw}" (an integer from 1 to 256)`)
+  return Number(raw)
+}
+
+/**
+ * node:cluster primary: N workers share the listening port. Each worker is an instance of its
+ * own; with Redis they share state like separate machines. Signals go to every worker.
+ */
+function runPrimary (n: number, demoToken: boolean, noRedis: boolean): void {
+  const log = (msg: string): void => { process.stdout.write(`${JSON.stringify({ level: 30, time: Date.now(), pid: process.pid, msg })}\n`) }
+  const env: NodeJS.ProcessEnv = {}
+  if (demoToken) {
+    // One admin token for every worker of the demo, printed once.
+    env.ADMIN_TOKEN = randomBytes(18).toString('base64url')
+    log(`demo: admin token (shown once, shared by the ${n} workers): ${env.ADMIN_TOKEN}`)
+  }
+  if (noRedis) log(`${n} workers without redis.url: each worker has its own registry and limits (set REDIS_URL to share them)`)
+  log(`starting ${n} workers`)
+  let stopping = false
+  let failed = false
+  for (let i = 0; i < n; i++) cluster.fork(env)
+  cluster.on('exit', (worker, code, signal) => {
+    if (code !== 0 && code !== null) failed = true
+    if (!stopping) {
+      log(`worker ${worker.process.pid} exited (${signal ?? code}); stopping the others`)
+      stopping = true
+      for (const w of Object.values(cluster.workers ?? {})) w?.process.kill('SIGTERM')
+    }
+    if (Object.keys(cluster.workers ?? {}).length === 0) process.exit(failed ? 1 : 0)
+  })
+  const onSignal = (signal: NodeJS.Signals): void => {
+    stopping = true
+    for (const w of Object.values(cluster.workers ?? {})) w?.process.kill(signal)
+  }
+  process.on('SIGTERM', onSignal)
+  process.on('SIGINT', onSignal)
+}
+
+const USAGE = `Usage: tollgate [--config PATH] [--workers N]
 
 Starts the Tollgate gateway. Configuration: a config file (--config PATH or GATEWAY_CONFIG,
 .json/.yaml/.yml) and environment variables (HOST, PORT, UPSTREAM_URL, JWT_SECRET, JWT_PUBLIC_KEY,
-ADMIN_TOKEN, REDIS_URL, LOG_LEVEL). With neither a config file nor UPSTREAM_URL it runs the demo.
+ADMIN_TOKEN, REDIS_URL, LOG_LEVEL, WORKERS). With neither a config file nor UPSTREAM_URL it runs the demo.
+--workers N (or WORKERS=N) runs N processes sharing the port (node:cluster); with Redis they share
+the registry and limits like separate machines.
 `

@@ -10,6 +10,5 @@ import type { GatewayConfig } from './types.js'
 export function assertSupported (config: GatewayConfig): void {
   const no = (path: string, what: string): never => { throw new ConfigError(path, `${what} is not supported by this version of tollgate yet`) }
   if (config.server.reloadDrain !== 0) no('server.reloadDrain', 'hot reload')
-  if (config.plugins.length > 0) no('plugins', 'loading route plugins from the config')
 }
 

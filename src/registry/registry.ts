@@ -14,6 +14,17 @@ export interface ConnectionFilter {
 export interface ConnectionPage {
   total: number
   connections: Array<Record<string, unknown>>
+  /** Cluster mode with Redis unreachable: only this instance's connections are listed. */
+  partial?: boolean
+}
+
+/** Filters, sorts by connectedAt and pages connection views (for registries that gather them). */
+export function pageOf (all: Array<Record<string, unknown>>, filter: ConnectionFilter = {}): ConnectionPage {
+  const limit = filter.limit ?? 100
+  const offset = filter.offset ?? 0
+  const matched = all.filter((c) => (filter.route === undefined || c.route === filter.route) && (filter.user === undefined || c.userId === filter.user))
+  matched.sort((a, b) => String(a.connectedAt).localeCompare(String(b.connectedAt)) || String(a.id).localeCompare(String(b.id)))
+  return { total: matched.length, connections: matched.slice(offset, offset + limit) }
 }
 
 export interface ConnectionRegistry {

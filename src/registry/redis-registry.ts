@@ -1,0 +1,294 @@
+/**
+ * The cluster-wide registry (cluster mode). Each instance keeps its own connections in memory
+ * (the hot path never touches Redis) and publishes them to Redis in batches:
+ *
+ *   <prefix>instances           set of instance ids
+ *   <prefix>inst:<id>           heartbeat key, expires after 3 pingIntervals
+ *   <prefix>conns:<id>          hash connId -> JSON view, refreshed with the heartbeat
+ *
+ * Listings read every live instance's hash; closing or messaging a connection of another
+ * instance goes to its owner over pub/sub (<prefix>cmd:<id>, answered on <prefix>reply:<id>).
+ * When Redis is unreachable, listings fall back to this instance with `partial: true`, and
+ * everything is republished when it returns. Any instance reaps a dead one: its hash goes and
+ * its share of the concurrent-connection counts is given back.
+ */
+import { randomUUID } from 'node:crypto'
+import type { Redis } from 'ioredis'
+import type { Bridge } from '../bridge/bridge.js'
+import { MemoryRegistry, pageOf, type ConnectionFilter, type ConnectionPage, type ConnectionRegistry } from './registry.js'
+
+export interface RedisRegistryOptions {
+  redis: Redis
+  prefix: string
+  instanceId: string
+  /** Heartbeat period in ms; the instance key lives 3 of them. */
+  pingInterval: number
+  /** How long a command to another instance may take (default 2000 ms). */
+  commandTimeout?: number
+  log?: { warn (o: object, msg: string): void, info (o: object, msg: string): void }
+}
+
+type Command =
+  | { op: 'close', id: string, code: number, reason: string }
+  | { op: 'send', id: string, data: string, binary: boolean }
+  | { op: 'broadcast', route?: string, user?: string, data: string, binary: boolean }
+
+interface Envelope { rid: string, from: string, cmd: Command }
+interface Reply { rid: string, result: number }
+
+// Gives back a dead instance's concurrent-connection counts and forgets it, atomically, so two
+// survivors reaping at once cannot both subtract. KEYS: conc:inst:<dead>, instances, conns:<dead>.
+const REAP = `
+local h = redis.call('HGETALL', KEYS[1])
+for i = 1, #h, 2 do
+  local k = ARGV[1] .. h[i]
+  local n = redis.call('DECRBY', k, tonumber(h[i + 1]))
+  if n <= 0 then redis.call('DEL', k) end
+end
+redis.call('DEL', KEYS[1], KEYS[3])
+redis.call('SREM', KEYS[2], ARGV[2])
+return #h / 2`
+
+type RedisWithReap = Redis & { gwReap (k1: string, k2: string, k3: string, concPrefix: string, id: string): Promise<number> }
+
+export class RedisRegistry implements ConnectionRegistry {
+  private readonly local = new MemoryRegistry()
+  private readonly redis: RedisWithReap
+  private readonly sub: Redis
+  private readonly prefix: string
+  private readonly id: string
+  private readonly ttl: number
+  private readonly period: number
+  private readonly timeout: number
+  private readonly log?: RedisRegistryOptions['log']
+  /** What was last written per connection (counters), to write only what changed. */
+  private readonly written = new WeakMap<Bridge, string>()
+  /** Ids removed locally and not yet deleted from Redis. */
+  private readonly removed = new Set<string>()
+  private readonly waiting = new Map<string, (result: number) => void>()
+  private timer: NodeJS.Timeout | null = null
+  private soonTimer: NodeJS.Timeout | null = null
+  private flushing = false
+  /** A flush was asked for while one was running. */
+  private again = false
+  private stopped = false
+
+  constructor (opts: RedisRegistryOptions) {
+    this.redis = opts.redis as RedisWithReap
+    this.prefix = opts.prefix
+    this.id = opts.instanceId
+    this.ttl = 3 * opts.pingInterval
+    this.period = Math.max(50, Math.min(1000, opts.pingInterval))
+    this.timeout = opts.commandTimeout ?? 2000
+    this.log = opts.log
+    if (typeof this.redis.gwReap !== 'function') this.redis.defineCommand('gwReap', { numberOfKeys: 3, lua: REAP })
+    this.sub = opts.redis.duplicate({ lazyConnect: true })
+    this.sub.on('error', () => { /* the main client reports outages */ })
+    this.sub.on('message', (channel: string, message: string) => { void this.onMessage(channel, message) })
+    // Everything is republished when Redis comes back (its state may have been lost or reaped).
+    opts.redis.on('ready', () => { this.republish() })
+  }
+
+  private key (name: string): string { return this.prefix + name }
+
+  /** Starts publishing and listening for commands. */
+  async start (): Promise<void> {
+    // (Re)subscribe on every connection: the client has no offline queue, so a subscription
+    // asked for while Redis is away would be lost.
+    const channels = [this.key(`cmd:${this.id}`), this.key(`reply:${this.id}`)]
+    const subscribed = new Promise<void>((resolve) => {
+      this.sub.on('ready', () => { this.sub.subscribe(...channels).then(() => resolve(), () => {}) })
+    })
+    this.sub.connect().catch(() => { /* reconnects on its own */ })
+    // Wait briefly for the first subscription so commands sent right after start are heard.
+    await Promise.race([subscribed, new Promise((resolve) => setTimeout(resolve, 1000).unref())])
+    this.timer = setInterval(() => { void this.flush() }, this.period)
+    this.timer.unref()
+    void this.flush()
+  }
+
+  /** Stops publishing and removes this instance from Redis (a clean shutdown). */
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer !== null) clearInterval(this.timer)
+    if (this.soonTimer !== null) clearTimeout(this.soonTimer)
+    this.timer = null
+    this.soonTimer = null
+    for (const resolve of this.waiting.values()) resolve(0)
+    this.waiting.clear()
+    try {
+      await this.redis.multi().del(this.key(`inst:${this.id}`), this.key(`conns:${this.id}`)).srem(this.key('instances'), this.id).exec()
+    } catch { /* Redis gone: the keys expire by themselves */ }
+    this.sub.disconnect()
+  }
+
+  // The local, synchronous part: the bridge's hot path.
+  get size (): number { return this.local.size }
+  add (bridge: Bridge): void { this.local.add(bridge); this.removed.delete(bridge.info.id); this.soon() }
+  remove (bridge: Bridge): void { this.local.remove(bridge); this.removed.add(bridge.info.id); this.soon() }
+
+  /** New and ended connections are published within a few ms, still batched under churn. */
+  private soon (): void {
+    if (this.soonTimer !== null || this.timer === null) return
+    this.soonTimer = setTimeout(() => { this.soonTimer = null; void this.flush() }, 10)
+    this.soonTimer.unref()
+  }
+  get (id: string): Bridge | undefined { return this.local.get(id) }
+  values (): IterableIterator<Bridge> { return this.local.values() }
+  list (filter?: ConnectionFilter): ConnectionPage { return this.local.list(filter) }
+  whenEmpty (): Promise<void> { return this.local.whenEmpty() }
+
+  private republish (): void {
+    for (const b of this.local.values()) this.written.delete(b)
+    void this.flush()
+  }
+
+  /** One batch: heartbeat, changed connections, removed ones, and reaping of dead instances. */
+  async flush (): Promise<void> {
+    if (this.stopped || this.redis.status !== 'ready') return
+    if (this.flushing) { this.again = true; return }
+    this.flushing = true
+    try {
+      const m = this.redis.multi()
+      m.sadd(this.key('instances'), this.id)
+      m.set(this.key(`inst:${this.id}`), String(Date.now()), 'PX', this.ttl)
+      const changed: Array<[Bridge, string]> = []
+      const fields: string[] = []
+      for (const b of this.local.values()) {
+        const mark = `${b.messagesFromClient}:${b.messagesToClient}:${b.lastPongAt}`
+        if (this.written.get(b) === mark) continue
+        changed.push([b, mark])
+        fields.push(b.info.id, JSON.stringify(b.toJSON()))
+      }
+      const conns = this.key(`conns:${this.id}`)
+      if (fields.length > 0) m.hset(conns, ...fields)
+      const gone = [...this.removed]
+      if (gone.length > 0) m.hdel(conns, ...gone)
+      m.pexpire(conns, this.ttl)
+      await m.exec()
+      for (const [b, mark] of changed) this.written.set(b, mark)
+      for (const id of gone) this.removed.delete(id)
+      await this.reap()
+    } catch (err) {
+      this.log?.warn({ err: (err as Error).message }, 'cluster registry: publish failed')
+    } finally {
+      this.flushing = false
+      if (this.again) { this.again = false; this.soon() }
+    }
+  }
+
+  /** Instance ids whose heartbeat is alive. */
+  private async alive (): Promise<string[]> {
+    const ids = await this.redis.smembers(this.key('instances'))
+    if (ids.length === 0) return []
+    const exists = await this.redis.mget(...ids.map((i) => this.key(`inst:${i}`)))
+    return ids.filter((_, i) => exists[i] !== null)
+  }
+
+  private async reap (): Promise<void> {
+    const ids = await this.redis.smembers(this.key('instances'))
+    if (ids.length === 0) return
+    const exists = await this.redis.mget(...ids.map((i) => this.key(`inst:${i}`)))
+    for (let i = 0; i < ids.length; i++) {
+      if (exists[i] !== null || ids[i] === this.id) continue
+      const dead = ids[i]
+      const n = await this.redis.gwReap(this.key(`conc:inst:${dead}`), this.key('instances'), this.key(`conns:${dead}`), this.key('conc:'), dead)
+      this.log?.info({ instance: dead, releasedKeys: n }, 'cluster: reaped a dead instance')
+    }
+  }
+
+  async search (filter?: ConnectionFilter): Promise<ConnectionPage> {
+    if (this.redis.status !== 'ready') return { ...this.local.list(filter), partial: true }
+    try {
+      const all: Array<Record<string, unknown>> = []
+      for (const b of this.local.values()) all.push(b.toJSON())
+      for (const inst of await this.alive()) {
+        if (inst === this.id) continue
+        for (const v of await this.redis.hvals(this.key(`conns:${inst}`))) all.push(JSON.parse(v) as Record<string, unknown>)
+      }
+      return pageOf(all, filter)
+    } catch {
+      return { ...this.local.list(filter), partial: true }
+    }
+  }
+
+  async find (id: string): Promise<Record<string, unknown> | null> {
+    const b = this.local.get(id)
+    if (b !== undefined) return b.toJSON()
+    const owner = await this.owner(id)
+    if (owner === null) return null
+    const v = await this.redis.hget(this.key(`conns:${owner}`), id)
+    return v === null ? null : JSON.parse(v) as Record<string, unknown>
+  }
+
+  async closeById (id: string, code: number, reason: string): Promise<boolean> {
+    if (this.local.get(id) !== undefined) return this.local.closeById(id, code, reason)
+    const owner = await this.owner(id)
+    return owner !== null && await this.command(owner, { op: 'close', id, code, reason }) > 0
+  }
+
+  async sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean> {
+    if (this.local.get(id) !== undefined) return this.local.sendById(id, data, isBinary)
+    const owner = await this.owner(id)
+    return owner !== null && await this.command(owner, { op: 'send', id, data: encode(data), binary: isBinary }) > 0
+  }
+
+  async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {
+    let n = await this.local.broadcast(filter, data, isBinary)
+    if (this.redis.status !== 'ready') return n
+    const others = (await this.alive().catch(() => [] as string[])).filter((i) => i !== this.id)
+    const results = await Promise.all(others.map((i) => this.command(i, { op: 'broadcast', ...filter, data: encode(data), binary: isBinary })))
+    for (const r of results) n += r
+    return n
+  }
+
+  /** The live instance whose hash holds `id`, or null. */
+  private async owner (id: string): Promise<string | null> {
+    if (this.redis.status !== 'ready') return null
+    for (const inst of await this.alive()) {
+      if (inst !== this.id && await this.redis.hexists(this.key(`conns:${inst}`), id) === 1) return inst
+    }
+    return null
+  }
+
+  /** Sends a command to another instance; resolves with its result (0 on timeout). */
+  private command (instance: string, cmd: Command): Promise<number> {
+    const rid = randomUUID()
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => { this.waiting.delete(rid); resolve(0) }, this.timeout)
+      this.waiting.set(rid, (result) => { clearTimeout(timer); this.waiting.delete(rid); resolve(result) })
+      const env: Envelope = { rid, from: this.id, cmd }
+      this.redis.publish(this.key(`cmd:${instance}`), JSON.stringify(env)).then((receivers) => {
+        if (receivers === 0) this.waiting.get(rid)?.(0)
+      }, () => this.waiting.get(rid)?.(0))
+    })
+  }
+
+  private async onMessage (channel: string, message: string): Promise<void> {
+    let parsed: unknown
+    try { parsed = JSON.parse(message) } catch { return }
+    if (channel === this.key(`reply:${this.id}`)) {
+      const r = parsed as Reply
+      this.waiting.get(r.rid)?.(r.result)
+      return
+    }
+    const { rid, from, cmd } = parsed as Envelope
+    let result = 0
+    switch (cmd.op) {
+      case 'close': result = await this.local.closeById(cmd.id, cmd.code, cmd.reason) ? 1 : 0; break
+      case 'send': result = await this.local.sendById(cmd.id, decode(cmd.data, cmd.binary), cmd.binary) ? 1 : 0; break
+      case 'broadcast': result = await this.local.broadcast({ route: cmd.route, user: cmd.user }, decode(cmd.data, cmd.binary), cmd.binary); break
+    }
+    const reply: Reply = { rid, result }
+    await this.redis.publish(this.key(`reply:${from}`), JSON.stringify(reply)).catch(() => {})
+  }
+}
+
+function encode (data: Buffer | string): string {
+  return (typeof data === 'string' ? Buffer.from(data) : data).toString('base64')
+}
+
+function decode (data: string, binary: boolean): Buffer | string {
+  const buf = Buffer.from(data, 'base64')
+  return binary ? buf : buf.toString('utf8')
+}
