@@ -14,5 +14,10 @@ export default tseslint.config(
       '@typescript-eslint/no-unused-vars': ['error', { argsIgnorePattern: '^_', varsIgnorePattern: '^_' }],
       'no-console': 'off'
     }
+  },
+  {
+    // The admin dashboard: plain scripts that run in the browser (no modules, no build step).
+    files: ['ui/**/*.js'],
+    languageOptions: { sourceType: 'script', globals: { ...globals.browser } }
   }
 )

@@ -27,7 +27,7 @@ export default fp(async function adminPlugin (fastify) {
   let target: FastifyInstance = fastify
   if (admin.port > 0) {
     const server = Fastify({ loggerInstance: fastify.log.child({ server: 'admin' }), genReqId: () => randomUUID() })
-    for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics'] as const) {
+    for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics', 'reloadGateway'] as const) {
       server.decorate(name, fastify[name] as never)
     }
     fastify.addHook('onReady', async () => { await server.ready() })
@@ -41,6 +41,7 @@ export default fp(async function adminPlugin (fastify) {
     fastify.log.warn('admin API disabled: set admin.token or ADMIN_TOKEN to enable it')
     return
   }
+  await target.register(import('../routes/admin-ui.js'), { prefix: admin.prefix })
   await target.register(async function adminScope (scope) {
     await scope.register(swagger, {
       openapi: {

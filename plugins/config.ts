@@ -3,8 +3,6 @@
  * other plugin and to users' route plugins.
  */
 import fp from 'fastify-plugin'
-import { hostname } from 'node:os'
-import { randomBytes } from 'node:crypto'
 import type { GatewayConfig, UpstreamConfig } from '../src/config/types.js'
 import { buildPools, type UpstreamPool } from '../src/upstreams/pool.js'
 
@@ -27,7 +25,6 @@ export default fp<ConfigPluginOptions>(async function configPlugin (fastify, opt
   const config = opts.config
   const upstreams = [...Object.values(config.upstreams), ...config.routes.flatMap((r) => r.upstream === null ? [] : [r.upstream])]
   fastify.decorate('gatewayConfig', config)
-  fastify.decorate('instanceId', `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`)
   const pools = buildPools(upstreams, { log: fastify.log })
   fastify.decorate('upstreamPools', pools)
   // Active health checks run while the gateway is up.

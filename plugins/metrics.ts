@@ -3,7 +3,7 @@
  * one process). Served by routes/metrics.ts.
  */
 import fp from 'fastify-plugin'
-import { GatewayMetrics } from '../src/metrics.js'
+import type { GatewayMetrics } from '../src/metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -13,5 +13,5 @@ declare module 'fastify' {
 }
 
 export default fp(async function metricsPlugin (fastify) {
-  fastify.decorate('metrics', new GatewayMetrics(() => fastify.connections.values()))
+  fastify.decorate('metrics', fastify.shared.metrics)
 }, { name: 'tollgate-metrics', fastify: '5.x', dependencies: ['tollgate-registry'] })

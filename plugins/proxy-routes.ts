@@ -53,15 +53,27 @@ function urls (prefix: string): string[] {
 }
 
 async function registerStatic (scope: FastifyInstance, route: RouteConfig): Promise<void> {
-  await scope.register(fastifyStatic, {
-    root: route.static!,
-    // Without the trailing slash: @fastify/static then serves `${prefix}/*` and, with `redirect`,
-    // answers the bare prefix with a 301 to the folder (as nginx does); given `/static/` it would
-    // register no redirect and `/static` would be a 404.
-    prefix: route.prefix,
-    decorateReply: false,
-    redirect: true,
-    wildcard: true
+  const limits = scope.routeLimits(route.rateLimit, route.prefix)
+  // A scope of its own, so the route's auth and HTTP limits guard its files like any route's.
+  await scope.register(async function staticScope (inner) {
+    inner.addHook('onRequest', async (request, reply) => {
+      if (route.auth !== 'none') {
+        if (!await inner.checkAuth(request, reply, route.auth)) return
+      } else if (route.rateLimit?.keyBy === 'user') {
+        await inner.identify(request)
+      }
+      if (limits !== null) await limits.http(request, reply)
+    })
+    await inner.register(fastifyStatic, {
+      root: route.static!,
+      // Without the trailing slash: @fastify/static then serves `${prefix}/*` and, with `redirect`,
+      // answers the bare prefix with a 301 to the folder (as nginx does); given `/static/` it would
+      // register no redirect and `/static` would be a 404.
+      prefix: route.prefix,
+      decorateReply: false,
+      redirect: true,
+      wildcard: true
+    })
   })
 }
 
@@ -74,7 +86,8 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   // Client-sent headers named like forwarded claims are dropped on every route: no spoofing.
   const strip = Object.values(forwardClaims)
   const hasClaims = strip.length > 0
-  const tokenParam = route.auth === 'none' ? null : queryParam
+  // The gateway's token parameter never goes upstream (when the gateway does JWT auth at all).
+  const tokenParam = scope.gatewayConfig.auth.jwt === undefined ? null : queryParam
 
   /** Route headers plus headers from the verified claims. */
   const extraHeaders = (request: FastifyRequest): Record<string, string> => {
@@ -88,7 +101,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     return request.url.slice(0, request.url.indexOf('?')) + (q === '' ? '' : `?${q}`)
   }
 
-  const limits = scope.routeLimits(route.rateLimit)
+  const limits = scope.routeLimits(route.rateLimit, route.prefix)
   /** A target for this request (balancer, health), or null when none is available. */
   const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick({
     ip: request.ip,

@@ -8,7 +8,7 @@ import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { RateLimitConfig, RateWindow } from '../src/config/types.js'
-import { MemoryConcurrency, RedisConcurrency, type ConcurrencyLimiter, type Lease } from '../src/limits/concurrency.js'
+import type { Lease } from '../src/limits/concurrency.js'
 import { codes, errorBody } from '../src/errors.js'
 
 interface WindowResult { isAllowed: boolean, isExceeded?: boolean, max?: number, remaining?: number, ttlInSeconds?: number }
@@ -27,7 +27,7 @@ export interface RouteLimits {
 declare module 'fastify' {
   interface FastifyInstance {
     /** Compiles the limits for a route (null: no limits); shared limits share their counters. */
-    routeLimits (limits: RateLimitConfig | null): RouteLimits | null
+    routeLimits (limits: RateLimitConfig | null, route: string): RouteLimits | null
   }
 }
 
@@ -43,15 +43,14 @@ export default fp(async function rateLimitPlugin (fastify) {
   // Users' route plugins use it with `config: { rateLimit: { max, timeWindow } }` on their routes.
   await fastify.register(rateLimit, {
     global: false,
-    ...(fastify.redis !== null ? { redis: fastify.redis, nameSpace: `${prefix}rl:` } : {}),
+    // Counters live in Redis in cluster mode, else in the shared in-memory store: both outlive a reload.
+    ...(fastify.redis !== null ? { redis: fastify.redis, nameSpace: `${prefix}rl:` } : { store: fastify.shared.windows.storeClass() as never }),
     skipOnError: failOpen,
     keyGenerator: (req: FastifyRequest) => keyOf(req, cfg.rateLimit?.keyBy ?? 'ip'),
     errorResponseBuilder: (_req, ctx) => ({ ...errorBody(new codes.GW_ERR_RATE_LIMITED(ctx.after)), statusCode: ctx.statusCode })
   })
 
-  const concurrency: ConcurrencyLimiter = fastify.redis !== null
-    ? new RedisConcurrency(fastify.redis, prefix, fastify.instanceId)
-    : new MemoryConcurrency()
+  const concurrency = fastify.shared.concurrency
 
   let failingOpen = false
   /** Store errors: one warning per outage; then failOpen decides. */
@@ -64,11 +63,12 @@ export default fp(async function rateLimitPlugin (fastify) {
 
   const windows = new Map<RateWindow, WindowLimiter>()
   /** One limiter per window object: routes inheriting the top-level limit share its counters. */
-  const windowLimiter = (kind: string, w: RateWindow, keyBy: 'ip' | 'user'): WindowLimiter => {
+  const windowLimiter = (kind: string, owner: string, w: RateWindow, keyBy: 'ip' | 'user'): WindowLimiter => {
     let l = windows.get(w)
     if (l === undefined) {
-      // Each limiter gets its own key space, so HTTP and handshake counters never mix.
-      const id = `${kind}:${windows.size}:`
+      // Each limiter gets its own key space (named by its settings, so a reload that keeps a
+      // limit keeps its counts), and HTTP and handshake counters never mix.
+      const id = `${kind}:${owner}:${w.max}/${w.window}:`
       l = fastify.createRateLimit({ max: w.max, timeWindow: w.window, keyGenerator: (req: FastifyRequest) => id + keyOf(req, keyBy) }) as unknown as WindowLimiter
       windows.set(w, l)
     }
@@ -116,13 +116,15 @@ export default fp(async function rateLimitPlugin (fastify) {
   }
 
   const compiled = new Map<RateLimitConfig, RouteLimits>()
-  fastify.decorate('routeLimits', (limits: RateLimitConfig | null): RouteLimits | null => {
+  fastify.decorate('routeLimits', (limits: RateLimitConfig | null, route: string): RouteLimits | null => {
     if (limits === null) return null
     let c = compiled.get(limits)
     if (c !== undefined) return c
     const keyBy = limits.keyBy
-    const http = limits.http === undefined ? null : windowLimiter('http', limits.http, keyBy)
-    const hs = limits.handshake === undefined ? null : windowLimiter('hs', limits.handshake, keyBy)
+    // Routes inheriting the top-level limits share its counters; an override counts on its own.
+    const owner = limits === cfg.rateLimit ? '*' : route
+    const http = limits.http === undefined ? null : windowLimiter('http', owner, limits.http, keyBy)
+    const hs = limits.handshake === undefined ? null : windowLimiter('hs', owner, limits.handshake, keyBy)
     c = http === null && hs === null && limits.concurrent === undefined && limits.messages === undefined
       ? NO_LIMITS
       : {

@@ -1,13 +1,16 @@
 /**
- * The Redis connection for cluster mode (ioredis), when `redis.url` is set. Commands fail fast
- * while disconnected (no offline queue), so a Redis outage never stalls a request; reconnection
- * is automatic. State changes are logged once each, and /ready reports them.
+ * The state shared across app generations (src/shared.ts): this instance's id, the Redis
+ * connection for cluster mode, the registry, metrics and limit counters. Given by the runtime
+ * (hot reload keeps it), or created here and then owned by this app.
  */
 import fp from 'fastify-plugin'
-import { Redis } from 'ioredis'
+import type { Redis } from 'ioredis'
+import { createShared, type SharedState } from '../src/shared.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
+    /** State that outlives a reload. */
+    shared: SharedState
     /** The shared Redis client, or null without `redis.url`. */
     redis: Redis | null
     /** Whether Redis is reachable now (always true without Redis). */
@@ -15,50 +18,15 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async function redisPlugin (fastify) {
-  const cfg = fastify.gatewayConfig.redis
-  const state = { up: cfg === undefined }
-  fastify.decorate('redisState', state)
-  if (cfg === undefined) {
-    fastify.decorate('redis', null)
-    return
+export default fp<{ shared?: SharedState }>(async function sharedPlugin (fastify, opts) {
+  const owned = opts.shared === undefined
+  const shared = opts.shared ?? createShared(fastify.gatewayConfig, fastify.log)
+  fastify.decorate('shared', shared)
+  fastify.decorate('instanceId', shared.instanceId)
+  fastify.decorate('redis', shared.redis)
+  fastify.decorate('redisState', shared.redisState)
+  if (owned) {
+    fastify.addHook('onReady', async () => { await shared.start() })
+    fastify.addHook('onClose', async () => { await shared.close() })
   }
-  const redis = new Redis(cfg.url, {
-    enableOfflineQueue: false,
-    maxRetriesPerRequest: 1,
-    connectTimeout: 2000,
-    retryStrategy: (times) => Math.min(100 * times, 2000),
-    lazyConnect: true
-  })
-  let everUp = false
-  let outage = false
-  redis.on('ready', () => {
-    state.up = true
-    if (outage || !everUp) fastify.log.info({ redis: redactUrl(cfg.url) }, everUp ? 'redis reachable again' : 'redis connected')
-    outage = false
-    everUp = true
-  })
-  // ioredis reports every failed reconnect: one warning per outage is enough.
-  const markDown = (err?: Error): void => {
-    state.up = false
-    if (outage) return
-    outage = true
-    fastify.log.warn({ redis: redactUrl(cfg.url), err: err?.message }, 'redis unreachable')
-  }
-  redis.on('error', (err: Error) => markDown(err))
-  redis.on('close', () => markDown())
-  redis.connect().catch(() => { /* reported through the 'error' event; reconnects on its own */ })
-  fastify.decorate('redis', redis)
-  fastify.addHook('onClose', async () => { redis.disconnect() })
 }, { name: 'tollgate-redis', fastify: '5.x', dependencies: ['tollgate-config'] })
-
-/** A Redis URL without its password, for logs. */
-function redactUrl (url: string): string {
-  try {
-    const u = new URL(url)
-    if (u.password !== '') u.password = '***'
-    return u.toString()
-  } catch {
-    return 'redis://(invalid url)'
-  }
-}

@@ -1,11 +1,11 @@
 /**
  * The connection registry, shared by the bridge (which adds and removes connections) and the
  * admin routes (which list, inspect and close them). With Redis (cluster mode) it spans every
- * instance; otherwise it is this instance's memory.
+ * instance; otherwise it is this instance's memory. It lives in the shared state, so open
+ * connections stay listed across a hot reload.
  */
 import fp from 'fastify-plugin'
-import { MemoryRegistry, type ConnectionRegistry } from '../src/registry/registry.js'
-import { RedisRegistry } from '../src/registry/redis-registry.js'
+import type { ConnectionRegistry } from '../src/registry/registry.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -15,19 +15,5 @@ declare module 'fastify' {
 }
 
 export default fp(async function registryPlugin (fastify) {
-  const cfg = fastify.gatewayConfig
-  if (fastify.redis === null || cfg.redis === undefined) {
-    fastify.decorate('connections', new MemoryRegistry())
-    return
-  }
-  const registry = new RedisRegistry({
-    redis: fastify.redis,
-    prefix: cfg.redis.keyPrefix,
-    instanceId: fastify.instanceId,
-    pingInterval: cfg.websocket.pingInterval,
-    log: fastify.log
-  })
-  fastify.decorate('connections', registry)
-  fastify.addHook('onReady', async () => { await registry.start() })
-  fastify.addHook('onClose', async () => { await registry.stop() })
+  fastify.decorate('connections', fastify.shared.registry)
 }, { name: 'tollgate-registry', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-redis'] })

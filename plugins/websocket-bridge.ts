@@ -108,6 +108,11 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     preClose: async function () { await drain() }
   })
 
+  /**
+   * This app's own bridges. The registry may be shared with other app generations (hot reload),
+   * so shutdown and closeOnUnhealthy act on these, not on everything the registry lists.
+   */
+  const mine = new Set<Bridge>()
   /** The pool each bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
   const poolOf = new WeakMap<Bridge, UpstreamPool>()
   for (const pool of fastify.upstreamPools.values()) {
@@ -115,7 +120,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     // Clients of a target that turned unhealthy reconnect elsewhere (1012: service restart).
     pool.onUnhealthy((target) => {
       let n = 0
-      for (const b of registry.values()) {
+      for (const b of mine) {
         if (b.info.upstream === target && poolOf.get(b) === pool) { b.close(CLOSE_SERVICE_RESTART, REASON_UPSTREAM_UNHEALTHY); n++ }
       }
       if (n > 0) fastify.log.warn({ upstream: target, closed: n }, 'closed connections of an unhealthy target')
@@ -137,12 +142,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     if (active === 0 && inflight === 0) { sweeper.stop(); return }
     // Handshakes still in progress are answered 503 or closed with 1001 as they complete.
     const done = new Promise<void>((resolve) => { idle = resolve })
-    for (const b of registry.values()) b.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
+    for (const b of mine) b.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), fastify.gatewayConfig.server.drainTimeout) })
     if (await Promise.race([done.then(() => false), timedOut])) {
       fastify.log.warn({ open: active, handshakes: inflight }, 'drain timeout: terminating remaining WebSocket connections')
-      for (const b of registry.values()) b.terminate()
+      for (const b of mine) b.terminate()
     }
     clearTimeout(timer)
     sweeper.stop()
@@ -153,7 +158,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     const allOffered = parseProtocols(request.headers['sec-websocket-protocol'])
     // A bearer.<jwt> offer carries the client's token: it is never sent upstream.
     const bearer = allOffered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
-    const offered = bearer === undefined ? allOffered : allOffered.filter((p) => p !== bearer)
+    const offered = bearer === undefined ? allOffered : allOffered.filter((p) => !p.startsWith(BEARER_PROTOCOL_PREFIX))
     const headers = forwardHeaders(request.headers, {
       remoteAddress: raw.socket.remoteAddress ?? '',
       clientIp: request.ip,
@@ -274,6 +279,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       poolOf.set(bridge, pending.pool)
     }
     active++
+    mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
     request.log.info({ connId: bridge.info.id, route: pending.route, upstream: pending.target }, 'websocket bridged')
@@ -287,6 +293,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   function onEnd (bridge: Bridge, end: BridgeEnd): void {
     fastify.metrics.connectionEnded(bridge, end.clientCode, end.upstreamCode)
     poolOf.get(bridge)?.connectionClosed(bridge.info.upstream)
+    mine.delete(bridge)
     registry.remove(bridge)
     sweeper.delete(bridge)
     active--

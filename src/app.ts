@@ -2,7 +2,9 @@
  * buildGateway(config): a ready-to-listen Fastify app. It never listens and never reads the
  * process environment; src/server.ts does both.
  */
-import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import type { SharedState } from './shared.js'
+import type { ReloadResult } from './runtime.js'
 import { randomUUID } from 'node:crypto'
 import { ensureResolved, gatewayPlugin } from './plugin.js'
 import { loggerOptions } from './logger.js'
@@ -11,8 +13,14 @@ import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
 
 export interface BuildOptions {
-  /** Pino level (default "info"), or false for no logs, or a Fastify logger option/instance. */
+  /** Pino level (default "info"), or false for no logs, or Fastify logger options. */
   logger?: string | false | FastifyServerOptions['logger']
+  /** A logger instance to use instead (the runtime shares one across reloads). */
+  loggerInstance?: FastifyBaseLogger
+  /** State that outlives this app (the runtime's, across reloads); by default the app makes its own. */
+  shared?: SharedState
+  /** What POST {admin.prefix}/reload calls (the runtime's reload); without it that route answers 501. */
+  reload?: () => Promise<ReloadResult>
   /** Folder for relative paths in the config (default: cwd). */
   baseDir?: string
 }
@@ -28,7 +36,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     ? loggerOptions(options.logger ?? 'info', resolved.auth.queryParam)
     : options.logger
   const app = Fastify({
-    logger,
+    ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger }),
     trustProxy: s.trustProxy as boolean,
     genReqId: () => randomUUID(),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
@@ -40,6 +48,6 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     const path = request.url.split('?', 1)[0]
     void reply.code(404).send(errorBody(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`)))
   })
-  await app.register(gatewayPlugin, { config: resolved })
+  await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload })
   return app
 }

@@ -23,6 +23,8 @@ export const codes = {
   GW_ERR_TOO_MANY_CONNECTIONS: createError('GW_ERR_TOO_MANY_CONNECTIONS', 'too many open connections (limit %s)', 429),
   GW_ERR_LIMITS_UNAVAILABLE: createError('GW_ERR_LIMITS_UNAVAILABLE', 'rate limits cannot be checked right now', 503),
   GW_ERR_NO_TARGET: createError('GW_ERR_NO_TARGET', 'no healthy upstream target', 502),
+  GW_ERR_RELOAD_INVALID: createError('GW_ERR_RELOAD_INVALID', 'reload rejected: %s', 400),
+  GW_ERR_RELOAD_UNAVAILABLE: createError('GW_ERR_RELOAD_UNAVAILABLE', 'reload is available when the gateway runs under its own server (npm start / tollgate)', 501),
   GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
   GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
   GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400)
@@ -59,6 +61,6 @@ export function errorBody (err: Error & { code?: string, statusCode?: number }):
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required', 501: 'Not Implemented',
   429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'
 }

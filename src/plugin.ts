@@ -5,6 +5,7 @@
  */
 import fp from 'fastify-plugin'
 import autoload from '@fastify/autoload'
+import { spawnSync } from 'node:child_process'
 import { existsSync, readFileSync } from 'node:fs'
 import { createRequire } from 'node:module'
 import { dirname, isAbsolute, join, relative, sep } from 'node:path'
@@ -21,10 +22,18 @@ import redisPlugin from '../plugins/redis.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import adminPlugin from '../plugins/admin.js'
 import { resolveConfig } from './config/resolve.js'
-import { assertSupported } from './config/supported.js'
 import { PluginLoadError } from './errors.js'
 import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
+import type { SharedState } from './shared.js'
+import type { ReloadResult } from './runtime.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Reloads the configuration (set by the runtime that owns this app); null when unavailable. */
+    reloadGateway: (() => Promise<ReloadResult>) | null
+  }
+}
 
 const here = dirname(fileURLToPath(import.meta.url))
 
@@ -33,6 +42,10 @@ export interface GatewayPluginOptions {
   config: GatewayConfigInput | GatewayConfig
   /** Folder for relative paths in `config` (default: cwd). */
   baseDir?: string
+  /** State that outlives this app (hot reload); made here when absent. */
+  shared?: SharedState
+  /** What POST {admin.prefix}/reload calls; without it that route answers 501. */
+  reload?: () => Promise<ReloadResult>
 }
 
 const kResolved = Symbol.for('tollgate.resolvedConfig')
@@ -51,9 +64,9 @@ export function ensureResolved (config: GatewayConfigInput | GatewayConfig, base
 
 async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): Promise<void> {
   const config = ensureResolved(opts.config, opts.baseDir)
-  assertSupported(config)
   await fastify.register(configPlugin, { config })
-  await fastify.register(redisPlugin)
+  await fastify.register(redisPlugin, { shared: opts.shared })
+  fastify.decorate('reloadGateway', opts.reload ?? null)
   await fastify.register(registryPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(authPlugin)
@@ -91,7 +104,8 @@ export async function registerUserPlugins (fastify: FastifyInstance, config: Gat
     const plugin = await loadUserPlugin(entry.path, config.baseDir, index, name)
     const scope = async function userPluginScope (instance: FastifyInstance): Promise<void> {
       try {
-        await instance.register(plugin as FastifyPluginAsync<Record<string, unknown>>, entry.options)
+        // A copy: the configuration stays as it was read, whatever the plugin does with its options.
+        await instance.register(plugin as FastifyPluginAsync<Record<string, unknown>>, { ...entry.options })
       } catch (err) {
         throw new PluginLoadError(index, name, `plugins[${index}] "${name}": ${(err as Error)?.message ?? String(err)}`, { cause: err })
       }
@@ -115,15 +129,20 @@ const kNotFound = Symbol('tollgate.pluginNotFound')
 /** Imports a plugin (an absolute path, or a package name resolved from `baseDir`) and returns its default export. */
 async function loadUserPlugin (path: string, baseDir: string, index: number, name: string): Promise<UserPlugin> {
   let mod: Record<string, unknown>
+  let file: string | null = null
   try {
-    mod = await importPlugin(path, baseDir) as Record<string, unknown>
+    file = resolvePlugin(path, baseDir)
+    mod = await (file === null ? importFromHere(path) : import(pathToFileURL(file).href)) as Record<string, unknown>
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     const code = e?.code ?? e?.name ?? 'Error'
-    // The plugin itself missing needs no more words; any other failure (a syntax error, a missing
-    // dependency of the plugin) keeps its message and, as `cause`, its stack.
-    const missing = (e as { [kNotFound]?: boolean })?.[kNotFound] === true
-    throw new PluginLoadError(index, name, `plugins[${index}]: cannot load "${name}" (${code}${missing ? '' : `: ${firstLine(e?.message)}`})`, missing ? undefined : { cause: err })
+    // The plugin itself missing needs no more words.
+    if ((e as { [kNotFound]?: boolean })?.[kNotFound] === true) throw new PluginLoadError(index, name, `plugins[${index}]: cannot load "${name}" (${code})`)
+    // Node's ESM loader leaves a syntax error's location out of the error: the message gives it.
+    const at = e instanceof SyntaxError && file !== null ? syntaxErrorAt(file, baseDir) : null
+    if (at !== null) throw new PluginLoadError(index, name, `plugins[${index}]: cannot load "${name}" (${code}: ${firstLine(e.message)} at ${at})`)
+    // Anything else (a missing dependency of the plugin, a throw at its top level) keeps its stack, as `cause`.
+    throw new PluginLoadError(index, name, `plugins[${index}]: cannot load "${name}" (${code}: ${firstLine(e?.message)})`, { cause: err })
   }
   let plugin = mod.default
   // CommonJS compiled from ESM (`exports.default = plugin`) arrives as { default: { default: plugin } }.
@@ -135,30 +154,40 @@ async function loadUserPlugin (path: string, baseDir: string, index: number, nam
 }
 
 /**
- * Package names resolve as `require` would from a file in `baseDir` (the config file's folder),
- * then, for packages that only export an `import` condition, through their `exports`; failing
- * both, from where tollgate itself is installed (a global install finds global plugins).
+ * The file of a plugin. Package names resolve as `require` would from a file in `baseDir` (the
+ * config file's folder), or, for packages that only export an `import` condition, through their
+ * `exports`; null when not found there (then they are imported from where tollgate is installed).
  */
-async function importPlugin (path: string, baseDir: string): Promise<unknown> {
+function resolvePlugin (path: string, baseDir: string): string | null {
   if (isAbsolute(path)) {
     if (!existsSync(path)) throw Object.assign(new Error(`Cannot find module '${path}'`), { code: 'ERR_MODULE_NOT_FOUND', [kNotFound]: true })
-    return await import(pathToFileURL(path).href)
+    return path
   }
-  let file: string | null = null
   try {
-    file = createRequire(join(baseDir, 'noop.js')).resolve(path)
+    return createRequire(join(baseDir, 'noop.js')).resolve(path)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ERR_PACKAGE_PATH_NOT_EXPORTED') file = importEntry(path, baseDir)
+    return (err as NodeJS.ErrnoException).code === 'ERR_PACKAGE_PATH_NOT_EXPORTED' ? importEntry(path, baseDir) : null
   }
-  if (file !== null) return await import(pathToFileURL(file).href)
+}
+
+/** Imports a package from tollgate's own location: a global install finds global plugins. */
+async function importFromHere (name: string): Promise<unknown> {
   try {
-    return await import(path)
+    return await import(name)
   } catch (err) {
     const e = err as NodeJS.ErrnoException
     // Not found from here either: the package is missing (not one of its dependencies).
-    if (e?.code === 'ERR_MODULE_NOT_FOUND' && (e.message.includes(`'${path}'`) || e.message.includes(`'${packageName(path)}'`))) Object.assign(e, { [kNotFound]: true })
+    if (e?.code === 'ERR_MODULE_NOT_FOUND' && (e.message.includes(`'${name}'`) || e.message.includes(`'${packageName(name)}'`))) Object.assign(e, { [kNotFound]: true })
     throw err
   }
+}
+
+/** `./x.js:2` for a file that does not parse, from `node --check` (only run when startup fails anyway). */
+function syntaxErrorAt (file: string, baseDir: string): string | null {
+  if (!/\.[cm]?js$/.test(file)) return null
+  const r = spawnSync(process.execPath, ['--check', file], { encoding: 'utf8', timeout: 10_000 })
+  const m = /^(.*):(\d+)$/.exec((r.stderr ?? '').split('\n', 1)[0])
+  return m === null ? null : `${displayName(m[1], baseDir)}:${m[2]}`
 }
 
 /** `@scope/name/sub` -> `@scope/name`; `name/sub` -> `name`. */

@@ -4,16 +4,21 @@
  */
 import { randomBytes } from 'node:crypto'
 import cluster from 'node:cluster'
-import type { FastifyInstance } from 'fastify'
-import { buildGateway } from './app.js'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { pino, type LoggerOptions } from 'pino'
+import { GatewayRuntime } from './runtime.js'
+import { loggerOptions } from './logger.js'
+import type { GatewayConfig } from './config/types.js'
+import type { GatewayConfigInput } from './config/schema.js'
 import { loadConfig } from './config/load.js'
 import { resolveConfig } from './config/resolve.js'
 import { startEchoServer, type EchoServer } from './demo.js'
-import { ConfigError } from './errors.js'
-import { markResolved } from './plugin.js'
+import { ConfigError, PluginLoadError } from './errors.js'
 
 export interface RunningGateway {
-  app: FastifyInstance
+  runtime: GatewayRuntime
+  /** The current app generation. */
+  readonly app: FastifyInstance
   /** Resolves when the process should exit, with its exit code. */
   stop (signal?: string): Promise<number>
   echo?: EchoServer
@@ -21,70 +26,77 @@ export interface RunningGateway {
 
 /** Starts the gateway as `npm start` does. Throws ConfigError on bad configuration. */
 export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<RunningGateway> {
-  const loaded = loadConfig({ argv, env })
-  let config = loaded.config
+  const first = loadConfig({ argv, env })
+  const logger = pino(loggerOptions(first.logLevel, first.config.auth.queryParam) as LoggerOptions) as unknown as FastifyBaseLogger
   let echo: EchoServer | undefined
   let demoToken: string | undefined
-  if (loaded.demo) {
+  if (first.demo) {
     echo = await startEchoServer('127.0.0.1', 0)
-    const input = { ...loaded.input, routes: [{ prefix: '/echo', upstream: echo.url }] }
-    if (input.admin?.token === undefined) {
-      demoToken = randomBytes(18).toString('base64url')
-      input.admin = { ...input.admin, token: demoToken }
-    }
-    config = resolveConfig(input, { baseDir: process.cwd() })
+    if (first.input.admin?.token === undefined) demoToken = randomBytes(18).toString('base64url')
   }
-  const app = await buildGateway(markResolved(config), { logger: loaded.logLevel })
+  // Every (re)load reads the file and the environment again; the demo keeps its echo upstream and token.
+  const load = async (): Promise<{ config: GatewayConfig, input: GatewayConfigInput }> => {
+    const loaded = loadConfig({ argv, env })
+    if (!loaded.demo || echo === undefined) return loaded
+    const input = { ...loaded.input, routes: [{ prefix: '/echo', upstream: echo.url }] }
+    if (demoToken !== undefined) input.admin = { ...input.admin, token: demoToken }
+    return { config: resolveConfig(input, { baseDir: process.cwd() }), input }
+  }
+  let runtime: GatewayRuntime
   try {
-    await app.listen({ host: config.server.host, port: config.server.port })
-    if (app.adminServer !== null) await app.adminServer.listen({ host: config.server.host, port: config.admin.port })
+    runtime = await GatewayRuntime.create({ load, logger })
   } catch (err) {
-    await app.close()
     await echo?.close()
     throw err
   }
-  const addr = app.server.address()
-  const port = typeof addr === 'object' && addr !== null ? addr.port : config.server.port
+  let port: number
+  try {
+    port = (await runtime.listen()).port
+  } catch (err) {
+    await runtime.close()
+    await echo?.close()
+    throw err
+  }
+  const config = runtime.config
   const scheme = config.server.tls !== undefined ? 'https' : 'http'
   const host = config.server.host === '0.0.0.0' || config.server.host === '::' ? 'localhost' : config.server.host
   const base = `${scheme}://${host}:${port}`
-  if (loaded.demo) {
+  if (first.demo) {
     const ws = base.replace(/^http/, 'ws')
-    app.log.info('Tollgate demo mode: no config file and no UPSTREAM_URL, so an in-process echo upstream serves /echo')
-    app.log.info(`demo: HTTP    curl ${base}/echo/hello?name=you`)
-    app.log.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
+    logger.info('Tollgate demo mode: no config file and no UPSTREAM_URL, so an in-process echo upstream serves /echo')
+    logger.info(`demo: HTTP    curl ${base}/echo/hello?name=you`)
+    logger.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
     if (demoToken !== undefined) {
-      app.log.info(`demo: admin token (shown once): ${demoToken}`)
-      app.log.info(`demo: admin API  curl -H "Authorization: Bearer <the token above>" ${base}${config.admin.prefix}/connections`)
+      logger.info(`demo: admin token (shown once): ${demoToken}`)
+      logger.info(`demo: admin API  curl -H "Authorization: Bearer <the token above>" ${base}${config.admin.prefix}/connections`)
     }
-    app.log.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')
+    logger.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')
   } else {
-    app.log.info({ routes: config.routes.map((r) => r.prefix), url: base }, 'tollgate listening')
+    logger.info({ routes: config.routes.map((r) => r.prefix), url: base }, 'tollgate listening')
   }
 
   let stopping: Promise<number> | null = null
   const stop = (signal?: string): Promise<number> => {
     stopping ??= (async () => {
-      app.log.info({ signal }, 'shutting down: draining connections')
+      logger.info({ signal }, 'shutting down: draining connections')
       // A hung upstream must not hold the process forever: close() gets the drain timeout plus a margin.
-      const hard = config.server.drainTimeout + 5000
+      const hard = runtime.config.server.drainTimeout + 5000
       let timer: NodeJS.Timeout | undefined
       const forced = await Promise.race([
-        app.close().then(() => false),
+        runtime.close().then(() => false),
         new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), hard) })
       ])
       clearTimeout(timer)
       await echo?.close()
-      if (forced) app.log.warn({ timeoutMs: hard }, 'shutdown did not finish in time; exiting anyway')
-      else app.log.info('shutdown complete')
+      if (forced) logger.warn({ timeoutMs: hard }, 'shutdown did not finish in time; exiting anyway')
+      else logger.info('shutdown complete')
       return 0
     })()
     return stopping
   }
-  return { app, stop, echo }
+  return { runtime, get app () { return runtime.app }, stop, echo }
 }
 
-/** Runs the process: exit code 1 with one clear line on bad configuration, 0 after a signal. */
 export async function main (argv = process.argv.slice(2), env = process.env): Promise<void> {
   if (argv.includes('--help') || argv.includes('-h')) {
     process.stdout.write(USAGE)
@@ -96,7 +108,7 @@ export async function main (argv = process.argv.slice(2), env = process.env): Pr
     if (workers > 1 && cluster.isPrimary) {
       // Validate once in the primary, so a bad config fails with one message, not N.
       const loaded = loadConfig({ argv, env })
-      runPrimary(workers, loaded.demo && env.ADMIN_TOKEN === undefined, loaded.config.redis === undefined)
+      runPrimary(workers, loaded.demo && (env.ADMIN_TOKEN ?? '').trim() === '', loaded.config.redis === undefined)
       return
     }
   } catch (err) {
@@ -115,11 +127,15 @@ export async function main (argv = process.argv.slice(2), env = process.env): Pr
   }
   process.once('SIGTERM', onSignal)
   process.once('SIGINT', onSignal)
+  // SIGHUP reloads the configuration (as POST {admin.prefix}/reload does).
+  process.on('SIGHUP', () => { void running.runtime.reload() })
 }
 
 function fail (err: unknown): never {
   const msg = err instanceof ConfigError ? `invalid configuration: ${err.message}` : `cannot start: ${(err as Error).message}`
   process.stderr.write(`tollgate: ${msg}\n`)
+  // A plugin's own error (it threw, or does not parse) follows the line naming the plugin: its stack points into the plugin.
+  if (err instanceof PluginLoadError && err.cause instanceof Error && err.cause.stack !== undefined) process.stderr.write(`${err.cause.stack}\n`)
   process.exit(1)
 }
 

@@ -118,6 +118,7 @@ export class Bridge {
   send (data: Buffer | string, isBinary: boolean): boolean {
     if (this.closing) return false
     this.client.ws.send(data, { binary: isBinary })
+    this.lastDataAt = performance.now()
     this.messagesToClient++
     this.bytesToClient += typeof data === 'string' ? Buffer.byteLength(data) : data.length
     return true

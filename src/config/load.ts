@@ -107,8 +107,9 @@ function applyEnv (input: GatewayConfigInput, env: NodeJS.ProcessEnv): void {
   if (secret !== undefined || publicKey !== undefined) {
     const auth = { ...(isObject(input.auth) ? input.auth : {}) }
     const jwt = { ...(isObject(auth.jwt) ? auth.jwt : {}) }
-    if (secret !== undefined) { jwt.secret = secret; delete jwt.publicKey }
-    if (publicKey !== undefined) { jwt.publicKey = publicKey; delete jwt.secret }
+    // The environment wins over the file's key, whichever kind the file had.
+    if (secret !== undefined) { jwt.secret = secret; delete jwt.publicKey; delete jwt.jwksUrl }
+    if (publicKey !== undefined) { jwt.publicKey = publicKey; delete jwt.secret; delete jwt.jwksUrl }
     auth.jwt = jwt
     input.auth = auth
   }

@@ -203,7 +203,7 @@ test('OpenAPI document is valid JSON listing every admin route', async (t) => {
   assert.equal(res.status, 200)
   assert.match(res.body.openapi, /^3\./)
   const paths = Object.keys(res.body.paths).sort()
-  assert.deepEqual(paths, ['/connections', '/connections/{id}', '/connections/{id}/messages', '/upstreams'])
+  assert.deepEqual(paths, ['/connections', '/connections/{id}', '/connections/{id}/messages', '/reload', '/upstreams'])
   assert.ok(res.body.paths['/connections/{id}'].delete)
   assert.ok(res.body.components.schemas.Connection)
 })

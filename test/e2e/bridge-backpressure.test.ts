@@ -93,7 +93,7 @@ async function startGatewayProcess (t: TestContext, config: GatewayConfigInput):
   })
   const died = exited.then(() => { throw new Error('gateway process exited') })
   died.catch(() => {})
-  const p = await within(Promise.race([port, died]), 20_000, 'gateway process start')
+  const p = await within(Promise.race([port, died]), 60_000, 'gateway process start')
   const pid = child.pid!
   return {
     pid,

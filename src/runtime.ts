@@ -1,0 +1,216 @@
+/**
+ * The gateway process's servers and app generations. The runtime owns the listening sockets
+ * and dispatches each `request` and `upgrade` to the current Fastify app. A reload validates the
+ * new configuration, builds and readies the next app without listening, then swaps; the old
+ * app keeps its open WebSockets (they relay on their existing upstream sockets) and is closed
+ * once it has none left. The listening socket never closes, so a reload refuses nothing.
+ */
+import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
+import { createServer as createHttpsServer } from 'node:https'
+import type { Duplex } from 'node:stream'
+import type { AddressInfo } from 'node:net'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
+import { buildGateway } from './app.js'
+import type { GatewayConfig } from './config/types.js'
+import type { GatewayConfigInput } from './config/schema.js'
+import { createShared, type SharedState } from './shared.js'
+import { markResolved } from './plugin.js'
+import { CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART } from './close-codes.js'
+
+/** What a reload did. */
+export interface ReloadResult {
+  ok: boolean
+  /** Top-level sections or routes that changed (`routes[/chat]`, `upstreams.chat`, `websocket`...). */
+  changed: string[]
+  /** Settings that only a restart applies; they keep their old values. */
+  restartRequired: string[]
+  error?: string
+}
+
+export interface RuntimeOptions {
+  /** Reads and validates the configuration (file + env); throws ConfigError. */
+  load: () => Promise<{ config: GatewayConfig, input: GatewayConfigInput }>
+  logger: FastifyBaseLogger
+}
+
+interface Generation { app: FastifyInstance, config: GatewayConfig, input: GatewayConfigInput }
+
+export class GatewayRuntime {
+  readonly server: Server
+  readonly adminServer: Server | null
+  private current!: Generation
+  private readonly retiring = new Set<Generation>()
+  private readonly shared: SharedState
+  private reloading: Promise<ReloadResult> | null = null
+  private drainTimer: NodeJS.Timeout | null = null
+
+  private constructor (private readonly opts: RuntimeOptions, first: Generation) {
+    const cfg = first.config
+    this.shared = createShared(cfg, opts.logger)
+    const tls = cfg.server.tls
+    this.server = tls !== undefined ? createHttpsServer({ cert: tls.cert, key: tls.key }) : createHttpServer()
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => this.current.app.server.emit('request', req, res))
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => this.current.app.server.emit('upgrade', req, socket, head))
+    // admin.port moves the admin API and /metrics to a server of their own (even without a token: /metrics).
+    this.adminServer = cfg.admin.port > 0 ? createHttpServer() : null
+    this.adminServer?.on('request', (req: IncomingMessage, res: ServerResponse) => this.current.app.adminServer?.server.emit('request', req, res))
+    this.current = first
+  }
+
+  /** Builds the first app generation (not listening yet). */
+  static async create (opts: RuntimeOptions): Promise<GatewayRuntime> {
+    const { config, input } = await opts.load()
+    const rt = new GatewayRuntime(opts, { app: null as unknown as FastifyInstance, config, input })
+    rt.current = { app: await rt.build(config), config, input }
+    await rt.shared.start()
+    return rt
+  }
+
+  get app (): FastifyInstance { return this.current.app }
+  get config (): GatewayConfig { return this.current.config }
+
+  private async build (config: GatewayConfig): Promise<FastifyInstance> {
+    const app = await buildGateway(markResolved(config), { loggerInstance: this.opts.logger, shared: this.shared, reload: () => this.reload() })
+    await app.ready()
+    return app
+  }
+
+  async listen (): Promise<{ port: number, adminPort?: number }> {
+    const s = this.current.config.server
+    await new Promise<void>((resolve, reject) => {
+      this.server.once('error', reject)
+      this.server.listen(s.port, s.host, () => { this.server.off('error', reject); resolve() })
+    })
+    const port = (this.server.address() as AddressInfo).port
+    this.opts.logger.info(`Server listening at ${this.current.config.server.tls !== undefined ? 'https' : 'http'}://${s.host}:${port}`)
+    if (this.adminServer === null) return { port }
+    await new Promise<void>((resolve, reject) => {
+      this.adminServer!.once('error', reject)
+      this.adminServer!.listen(this.current.config.admin.port, s.host, () => { this.adminServer!.off('error', reject); resolve() })
+    })
+    return { port, adminPort: (this.adminServer.address() as AddressInfo).port }
+  }
+
+  /** Re-reads the configuration and swaps it in; an invalid one changes nothing. One at a time. */
+  reload (): Promise<ReloadResult> {
+    this.reloading ??= this.doReload().finally(() => { this.reloading = null })
+    return this.reloading
+  }
+
+  private async doReload (): Promise<ReloadResult> {
+    const log = this.opts.logger
+    let next: { config: GatewayConfig, input: GatewayConfigInput }
+    try {
+      next = await this.opts.load()
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reload rejected: the running configuration stays')
+      return { ok: false, changed: [], restartRequired: [], error: (err as Error).message }
+    }
+    const prev = this.current
+    const restartRequired = restartOnly(prev.config, next.config)
+    if (restartRequired.length > 0) log.warn({ settings: restartRequired }, 'reload: these settings need a restart and keep their old values')
+    const config = keepRestartOnly(next.config, prev.config)
+    let app: FastifyInstance
+    try {
+      app = await this.build(config)
+    } catch (err) {
+      log.error({ err: (err as Error).message }, 'reload rejected: the new configuration failed to start')
+      return { ok: false, changed: [], restartRequired, error: (err as Error).message }
+    }
+    // Renewed certificates are the most common reason to reload.
+    if (config.server.tls !== undefined && 'setSecureContext' in this.server) {
+      (this.server as unknown as { setSecureContext (o: object): void }).setSecureContext({ cert: config.server.tls.cert, key: config.server.tls.key })
+    }
+    this.current = { app, config, input: next.input }
+    this.retire(prev)
+    const changed = diff(prev.input, next.input)
+    if (config.server.reloadDrain > 0) this.scheduleDrain(config)
+    log.info({ changed, restartRequired }, 'configuration reloaded')
+    return { ok: true, changed, restartRequired }
+  }
+
+  /** After `reloadDrain`, connections whose route is gone are closed with 1012 so clients reconnect. */
+  private scheduleDrain (config: GatewayConfig): void {
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer)
+    const routes = new Set(config.routes.map((r) => r.prefix))
+    this.drainTimer = setTimeout(() => {
+      this.drainTimer = null
+      let n = 0
+      for (const b of this.shared.registry.values()) {
+        if (!routes.has(b.info.route)) { b.close(CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART); n++ }
+      }
+      if (n > 0) this.opts.logger.info({ closed: n }, 'reload drain: closed connections of removed routes')
+    }, config.server.reloadDrain)
+    this.drainTimer.unref()
+  }
+
+  /** Closes an old generation once its last WebSocket has ended. */
+  private retire (gen: Generation): void {
+    this.retiring.add(gen)
+    const check = (): void => {
+      if (gen.app.websocketBridge.active > 0) return
+      clearInterval(timer)
+      this.retiring.delete(gen)
+      gen.app.close().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'closing an old configuration failed'))
+    }
+    const timer = setInterval(check, 250)
+    timer.unref()
+    check()
+  }
+
+  /** Graceful stop: no new connections, every generation drained, shared state closed. */
+  async close (): Promise<void> {
+    if (this.drainTimer !== null) clearTimeout(this.drainTimer)
+    // The apps drain first while the listener stays open: meanwhile new requests get 503 (so a
+    // load balancer polling /ready sees 503, not a refused connection). Then the listener closes;
+    // keep-alive sockets close as soon as their in-flight response is done.
+    await Promise.all([this.current, ...this.retiring].map(async (g) => await g.app.close()))
+    const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
+    const idle = setInterval(() => this.server.closeIdleConnections(), 50)
+    this.server.closeIdleConnections()
+    this.adminServer?.close()
+    this.adminServer?.closeIdleConnections()
+    await closed
+    clearInterval(idle)
+    await this.shared.close()
+  }
+}
+
+/** Settings a reload cannot change; reported, and kept at their running values. */
+function restartOnly (a: GatewayConfig, b: GatewayConfig): string[] {
+  const out: string[] = []
+  if (a.server.host !== b.server.host) out.push('server.host')
+  if (a.server.port !== b.server.port) out.push('server.port')
+  if ((a.server.tls === undefined) !== (b.server.tls === undefined)) out.push('server.tls')
+  if (a.admin.port !== b.admin.port) out.push('admin.port')
+  if (JSON.stringify(a.redis) !== JSON.stringify(b.redis)) out.push('redis')
+  if (a.server.trustProxy !== b.server.trustProxy && JSON.stringify(a.server.trustProxy) !== JSON.stringify(b.server.trustProxy)) out.push('server.trustProxy')
+  return out
+}
+
+function keepRestartOnly (next: GatewayConfig, prev: GatewayConfig): GatewayConfig {
+  return {
+    ...next,
+    server: { ...next.server, host: prev.server.host, port: prev.server.port, trustProxy: prev.server.trustProxy, tls: prev.server.tls === undefined ? undefined : next.server.tls },
+    admin: { ...next.admin, port: prev.admin.port },
+    redis: prev.redis
+  }
+}
+
+/** Which top-level sections, routes and upstreams differ. */
+function diff (a: GatewayConfigInput, b: GatewayConfigInput): string[] {
+  const out: string[] = []
+  const ra = new Map((a.routes ?? []).map((r) => [r.prefix, JSON.stringify(r)]))
+  const rb = new Map((b.routes ?? []).map((r) => [r.prefix, JSON.stringify(r)]))
+  for (const [p, v] of rb) if (!ra.has(p)) out.push(`routes[${p}] added`); else if (ra.get(p) !== v) out.push(`routes[${p}] changed`)
+  for (const p of ra.keys()) if (!rb.has(p)) out.push(`routes[${p}] removed`)
+  const ua = a.upstreams ?? {}
+  const ub = b.upstreams ?? {}
+  for (const n of new Set([...Object.keys(ua), ...Object.keys(ub)])) {
+    if (JSON.stringify(ua[n]) !== JSON.stringify(ub[n])) out.push(`upstreams.${n}`)
+  }
+  for (const k of ['server', 'auth', 'websocket', 'rateLimit', 'admin', 'redis', 'metrics', 'plugins'] as const) {
+    if (JSON.stringify(a[k]) !== JSON.stringify(b[k])) out.push(k)
+  }
+  return out
+}
