@@ -1,0 +1,1049 @@
+#!/usr/bin/env node
+// `npm run bench`: the benchmark harness (spec section 9; how to read it: bench/README.md).
+// Starts, each in its own process, the echo upstream, the built gateway, nginx (when installed)
+// and an @fastify/http-proxy proxy, pins the proxy under test to one core and the load side to
+// the other, runs every scenario on every path, and prints one table of medians (also written
+// as JSON to bench/results/<timestamp>.json). Every phase has a deadline; every child is stopped
+// by its process group at the end, on Ctrl-C and on SIGTERM.
+//
+// Usage: npm run bench [-- --quick] [--runs N] [--duration SEC] [--idle N] [--paths a,b]
+//                      [--scenarios a,b] [--http-tool wrk|autocannon] [--no-pin] [--nice N] [--keep]
+import { spawn, spawnSync } from 'node:child_process'
+import {
+  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
+} from 'node:fs'
+import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
+import { join, relative } from 'node:path'
+import { createInterface } from 'node:readline'
+import http from 'node:http'
+import net from 'node:net'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { createSigner } from 'fast-jwt'
+import { findNginx, writeNginxConfig } from './nginx.mjs'
+import { CLK_TCK, childPids, coreTimes, cpuMicros, rssKiB } from './proc.mjs'
+import { COLUMNS, SCENARIOS, renderTable, summarize, tableRows } from './report.mjs'
+
+const root = fileURLToPath(new URL('..', import.meta.url))
+const benchDir = fileURLToPath(new URL('.', import.meta.url))
+const started = Date.now()
+const startLoad = loadavg()[0]
+
+// ---------------------------------------------------------------- options
+
+const USAGE = `Usage: npm run bench [-- options]
+  --quick              short phases, one run, 1,000 idle connections (under 2 minutes)
+  --runs N             runs of each scenario; the table shows medians (default 2, quick 1)
+  --duration SEC       measured seconds per phase (default 10, quick 1.5)
+  --idle N             idle connections (default 5000, quick 1000)
+  --paths LIST         among direct,gateway,nginx,fastify (default: all present)
+  --scenarios LIST     among ${SCENARIOS.map((s) => s.key).join(',')}
+  --http-tool NAME     wrk (default when installed) or autocannon
+  --no-pin             do not pin processes to cores
+  --nice N             run the bench's processes N nice levels above normal priority (root only):
+                       on a shared machine they then preempt other work (which slows it down)
+  --keep               keep the temp dir (configs, logs) even when nothing went wrong
+`
+
+function parseArgs (argv) {
+  const o = { quick: false, runs: null, duration: null, idle: null, paths: null, scenarios: null, httpTool: null, pin: true, nice: 0, keep: false }
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]
+    const val = () => {
+      const v = argv[++i]
+      if (v === undefined) fail(`${a} needs a value`)
+      return v
+    }
+    switch (a) {
+      case '--quick': o.quick = true; break
+      case '--runs': o.runs = posInt(val(), a); break
+      case '--duration': o.duration = Number(val()); if (!(o.duration > 0)) fail(`${a}: a number of seconds`); break
+      case '--idle': o.idle = posInt(val(), a); break
+      case '--paths': o.paths = val().split(','); break
+      case '--scenarios': o.scenarios = val().split(','); break
+      case '--http-tool': o.httpTool = val(); break
+      case '--no-pin': o.pin = false; break
+      case '--nice': o.nice = posInt(val(), a); if (o.nice > 20) fail('--nice: 1 to 20'); break
+      case '--keep': o.keep = true; break
+      case '-h': case '--help': process.stdout.write(USAGE); process.exit(0); break
+      default: fail(`unknown option ${a}\n${USAGE}`)
+    }
+  }
+  return o
+}
+function posInt (v, name) {
+  const n = Number(v)
+  if (!Number.isInteger(n) || n < 1) fail(`${name}: a positive integer`)
+  return n
+}
+function fail (msg) {
+  process.stderr.write(`bench: ${msg}\n`)
+  process.exit(2)
+}
+
+const opts = parseArgs(process.argv.slice(2))
+const S = {
+  runs: opts.runs ?? (opts.quick ? 1 : 2),
+  // Warm-up inside each phase (connections open, load running, not measured).
+  warmupMs: opts.quick ? 300 : 2000,
+  durationMs: Math.round((opts.duration ?? (opts.quick ? 1.5 : 10)) * 1000),
+  // The warm-up stage before the first run: each path through each scenario until this much
+  // work was done (or warmStageMs passed), so V8's compilation of the proxies' hot paths (it
+  // needs thousands of calls, not seconds) is not measured as the cost of the first phases.
+  warmStageMs: opts.quick ? 1200 : 6000,
+  warmUnits: opts.quick ? { rtt: 10_000, stream: 600, handshake: 800, http: 5000 } : { rtt: 30_000, stream: 2000, handshake: 2000, http: 15_000 },
+  idle: opts.idle ?? (opts.quick ? 1000 : 5000),
+  idleSettleMs: opts.quick ? 1000 : 2500,
+  streamConns: 4,
+  streamWindow: 4,
+  streamSize: 64 * 1024,
+  rttSize: 64,
+  handshakeConcurrency: 16,
+  httpConns: 50,
+  // Whole-run budget: past it, remaining phases are skipped and the partial table printed.
+  budgetMs: (opts.quick ? 4 : 40) * 60_000
+}
+const scenarioKeys = new Set(opts.scenarios ?? SCENARIOS.map((s) => s.key))
+for (const k of scenarioKeys) if (!SCENARIOS.some((s) => s.key === k)) fail(`unknown scenario ${k}`)
+for (const k of opts.paths ?? []) if (!['direct', 'gateway', 'nginx', 'fastify'].includes(k)) fail(`unknown path ${k} (direct, gateway, nginx, fastify)`)
+
+// ---------------------------------------------------------------- small helpers
+
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
+const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(5)
+const log = (msg) => process.stdout.write(`[${elapsed()}] ${msg}\n`)
+const problems = []
+// The temp dir (configs, every process's log) is kept when something went wrong.
+let keepTemp = false
+let interrupted = false
+const problem = (msg) => {
+  // After Ctrl-C, phases fail because their processes were stopped: not a finding.
+  if (interrupted) return
+  problems.push(msg)
+  keepTemp = true
+  log(`PROBLEM: ${msg}`)
+}
+
+function which (cmd) {
+  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
+  return r.status === 0 ? r.stdout.trim() : null
+}
+
+function freePort () {
+  return new Promise((resolve, reject) => {
+    const s = net.createServer()
+    s.once('error', reject)
+    s.listen(0, '127.0.0.1', () => {
+      const { port } = s.address()
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+/** One HTTP request; resolves { status, body } or rejects (timeout included). */
+function httpGet (url, headers = {}, timeoutMs = 3000) {
+  return new Promise((resolve, reject) => {
+    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
+      const chunks = []
+      res.on('data', (c) => chunks.push(c))
+      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }))
+      res.on('error', reject)
+    })
+    req.on('timeout', () => req.destroy(new Error('timeout')))
+    req.on('error', reject)
+  })
+}
+
+async function waitHttp (url, timeoutMs, alive) {
+  const end = Date.now() + timeoutMs
+  let last = ''
+  while (Date.now() < end) {
+    if (alive !== undefined && !alive()) throw new Error(`process exited while waiting for ${url}`)
+    try {
+      const r = await httpGet(url, {}, 1000)
+      if (r.status < 500) return r
+      last = `status ${r.status}`
+    } catch (err) { last = err.message }
+    await sleep(100)
+  }
+  throw new Error(`${url} not answering after ${timeoutMs} ms (${last})`)
+}
+
+function withTimeout (promise, ms, what) {
+  let timer
+  return Promise.race([
+    promise.finally(() => clearTimeout(timer)),
+    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(Object.assign(new Error(`${what}: no result within ${ms} ms`), { timeout: true })), ms) })
+  ])
+}
+
+// ---------------------------------------------------------------- pinning, limits
+
+function allowedCpus () {
+  const r = spawnSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' })
+  const m = /list:\s*(.*)$/m.exec(r.stdout ?? '')
+  if (m === null) return []
+  const list = []
+  for (const part of m[1].trim().split(',')) {
+    const [a, b] = part.split('-').map(Number)
+    for (let c = a; c <= (b ?? a); c++) list.push(c)
+  }
+  return list
+}
+
+const tasksetBin = which('taskset')
+const cpuList = tasksetBin !== null ? allowedCpus() : []
+const pin = opts.pin && tasksetBin !== null && cpuList.length >= 2
+const PROXY_CORE = pin ? cpuList[0] : null
+const LOAD_CORE = pin ? cpuList[1] : null
+// Enough descriptors for the idle phase: the proxy holds two sockets per connection. Children
+// ask for NOFILE and fall back to the hard limit (raising it needs CAP_SYS_RESOURCE); the idle
+// count is lowered to what that limit allows.
+const NOFILE = Math.max(65536, S.idle * 2 + 4096)
+const hardNofile = Number(spawnSync('sh', ['-c', `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; ulimit -n`], { encoding: 'utf8' }).stdout.trim()) || 1024
+let nofileNote = `RLIMIT_NOFILE of the children: ${hardNofile}`
+if (S.idle * 2 + 2048 > hardNofile) {
+  const idle = Math.max(100, Math.floor((hardNofile - 2048) / 2 / 100) * 100)
+  nofileNote += ` (too low for ${S.idle} idle connections: ${idle} used)`
+  S.idle = idle
+}
+let pinNote
+if (pin) {
+  pinNote = `pinned with taskset: proxy under test on CPU ${PROXY_CORE}; load generator, echo upstream and HTTP load tool on CPU ${LOAD_CORE}`
+  // The harness itself is mostly idle, but keep it off the proxy's core.
+  spawnSync('taskset', ['-pc', String(LOAD_CORE), String(process.pid)], { stdio: 'ignore' })
+} else if (!opts.pin) {
+  pinNote = 'not pinned (--no-pin): rates and latencies mix the proxy with the load side'
+} else {
+  pinNote = `not pinned (${tasksetBin === null ? 'no taskset on PATH' : `only ${cpuList.length} CPU allowed`}): rates and latencies mix the proxy with the load side`
+}
+
+// ---------------------------------------------------------------- children
+
+/** @type {Set<{ name: string, child: import('node:child_process').ChildProcess, pid: number, exited: boolean, expected: boolean }>} */
+const procs = new Set()
+let shuttingDown = false
+
+/**
+ * Starts a child in its own process group (so its own children, e.g. nginx workers, stop with
+ * it), with RLIMIT_NOFILE raised and pinned to `core`. `sh -c ... exec` keeps the PID.
+ */
+function launch (name, argv, { core = null, env = process.env, logFile, ipc = false } = {}) {
+  const pinned = withPriority(core !== null ? ['taskset', '-c', String(core), ...argv] : argv)
+  const script = `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"`
+  const out = logFile !== undefined ? openSync(logFile, 'a') : 'ignore'
+  const stdio = ['ignore', out, out]
+  if (ipc) stdio.push('ipc')
+  const child = spawn('/bin/sh', ['-c', script, 'sh', ...pinned], { cwd: root, env, stdio, detached: true })
+  if (typeof out === 'number') closeSync(out)
+  const p = { name, child, pid: child.pid, exited: false, expected: false, exit: null }
+  procs.add(p)
+  child.on('exit', (code, signal) => {
+    p.exited = true
+    p.exit = signal ?? code
+    if (!p.expected && !shuttingDown) problem(`${name} (pid ${p.pid}) exited unexpectedly (${signal ?? `code ${code}`})`)
+  })
+  child.on('error', (err) => { p.exited = true; if (!shuttingDown) problem(`${name}: ${err.message}`) })
+  return p
+}
+
+/** `nice -n -N` in front of a command line when --nice N was given. */
+function withPriority (argv) {
+  return opts.nice > 0 ? ['nice', '-n', String(-opts.nice), ...argv] : argv
+}
+
+/** Stops one child: SIGTERM to its group, SIGKILL after `graceMs`. */
+async function stopProc (p, graceMs = 5000) {
+  p.expected = true
+  if (!p.exited) {
+    try { process.kill(-p.pid, 'SIGTERM') } catch { /* gone */ }
+    const end = Date.now() + graceMs
+    while (!p.exited && Date.now() < end) await sleep(50)
+    if (!p.exited) {
+      try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ }
+      const end2 = Date.now() + 2000
+      while (!p.exited && Date.now() < end2) await sleep(50)
+    }
+  }
+  procs.delete(p)
+}
+
+async function stopAll () {
+  shuttingDown = true
+  await Promise.all([...procs].map((p) => stopProc(p)))
+}
+
+process.on('exit', () => {
+  // Last resort (an uncaught error, process.exit): nothing may outlive the harness.
+  for (const p of procs) if (!p.exited) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
+})
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
+  process.on(sig, () => {
+    if (interrupted) process.exit(130)
+    interrupted = true
+    process.stdout.write(`\nbench: ${sig}: stopping every child process...\n`)
+    keepTemp = false
+    withTimeout(stopAll(), 10_000, 'stop').catch(() => {}).finally(() => { cleanupTemp(); process.exit(130) })
+  })
+}
+
+/** Request/response over a child's IPC channel, with a deadline. */
+let ipcSeq = 0
+function ipc (p, msg, timeoutMs) {
+  const id = ++ipcSeq
+  return withTimeout(new Promise((resolve, reject) => {
+    const onMessage = (m) => {
+      if (m?.id !== id) return
+      cleanup()
+      if (m.ok === false) reject(new Error(m.error))
+      else resolve(m.ok === true ? m.result : m)
+    }
+    const onExit = () => { cleanup(); reject(new Error(`${p.name} exited`)) }
+    const cleanup = () => { p.child.removeListener('message', onMessage); p.child.removeListener('exit', onExit) }
+    p.child.on('message', onMessage)
+    p.child.once('exit', onExit)
+    p.child.send({ ...msg, id })
+  }), timeoutMs, `${p.name} ${msg.cmd}`)
+}
+
+function waitReady (p, timeoutMs) {
+  return withTimeout(new Promise((resolve, reject) => {
+    p.child.on('message', function onMsg (m) { if (m?.ready) { p.child.removeListener('message', onMsg); resolve(m) } })
+    p.child.once('exit', () => reject(new Error(`${p.name} exited before it was ready`)))
+  }), timeoutMs, `${p.name} start`)
+}
+
+// ---------------------------------------------------------------- build
+
+/** dist/ is stale when a .ts of src/, plugins/ or routes/ is newer than its .js (or has none). */
+function staleBuild () {
+  const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const p = join(dir, e.name)
+    return e.isDirectory() ? walk(p) : e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [p] : []
+  })
+  for (const top of ['src', 'plugins', 'routes']) {
+    if (!existsSync(join(root, top))) continue
+    for (const ts of walk(join(root, top))) {
+      const js = join(root, 'dist', relative(root, ts)).replace(/\.ts$/, '.js')
+      if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs) return relative(root, ts)
+    }
+  }
+  return null
+}
+
+// ---------------------------------------------------------------- temp dir
+
+const tmp = mkdtempSync(join(tmpdir(), 'tollgate-bench-'))
+function cleanupTemp () {
+  if (keepTemp || opts.keep) return
+  try { rmSync(tmp, { recursive: true, force: true }) } catch { /* best effort */ }
+}
+
+// ---------------------------------------------------------------- main
+
+const records = {} // scenario -> path -> record[]
+const extra = { gatewayRss: [], logs: {} }
+let upstream, loadgen, gateway, fastifyProxy, nginx
+let ports = {}
+let paths = []
+let httpTool = null
+const jwtSecret = randomBytes(24).toString('hex')
+const adminToken = randomBytes(18).toString('hex')
+const jwt = createSigner({ key: jwtSecret, algorithm: 'HS256', expiresIn: 3 * 3600 * 1000 })({ sub: 'bench-user' })
+
+async function main () {
+  log(`Tollgate bench, ${opts.quick ? 'quick' : 'full'} mode: ${S.runs} run(s), ${S.durationMs / 1000} s per phase, ${S.idle} idle connections; temp dir ${tmp}`)
+  log(pinNote)
+  if (opts.nice > 0) log(`priority: every bench process runs at nice -${opts.nice}`)
+  log(nofileNote)
+  if (cpus().length < 2) log('note: fewer than 2 CPUs: the proxy and the load side share a core')
+
+  const stale = staleBuild()
+  if (stale !== null) {
+    log(`dist/ is missing or older than ${stale}: npm run build`)
+    const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', timeout: 300_000 })
+    if (r.status !== 0) throw new Error('npm run build failed: the gateway cannot be benchmarked')
+  }
+
+  httpTool = opts.httpTool ?? (which('wrk') !== null ? 'wrk' : 'autocannon')
+  if (httpTool === 'wrk' && which('wrk') === null) throw new Error('--http-tool wrk: wrk is not on PATH')
+  if (httpTool !== 'wrk' && httpTool !== 'autocannon') throw new Error(`--http-tool: wrk or autocannon, not ${httpTool}`)
+
+  const want = new Set(opts.paths ?? ['direct', 'gateway', 'nginx', 'fastify'])
+  const nginxBin = want.has('nginx') ? findNginx() : null
+  if (want.has('nginx') && nginxBin === null) log('nginx: no nginx binary on PATH: the nginx column is skipped')
+
+  // One upstream port per path: the sockets a proxy leaves open upstream are its own.
+  ports = {
+    up: { direct: await freePort(), gateway: await freePort(), nginx: await freePort(), fastify: await freePort() },
+    gateway: await freePort(),
+    fastify: await freePort(),
+    nginx: await freePort(),
+    nginxKeepalive: await freePort()
+  }
+  const nodeEnv = cleanEnv({ NODE_ENV: 'production' })
+
+  // The load side.
+  upstream = await startUpstream(nodeEnv)
+  loadgen = await startLoadgen(nodeEnv)
+
+  // The proxies under test.
+  const gwConfig = join(tmp, 'gateway.json')
+  writeFileSync(gwConfig, JSON.stringify({
+    server: { host: '127.0.0.1', port: ports.gateway },
+    auth: { jwt: { secret: jwtSecret } },
+    upstreams: { echo: { targets: [`http://127.0.0.1:${ports.up.gateway}`] } },
+    routes: [
+      { prefix: '/ws', upstream: 'echo' },
+      { prefix: '/auth', upstream: 'echo', auth: 'required' },
+      { prefix: '/', upstream: 'echo' }
+    ],
+    admin: { token: adminToken }
+  }, null, 2))
+  const services = {
+    gateway: want.has('gateway')
+      ? {
+          start: async () => {
+            const p = launch('gateway', [process.execPath, join(root, 'dist/src/cli.js')], {
+              core: PROXY_CORE,
+              env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: 'info' }),
+              logFile: join(tmp, 'gateway.log')
+            })
+            await waitHttp(`http://127.0.0.1:${ports.gateway}/health`, 20_000, () => !p.exited)
+            return p
+          }
+        }
+      : null,
+    fastify: want.has('fastify')
+      ? {
+          start: async () => {
+            const p = launch('@fastify/http-proxy', [process.execPath, join(benchDir, 'fastify-proxy.mjs')], {
+              core: PROXY_CORE,
+              env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up.fastify}`, PORT: String(ports.fastify), LOG_LEVEL: 'info' }),
+              logFile: join(tmp, 'fastify-proxy.log')
+            })
+            await waitHttp(`http://127.0.0.1:${ports.fastify}/`, 20_000, () => !p.exited)
+            return p
+          }
+        }
+      : null,
+    nginx: nginxBin !== null
+      ? {
+          start: async () => {
+            const conf = writeNginxConfig({ dir: tmp, bin: nginxBin, upstreamPort: ports.up.nginx, port: ports.nginx, portKeepalive: ports.nginxKeepalive, maxConns: S.idle + 1000 })
+            const t = spawnSync(nginxBin, ['-t', '-p', tmp, '-c', conf], { encoding: 'utf8', timeout: 10_000 })
+            if (t.status !== 0) throw new Error(`nginx -t failed: ${(t.stderr || t.stdout).trim()}`)
+            const p = launch('nginx', [nginxBin, '-p', tmp, '-c', conf, '-g', 'daemon off;'], { core: PROXY_CORE, logFile: join(tmp, 'nginx.out') })
+            await waitHttp(`http://127.0.0.1:${ports.nginx}/`, 10_000, () => !p.exited)
+            await waitHttp(`http://127.0.0.1:${ports.nginxKeepalive}/`, 10_000, () => !p.exited)
+            return p
+          }
+        }
+      : null
+  }
+  const running = {}
+  for (const [key, svc] of Object.entries(services)) {
+    if (svc === null) continue
+    try {
+      running[key] = await svc.start()
+    } catch (err) {
+      problem(`${key} did not start: ${err.message}; its column is skipped`)
+    }
+  }
+  gateway = running.gateway
+  fastifyProxy = running.fastify
+  nginx = running.nginx
+
+  paths = []
+  if (want.has('direct')) {
+    paths.push({
+      key: 'direct',
+      ws: `ws://127.0.0.1:${ports.up.direct}/ws`,
+      http: `http://127.0.0.1:${ports.up.direct}/`,
+      pids: () => [upstream.pid],
+      restart: async () => { await stopProc(upstream); upstream = await startUpstream(nodeEnv) }
+    })
+  }
+  const restartOf = (key, set) => async () => { await stopProc(running[key]); running[key] = await services[key].start(); set(running[key]) }
+  if (gateway) {
+    paths.push({
+      key: 'gateway',
+      ws: `ws://127.0.0.1:${ports.gateway}/ws`,
+      wsAuth: `ws://127.0.0.1:${ports.gateway}/auth`,
+      http: `http://127.0.0.1:${ports.gateway}/`,
+      // With --workers/WORKERS the gateway would be several processes: count its children too.
+      pids: () => [gateway.pid, ...childPids(gateway.pid)],
+      restart: restartOf('gateway', (p) => { gateway = p })
+    })
+  }
+  if (nginx) {
+    paths.push({
+      key: 'nginx',
+      ws: `ws://127.0.0.1:${ports.nginx}/ws`,
+      http: `http://127.0.0.1:${ports.nginxKeepalive}/`,
+      httpClassic: `http://127.0.0.1:${ports.nginx}/`,
+      pids: () => [nginx.pid, ...childPids(nginx.pid)],
+      restart: restartOf('nginx', (p) => { nginx = p })
+    })
+  }
+  if (fastifyProxy) {
+    paths.push({
+      key: 'fastify',
+      ws: `ws://127.0.0.1:${ports.fastify}/ws`,
+      http: `http://127.0.0.1:${ports.fastify}/`,
+      pids: () => [fastifyProxy.pid, ...childPids(fastifyProxy.pid)],
+      restart: restartOf('fastify', (p) => { fastifyProxy = p })
+    })
+  }
+
+  await verify()
+  if (gateway && !gateway.exited) extra.gatewayRss.push({ after: 'start', kib: rssKiB([gateway.pid]) })
+  if (paths.length === 0) throw new Error('no path to benchmark')
+  log(`paths: ${paths.map((p) => p.key).join(', ')}; HTTP load: ${httpTool}`)
+  log('warm-up stage (not measured): each path through each scenario once')
+  for (const p of paths) await warm(p)
+
+  // Scenarios; within a run the order of the paths rotates so no path always goes first.
+  const order = (run) => paths.map((_p, i) => paths[(i + run) % paths.length])
+  for (let run = 0; run < S.runs; run++) {
+    if (scenarioKeys.has('rtt50')) for (const p of order(run)) await phase('rtt50', p, run, () => rttPhase(p, 50))
+    if (scenarioKeys.has('rtt500')) for (const p of order(run)) await phase('rtt500', p, run, () => rttPhase(p, 500))
+    if (scenarioKeys.has('stream')) for (const p of order(run)) await phase('stream', p, run, () => streamPhase(p))
+    if (scenarioKeys.has('handshake')) for (const p of order(run)) await phase('handshake', p, run, () => handshakePhase(p, p.ws, {}))
+    const gw = paths.find((x) => x.key === 'gateway')
+    if (scenarioKeys.has('handshakeJwt') && gw !== undefined) {
+      const p = gw
+      await phase('handshakeJwt', p, run, () => handshakePhase(p, p.wsAuth, { authorization: `Bearer ${jwt}` }))
+    }
+    if (scenarioKeys.has('http')) for (const p of order(run)) await phase('http', p, run, () => httpPhase(p, p.http))
+    const ng = paths.find((x) => x.key === 'nginx')
+    if (scenarioKeys.has('httpClassic') && ng !== undefined) {
+      const p = ng
+      await phase('httpClassic', p, run, () => httpPhase(p, p.httpClassic))
+    }
+    if (gateway && !gateway.exited) extra.gatewayRss.push({ after: `run ${run + 1}`, kib: rssKiB([gateway.pid]) })
+  }
+  // Idle last, each measure in a freshly started proxy: a process that already held and freed
+  // thousands of sockets reuses that memory, which would hide the cost of a connection.
+  if (scenarioKeys.has('idle')) {
+    for (let run = 0; run < S.runs; run++) for (const p of order(run)) await phase('idle', p, run, () => idlePhase(p))
+  }
+}
+
+function cleanEnv (add) {
+  const env = { ...process.env }
+  // The bench's own settings must win over a developer's shell.
+  for (const k of ['UPSTREAM_URL', 'PORT', 'HOST', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'ADMIN_TOKEN', 'REDIS_URL', 'LOG_LEVEL', 'GATEWAY_CONFIG', 'WORKERS', 'NODE_OPTIONS']) delete env[k]
+  return { ...env, ...add }
+}
+
+async function startUpstream (env) {
+  const p = launch('upstream', [process.execPath, join(benchDir, 'upstream.mjs')], {
+    core: LOAD_CORE, env: { ...env, BENCH_PORTS: Object.entries(ports.up).map(([k, v]) => `${k}:${v}`).join(',') }, logFile: join(tmp, 'upstream.log'), ipc: true
+  })
+  await waitReady(p, 10_000)
+  return p
+}
+
+async function startLoadgen (env) {
+  const p = launch('loadgen', [process.execPath, join(benchDir, 'loadgen.mjs')], {
+    core: LOAD_CORE, env: { ...env, BENCH_CLK_TCK: String(CLK_TCK) }, logFile: join(tmp, 'loadgen.log'), ipc: true
+  })
+  await waitReady(p, 10_000)
+  return p
+}
+
+/** Each path must echo a text and a binary message and answer a GET; the gateway's auth route must refuse a handshake without a token. */
+async function verify () {
+  for (const p of [...paths]) {
+    const why = []
+    try {
+      const r = await ipc(loadgen, { cmd: 'probe', url: p.ws }, 10_000)
+      if (!r.ok) why.push(`WebSocket echo: ${r.error}`)
+      const h = await httpGet(p.http)
+      if (h.status !== 200 || h.body.length !== 64) why.push(`GET ${p.http}: ${h.status}`)
+      if (p.httpClassic) {
+        const c = await httpGet(p.httpClassic)
+        if (c.status !== 200) why.push(`GET ${p.httpClassic}: ${c.status}`)
+      }
+      if (p.wsAuth) {
+        const no = await ipc(loadgen, { cmd: 'probe', url: p.wsAuth }, 10_000)
+        if (no.ok || no.error !== 'http 401') problem(`gateway /auth without a token: expected HTTP 401, got ${no.ok ? 'an open socket' : no.error}`)
+        const yes = await ipc(loadgen, { cmd: 'probe', url: p.wsAuth, headers: { authorization: `Bearer ${jwt}` } }, 10_000)
+        if (!yes.ok) why.push(`/auth with a JWT: ${yes.error}`)
+        const m = await httpGet(`http://127.0.0.1:${ports.gateway}/metrics`)
+        if (m.status !== 200) problem(`gateway GET /metrics: ${m.status}`)
+        const a = await adminConnections()
+        if (a === null) problem('gateway admin API GET /admin/connections did not answer 200')
+      }
+    } catch (err) {
+      why.push(err.message)
+    }
+    if (why.length > 0) {
+      problem(`${p.key}: verification failed (${why.join('; ')}): path skipped`)
+      paths.splice(paths.indexOf(p), 1)
+    }
+  }
+  for (const p of paths) await settleUpstream(p.key)
+}
+
+/** Drives a path through every kind of load briefly; nothing is recorded. */
+async function warm (p) {
+  const base = { warmupMs: 0, durationMs: S.warmStageMs, pids: pidsOf(p) }
+  const u = S.warmUnits
+  const t0 = Date.now()
+  try {
+    await loadgenPhase({ cmd: 'rtt', url: p.ws, conns: 50, size: S.rttSize, ...base, untilCount: u.rtt }, timeoutFor())
+    await loadgenPhase({ cmd: 'stream', url: p.ws, conns: S.streamConns, window: S.streamWindow, size: S.streamSize, ...base, untilCount: u.stream }, timeoutFor())
+    await loadgenPhase({ cmd: 'handshake', url: p.ws, headers: {}, concurrency: S.handshakeConcurrency, ...base, untilCount: u.handshake }, timeoutFor())
+    if (p.wsAuth) {
+      await loadgenPhase({ cmd: 'handshake', url: p.wsAuth, headers: { authorization: `Bearer ${jwt}` }, concurrency: S.handshakeConcurrency, ...base, untilCount: u.handshake }, timeoutFor())
+    }
+    for (const url of [p.http, p.httpClassic]) {
+      if (url === undefined) continue
+      const end = Date.now() + S.warmStageMs
+      for (let n = 0; n < u.http && Date.now() < end;) n += (await httpLoad(url, 1)).requests
+    }
+    log(`warm-up ${p.key}: ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+  } catch (err) {
+    problem(`warm-up of ${p.key}: ${err.message}`)
+  }
+}
+
+async function adminConnections () {
+  try {
+    const r = await httpGet(`http://127.0.0.1:${ports.gateway}/admin/connections?limit=1`, { authorization: `Bearer ${adminToken}` })
+    return r.status === 200 ? JSON.parse(r.body).total : null
+  } catch { return null }
+}
+
+const upstreamStats = async (key) => (await ipc(upstream, { cmd: 'stats' }, 5000))[key]
+
+/**
+ * Waits (up to 5 s) until no more WebSockets than `level` are open on the path's upstream port
+ * (a leak found earlier stays counted where it was found); returns the port's stats.
+ */
+async function settleUpstream (key, level = 0) {
+  const end = Date.now() + 5000
+  for (;;) {
+    const s = await upstreamStats(key)
+    if (s.wsOpen <= level || Date.now() > end) return s
+    await sleep(100)
+  }
+}
+
+/** Runs one measure with a deadline; a failure is recorded, reported and the run goes on. */
+async function phase (scenario, p, run, fn) {
+  const tag = `${scenario} ${p.key} run ${run + 1}/${S.runs}`
+  const ws = scenario !== 'http' && scenario !== 'httpClassic'
+  const openBefore = ws ? (await upstreamStats(p.key).catch(() => ({ wsOpen: 0 }))).wsOpen : 0
+  let rec
+  if (Date.now() - started > S.budgetMs) {
+    rec = { failed: 'skipped: time budget' }
+  } else if (!(await revive(p, tag))) {
+    rec = { failed: `${p.key} is not running and did not restart` }
+  } else {
+    try {
+      rec = await fn()
+    } catch (err) {
+      rec = { failed: err.message }
+      problem(`${tag}: ${err.message}`)
+      if ((err.timeout || loadgen.exited) && !interrupted) {
+        // A stuck or dead load generator would poison every later phase: start a new one.
+        await stopProc(loadgen, 1000)
+        loadgen = await startLoadgen(cleanEnv({ NODE_ENV: 'production' }))
+      }
+    }
+  }
+  // After every WebSocket phase, no socket may be left open upstream (or in the registry).
+  if (!rec.failed && ws) {
+    const s = await settleUpstream(p.key, openBefore)
+    rec.leftover = Math.max(0, s.wsOpen - openBefore)
+    if (rec.leftover > 0) problem(`${tag}: ${rec.leftover} upstream WebSocket(s) still open 5 s after every client closed`)
+    if (p.key === 'gateway' && alive('gateway')) {
+      const n = await adminConnections()
+      rec.registryLeft = n
+      if (n === null) problem(`${tag}: the gateway's admin API did not answer GET /admin/connections`)
+      else if (n !== 0) problem(`${tag}: the gateway registry still lists ${n} connection(s) after every client closed`)
+    }
+  }
+  rec.loadavg1 = loadavg()[0]
+  if (rec.errorCount > 0) problem(`${tag}: ${rec.errorCount} client error(s): ${JSON.stringify(rec.errors)}`)
+  ;((records[scenario] ??= {})[p.key] ??= []).push(rec)
+  log(`${tag.padEnd(28)} ${describe(scenario, rec)}`)
+  return rec
+}
+
+/**
+ * A process that died (reported when it happened) is started again, so one crash or stray kill
+ * costs the phases it hit, not the rest of the run. Returns false when it cannot be restarted.
+ */
+async function revive (p, tag) {
+  if (upstream.exited) {
+    try { upstream = await startUpstream(cleanEnv({ NODE_ENV: 'production' })) } catch (err) { problem(`upstream restart: ${err.message}`); return false }
+    problem(`the upstream was not running: restarted before ${tag}`)
+  }
+  if (p.key === 'direct' || alive(p.key)) return true
+  try {
+    await withTimeout(p.restart(), 40_000, `restart ${p.key}`)
+  } catch (err) {
+    problem(`${p.key} restart before ${tag}: ${err.message}`)
+    return false
+  }
+  problem(`${p.key} was not running: restarted before ${tag}`)
+  return true
+}
+
+function alive (key) {
+  const p = { gateway, nginx, fastify: fastifyProxy }[key]
+  return p !== undefined && !p.exited
+}
+
+function describe (scenario, r) {
+  if (r.failed) return `FAILED: ${r.failed}`
+  const f = (x, d = 1) => x === null || x === undefined ? '-' : x.toFixed(d)
+  const u = r.proxyUtil !== undefined ? `, core use ${Math.round(r.proxyUtil * 100)}%/${Math.round(r.loadUtil * 100)}%` : ''
+  switch (scenario) {
+    case 'rtt50': case 'rtt500':
+      return `${Math.round(r.rate)} msg/s, p50/p99/p99.9 ${f(r.p50, 2)}/${f(r.p99, 2)}/${f(r.p999, 2)} ms, CPU ${f(r.cpu)} µs/msg${u}`
+    case 'stream': return `${f(r.rate)} MB/s, CPU ${f(r.cpu)} µs/64 KiB${u}`
+    case 'handshake': case 'handshakeJwt':
+      return `${Math.round(r.rate)} handshakes/s, p99 open ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/handshake${u}`
+    case 'idle': return `${r.held}/${r.opened} held, RSS ${Math.round(r.rssBefore / 1024)} -> ${Math.round(r.rssAfter / 1024)} MiB, ${f(r.rssPerConn, 2)} KiB/conn`
+    case 'http': case 'httpClassic': return `${Math.round(r.rate)} req/s, p99 ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/request${u}`
+  }
+  return JSON.stringify(r)
+}
+
+const timeoutFor = (extraMs = 0) => S.warmupMs + S.durationMs + 60_000 + extraMs
+
+/** Busy share of the load core (all cores minus the proxy when unpinned) over a window. */
+function loadShare (busyUs, proxyCpuUs, seconds) {
+  return Math.min(1.5, (LOAD_CORE !== null ? busyUs : busyUs - proxyCpuUs) / (seconds * 1e6))
+}
+
+/** Runs a loadgen command; the loadgen samples CPU and cores exactly at its window's edges. */
+async function loadgenPhase (msg, timeoutMs) {
+  const r = await ipc(loadgen, { ...msg, cores: LOAD_CORE !== null ? [LOAD_CORE] : null }, timeoutMs)
+  r.loadUtil = loadShare(r.coreBusyUs, r.proxyCpuUs, r.seconds)
+  return r
+}
+
+const pidsOf = (p) => ({ proxy: p.pids(), upstream: [upstream.pid] })
+
+async function rttPhase (p, conns) {
+  const r = await loadgenPhase({ cmd: 'rtt', url: p.ws, conns, size: S.rttSize, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p) }, timeoutFor())
+  if (r.connections < conns) problem(`rtt${conns} ${p.key}: only ${r.connections}/${conns} connections opened`)
+  if (r.messages === 0) throw new Error(`no message echoed (${JSON.stringify(r.errors)})`)
+  return {
+    rate: r.messages / r.seconds,
+    p50: r.latencyMs.p50,
+    p99: r.latencyMs.p99,
+    p999: r.latencyMs.p999,
+    max: r.latencyMs.max,
+    cpu: r.proxyCpuUs / r.messages,
+    proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
+    loadUtil: r.loadUtil,
+    upstreamCpu: r.upstreamCpuUs / r.messages,
+    connections: r.connections,
+    messages: r.messages,
+    seconds: r.seconds,
+    stealMs: r.stealUs / 1000,
+    errorCount: r.errorCount,
+    errors: r.errors
+  }
+}
+
+async function streamPhase (p) {
+  const r = await loadgenPhase({
+    cmd: 'stream', url: p.ws, conns: S.streamConns, window: S.streamWindow, size: S.streamSize, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p)
+  }, timeoutFor())
+  if (r.bytes === 0) throw new Error(`nothing echoed (${JSON.stringify(r.errors)})`)
+  const units = r.bytes / S.streamSize
+  return {
+    rate: r.bytes / r.seconds / 1e6,
+    cpu: r.proxyCpuUs / units,
+    proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
+    loadUtil: r.loadUtil,
+    upstreamCpu: r.upstreamCpuUs / units,
+    connections: r.connections,
+    bytes: r.bytes,
+    seconds: r.seconds,
+    stealMs: r.stealUs / 1000,
+    errorCount: r.errorCount,
+    errors: r.errors
+  }
+}
+
+async function handshakePhase (p, url, headers) {
+  const r = await loadgenPhase({
+    cmd: 'handshake', url, headers, concurrency: S.handshakeConcurrency, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p)
+  }, timeoutFor())
+  if (r.handshakes === 0) throw new Error(`no handshake completed (${JSON.stringify(r.errors)})`)
+  return {
+    rate: r.handshakes / r.seconds,
+    p50: r.openMs.p50,
+    p99: r.openMs.p99,
+    max: r.openMs.max,
+    cpu: r.proxyCpuUs / r.handshakes,
+    proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
+    loadUtil: r.loadUtil,
+    upstreamCpu: r.upstreamCpuUs / r.handshakes,
+    handshakes: r.handshakes,
+    seconds: r.seconds,
+    stealMs: r.stealUs / 1000,
+    errorCount: r.errorCount,
+    errors: r.errors
+  }
+}
+
+async function idlePhase (p) {
+  await withTimeout(p.restart(), 40_000, `restart ${p.key}`)
+  // Touch the path once so lazy start-up work is not counted as connection memory.
+  const probe = await ipc(loadgen, { cmd: 'probe', url: p.ws }, 10_000)
+  if (!probe.ok) throw new Error(`after restart: ${probe.error}`)
+  await sleep(500)
+  const pids = p.pids()
+  const rssBefore = rssKiB(pids)
+  const o = await ipc(loadgen, { cmd: 'idle-open', url: p.ws, conns: S.idle, concurrency: 50 }, 120_000)
+  await sleep(S.idleSettleMs)
+  const rssAfter = rssKiB(p.pids())
+  const held = await ipc(loadgen, { cmd: 'idle-count' }, 10_000)
+  const up = await upstreamStats(p.key)
+  await ipc(loadgen, { cmd: 'idle-close' }, 60_000)
+  if (held.open < o.opened) problem(`idle ${p.key}: ${o.opened - held.open} of ${o.opened} idle connections were closed by the path within ${S.idleSettleMs} ms`)
+  if (up.wsOpen < held.open) problem(`idle ${p.key}: upstream has ${up.wsOpen} sockets for ${held.open} open client connections`)
+  if (o.opened === 0) throw new Error(`no idle connection opened (${JSON.stringify(o.errors)})`)
+  return {
+    rssPerConn: (rssAfter - rssBefore) / o.opened,
+    held: held.open,
+    opened: o.opened,
+    rssBefore,
+    rssAfter,
+    openSeconds: o.openSeconds,
+    upstreamOpen: up.wsOpen,
+    errorCount: o.errorCount,
+    errors: o.errors
+  }
+}
+
+// ---------------------------------------------------------------- HTTP
+
+function runTool (argv, timeoutMs) {
+  return new Promise((resolve, reject) => {
+    const pinned = withPriority(LOAD_CORE !== null ? ['taskset', '-c', String(LOAD_CORE), ...argv] : argv)
+    const child = spawn(pinned[0], pinned.slice(1), { stdio: ['ignore', 'pipe', 'pipe'], detached: true })
+    const p = { name: argv[0], child, pid: child.pid, exited: false, expected: true }
+    procs.add(p)
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (c) => { out += c })
+    child.stderr.on('data', (c) => { err += c })
+    const timer = setTimeout(() => { try { process.kill(-child.pid, 'SIGKILL') } catch { /* gone */ } }, timeoutMs)
+    child.on('error', (e) => { clearTimeout(timer); procs.delete(p); reject(e) })
+    child.on('exit', (code, signal) => {
+      clearTimeout(timer)
+      p.exited = true
+      procs.delete(p)
+      if (code === 0) resolve(out)
+      else reject(new Error(`${argv[0]} ${signal ?? `exit ${code}`}: ${err.trim().slice(0, 300)}`))
+    })
+  })
+}
+
+const toMs = (v, unit) => Number(v) * ({ us: 1e-3, ms: 1, s: 1000, m: 60_000 }[unit] ?? NaN)
+
+/** One HTTP load run: { requests, seconds, p99, non2xx, errors }. */
+async function httpLoad (url, seconds) {
+  if (httpTool === 'wrk') {
+    const out = await runTool(['wrk', '-t1', `-c${S.httpConns}`, `-d${seconds}s`, '--timeout', '5s', '--latency', url], seconds * 1000 + 20_000)
+    const reqs = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(out)
+    const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\b/m.exec(out)
+    const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
+    const sock = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+    if (reqs === null) throw new Error(`cannot read wrk output: ${out.slice(0, 200)}`)
+    const errors = {}
+    if (non2xx) errors.non2xx = Number(non2xx[1])
+    if (sock) ['connect', 'read', 'write', 'timeout'].forEach((k, i) => { if (Number(sock[i + 1]) > 0) errors[k] = Number(sock[i + 1]) })
+    return { requests: Number(reqs[1]), seconds: toMs(reqs[2], reqs[3]) / 1000, p99: p99 ? toMs(p99[1], p99[2]) : null, errors }
+  }
+  const bin = join(root, 'node_modules/autocannon/autocannon.js')
+  const out = await runTool([process.execPath, bin, '-c', String(S.httpConns), '-d', String(seconds), '-t', '5', '-j', url], seconds * 1000 + 20_000)
+  const j = JSON.parse(out)
+  const errors = {}
+  if (j.non2xx) errors.non2xx = j.non2xx
+  if (j.errors) errors.errors = j.errors
+  if (j.timeouts) errors.timeouts = j.timeouts
+  return { requests: j.requests.total, seconds: j.duration, p99: j.latency.p99, errors }
+}
+
+async function httpPhase (p, url) {
+  if (S.warmupMs >= 1000) await httpLoad(url, Math.round(S.warmupMs / 1000))
+  const pids = p.pids()
+  const st0 = await upstreamStats(p.key)
+  const up0 = cpuMicros([upstream.pid])
+  const c0 = cpuMicros(pids)
+  const t0 = coreTimes(LOAD_CORE !== null ? [LOAD_CORE] : null)
+  const s0 = coreTimes(null)
+  const w0 = process.hrtime.bigint()
+  const seconds = Math.max(1, Math.round(S.durationMs / 1000))
+  const w = await httpLoad(url, seconds)
+  const wall = Number(process.hrtime.bigint() - w0) / 1e9
+  const cpu = cpuMicros(pids) - c0
+  const t1 = coreTimes(LOAD_CORE !== null ? [LOAD_CORE] : null)
+  const s1 = coreTimes(null)
+  const st1 = await upstreamStats(p.key)
+  if (w.requests === 0) throw new Error('no request answered')
+  const errorCount = Object.values(w.errors).reduce((a, b) => a + b, 0)
+  return {
+    rate: w.requests / w.seconds,
+    p99: w.p99,
+    cpu: cpu / w.requests,
+    proxyUtil: cpu / (wall * 1e6),
+    loadUtil: loadShare(t1.busy - t0.busy, cpu, wall),
+    upstreamCpu: (cpuMicros([upstream.pid]) - up0) / w.requests,
+    // New upstream connections per request: ~0 with keep-alive, 1 for nginx's classic config.
+    upstreamConnsPerRequest: (st1.tcpAccepted - st0.tcpAccepted) / w.requests,
+    requests: w.requests,
+    seconds: w.seconds,
+    stealMs: (s1.steal - s0.steal) / 1000,
+    errorCount,
+    errors: w.errors
+  }
+}
+
+// ---------------------------------------------------------------- logs
+
+/** Counts the warn/error/fatal lines of a pino log (JSON lines), by message. */
+async function scanLog (file) {
+  if (!existsSync(file)) return null
+  const byLevel = {}
+  const messages = new Map()
+  let lines = 0
+  const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
+  for await (const line of rl) {
+    lines++
+    if (!line.startsWith('{')) {
+      if (line.trim() !== '') messages.set(`(text) ${line.slice(0, 120)}`, (messages.get(`(text) ${line.slice(0, 120)}`) ?? 0) + 1)
+      continue
+    }
+    let level
+    let msg
+    try { ({ level, msg } = JSON.parse(line)) } catch { continue }
+    byLevel[level] = (byLevel[level] ?? 0) + 1
+    if (level >= 40) {
+      const key = `${level >= 50 ? 'error' : 'warn'}: ${msg}`
+      messages.set(key, (messages.get(key) ?? 0) + 1)
+    }
+  }
+  return { lines, byLevel, problems: Object.fromEntries(messages) }
+}
+
+// ---------------------------------------------------------------- report
+
+async function finish (error) {
+  if (error) problem(`aborted: ${error.message}`)
+  await withTimeout(stopAll(), 20_000, 'stopping children').catch((err) => problem(err.message))
+  for (const [name, file] of [['gateway', 'gateway.log'], ['@fastify/http-proxy', 'fastify-proxy.log'], ['nginx', 'nginx-error.log']]) {
+    const s = await scanLog(join(tmp, file)).catch(() => null)
+    if (s === null) continue
+    extra.logs[name] = s
+    const n = Object.values(s.problems).reduce((a, b) => a + b, 0)
+    if (n > 0) {
+      keepTemp = true
+      problem(`${name} logged ${n} warning/error line(s): ${JSON.stringify(s.problems).slice(0, 400)} (log: ${join(tmp, file)})`)
+    }
+  }
+
+  const summary = summarize(records)
+  const rows = tableRows(summary)
+  const columns = COLUMNS.filter((c) => paths.some((p) => p.key === c.key) || Object.values(summary).some((s) => s[c.key] !== undefined))
+  const table = renderTable(rows, columns)
+  const versions = toolVersions()
+  const lines = [
+    '',
+    `Tollgate bench (${opts.quick ? 'quick' : 'full'}), ${new Date(started).toISOString()}, median of ${S.runs} run(s), ${S.durationMs / 1000} s per phase`,
+    `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}; load average ${startLoad.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end`,
+    `${pinNote}${opts.nice > 0 ? `; nice -${opts.nice}` : ''}`,
+    `peers: ${versions.join(', ')}; HTTP load: ${httpTool} (${S.httpConns} conns)`,
+    `gateway: dist/src/cli.js, NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
+    '',
+    table,
+    '',
+    '(0.45d 0.80n) = 0.45 x direct, 0.80 x nginx. Rates: higher is better; latency, CPU, RSS: lower is better.',
+    'CPU = user+sys CPU time of the proxy process(es) per unit of work (the headline: it holds on a noisy machine).',
+    'direct column: no proxy; its CPU and RSS figures are the echo upstream\'s own, for scale.',
+    'core use % proxy/load: busy share of the proxy process / of the load core (loadgen+upstream) in the window;',
+    '  ~100 on one side tells which side bounded the rate. Details: bench/README.md.'
+  ]
+  if (extra.gatewayRss.length > 0) lines.push(`gateway RSS through the run (MiB): ${extra.gatewayRss.map((r) => `${r.after} ${Math.round(r.kib / 1024)}`).join(', ')}`)
+  if (problems.length > 0) {
+    lines.push('', `problems (${problems.length}):`)
+    for (const p of problems) lines.push(`  - ${p}`)
+  } else {
+    lines.push('', 'problems: none (no client error, no socket left open upstream, no warning in the logs)')
+  }
+  mkdirSync(join(benchDir, 'results'), { recursive: true })
+  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-')
+  const jsonPath = join(benchDir, 'results', `${stamp}.json`)
+  writeFileSync(jsonPath, JSON.stringify({
+    startedAt: new Date(started).toISOString(),
+    seconds: (Date.now() - started) / 1000,
+    mode: opts.quick ? 'quick' : 'full',
+    settings: S,
+    machine: { cpus: cpus().length, model: cpus()[0]?.model, kernel: release(), node: process.version, memGiB: totalmem() / 2 ** 30 },
+    pinning: { pinned: pin, proxyCore: PROXY_CORE, loadCore: LOAD_CORE, nice: opts.nice, note: pinNote },
+    peers: versions,
+    httpTool,
+    table: rows.filter((r) => r.cells).map((r) => ({
+      scenario: r.scenario,
+      figure: r.label,
+      field: r.field,
+      cells: Object.fromEntries(Object.entries(r.cells).map(([k, c]) => [k, { value: c.value ?? null, vsDirect: c.vsDirect ?? null, vsNginx: c.vsNginx ?? null, text: c.text }]))
+    })),
+    medians: summary,
+    records,
+    gatewayRss: extra.gatewayRss,
+    logs: extra.logs,
+    problems
+  }, null, 2))
+  lines.push('', `JSON: ${relative(process.cwd(), jsonPath)}`)
+  if (keepTemp || opts.keep) lines.push(`logs and configs kept in ${tmp}`)
+  process.stdout.write(lines.join('\n') + '\n')
+  cleanupTemp()
+}
+
+function toolVersions () {
+  const v = []
+  const nb = findNginx()
+  if (nginx || nb) {
+    const r = spawnSync(nb, ['-v'], { encoding: 'utf8' })
+    v.push(((r.stderr || r.stdout) ?? '').trim().replace(/^nginx version: /, '') + ' (1 worker)')
+  }
+  try {
+    const pj = JSON.parse(readFileSync(join(root, 'node_modules/@fastify/http-proxy/package.json'), 'utf8'))
+    v.push(`@fastify/http-proxy ${pj.version}`)
+  } catch { /* not installed */ }
+  try {
+    const pj = JSON.parse(readFileSync(join(root, 'node_modules/ws/package.json'), 'utf8'))
+    v.push(`ws ${pj.version}`)
+  } catch { /* not installed */ }
+  return v
+}
+
+// Hard stop: whatever happens, the harness ends and takes its children with it.
+const hardStop = setTimeout(() => {
+  process.stderr.write('bench: hard time limit reached; stopping\n')
+  for (const p of procs) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
+  process.exit(3)
+}, S.budgetMs + 5 * 60_000)
+hardStop.unref()
+
+let failure = null
+try {
+  await main()
+} catch (err) {
+  failure = err
+}
+await finish(failure)
+process.exit(failure ? 1 : 0)
