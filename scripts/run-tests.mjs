@@ -20,7 +20,7 @@ if (files.length === 0) {
   console.error('no test files matched')
   process.exit(1)
 }
-const args = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=120000', ...files]
+const args = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files]
 // @fastify/autoload cannot see tsx loaded with --import; this tells it the routes/ folder may be .ts.
 const env = { ...process.env, FASTIFY_AUTOLOAD_TYPESCRIPT: '1' }
 const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env })

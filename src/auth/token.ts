@@ -4,6 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { TokenSource } from '../config/types.js'
+import { cookieValue } from '../cookie.js'
 
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 
@@ -35,7 +36,7 @@ export function findToken (headers: IncomingHttpHeaders, url: string, isWebSocke
         token = queryValue(url, o.queryParam)
         break
       case 'cookie':
-        token = cookieValue(headers.cookie, o.cookieName)
+        token = cookieValue(headers.cookie, o.cookieName) ?? undefined
         break
       case 'protocol':
         if (isWebSocket) token = bearerProtocol(headers['sec-websocket-protocol'])?.slice(BEARER_PROTOCOL_PREFIX.length)
@@ -69,19 +70,6 @@ export function queryWithout (url: string, name: string): string {
   }).join('&')
 }
 
-export function cookieValue (header: string | undefined, name: string): string | undefined {
-  if (header === undefined) return undefined
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=')
-    if (eq === -1) continue
-    if (part.slice(0, eq).trim() === name) {
-      let v = part.slice(eq + 1).trim()
-      if (v.length >= 2 && v.startsWith('"') && v.endsWith('"')) v = v.slice(1, -1)
-      return safeDecode(v)
-    }
-  }
-  return undefined
-}
 
 /** Splits a Sec-WebSocket-Protocol header into its offers. */
 export function parseProtocols (h: string | string[] | undefined): string[] {

@@ -4,6 +4,7 @@
  * says which targets may be chosen right now, and a balancer only skips the refused ones, so a
  * target that comes back is chosen again without rebuilding anything.
  */
+import { cookieValue } from '../cookie.js'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { BalanceMode } from '../config/types.js'
 import { HashRing } from './hash-ring.js'
@@ -116,22 +117,7 @@ export function hashKeyFn (hashOn: string): (ctx: PickContext) => string {
   throw new TypeError(`unknown hashOn "${hashOn}" (ip, user, header:<name> or cookie:<name>)`)
 }
 
-/** The value of cookie `name` in a Cookie header (RFC 6265 form, optionally quoted), or null. */
-export function cookieValue (header: string | undefined, name: string): string | null {
-  if (header === undefined) return null
-  for (const part of header.split(';')) {
-    const eq = part.indexOf('=')
-    if (eq === -1 || part.slice(0, eq).trim() !== name) continue
-    let value = part.slice(eq + 1).trim()
-    if (value.length >= 2 && value.startsWith('"') && value.endsWith('"')) value = value.slice(1, -1)
-    try {
-      return decodeURIComponent(value)
-    } catch {
-      return value
-    }
-  }
-  return null
-}
+export { cookieValue }
 
 /** The balancer for an upstream's `balance` mode (`ip-hash` is `hash` on the ip). */
 export function createBalancer (balance: BalanceMode, targets: readonly string[], opts: { hashOn?: string, load: (target: string) => number }): Balancer {
