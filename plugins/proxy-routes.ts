@@ -150,11 +150,14 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     return reply.code(426).header('upgrade', 'websocket').header('connection', 'Upgrade').send(errorBody(new codes.GW_ERR_UPGRADE_REQUIRED()))
   }
   const keyByUser = route.rateLimit?.keyBy === 'user'
+  const refuseWhenRedisDown = scope.gatewayConfig.redis !== undefined && !scope.gatewayConfig.redis.failOpen
   // Handshake checks, then auth, then limits: all answered with a plain HTTP status before any upgrade.
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (request.ws) {
       if (!route.websocket) { await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET())); return }
       if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
+      // Cluster mode with Redis away: new handshakes follow redis.failOpen.
+      if (refuseWhenRedisDown && !scope.redisState.up) { await reply.code(503).send(errorBody(new codes.GW_ERR_CLUSTER_UNAVAILABLE())); return }
     }
     if (route.auth !== 'none') {
       if (!await scope.checkAuth(request, reply, route.auth)) return

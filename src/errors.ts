@@ -22,6 +22,7 @@ export const codes = {
   GW_ERR_RATE_LIMITED: createError('GW_ERR_RATE_LIMITED', 'rate limit exceeded, retry in %s', 429),
   GW_ERR_TOO_MANY_CONNECTIONS: createError('GW_ERR_TOO_MANY_CONNECTIONS', 'too many open connections (limit %s)', 429),
   GW_ERR_LIMITS_UNAVAILABLE: createError('GW_ERR_LIMITS_UNAVAILABLE', 'rate limits cannot be checked right now', 503),
+  GW_ERR_CLUSTER_UNAVAILABLE: createError('GW_ERR_CLUSTER_UNAVAILABLE', 'cluster state (Redis) is unreachable and redis.failOpen is false', 503),
   GW_ERR_NO_TARGET: createError('GW_ERR_NO_TARGET', 'no healthy upstream target', 502),
   GW_ERR_RELOAD_INVALID: createError('GW_ERR_RELOAD_INVALID', 'reload rejected: %s', 400),
   GW_ERR_RELOAD_UNAVAILABLE: createError('GW_ERR_RELOAD_UNAVAILABLE', 'reload is available when the gateway runs under its own server (npm start / tollgate)', 501),

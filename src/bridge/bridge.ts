@@ -58,6 +58,8 @@ interface Side {
   lastPingAt: number
   /** Reading from this side is paused because the other side is full. */
   paused: boolean
+  /** Ends the pause (set while paused). */
+  resume: (() => void) | null
   closed: boolean
   /** Code this side closed with (or was closed with). */
   code: number
@@ -95,8 +97,8 @@ export class Bridge {
     this.info = info
     this.opts = opts
     const now = performance.now()
-    this.client = { ws: client, pingSentAt: 0, lastPingAt: now, paused: false, closed: false, code: 0 }
-    this.up = { ws: upstream, pingSentAt: 0, lastPingAt: now, paused: false, closed: false, code: 0 }
+    this.client = { ws: client, pingSentAt: 0, lastPingAt: now, paused: false, resume: null, closed: false, code: 0 }
+    this.up = { ws: upstream, pingSentAt: 0, lastPingAt: now, paused: false, resume: null, closed: false, code: 0 }
     this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
 
     client.on('message', (data, isBinary) => this.relay(this.client, this.up, data, isBinary))
@@ -156,6 +158,10 @@ export class Bridge {
       this.close(CLOSE_GOING_AWAY, REASON_IDLE)
       return
     }
+    // 'drain' only follows a write that filled the socket's own buffer: with a highWaterMark
+    // below that, the sweep is what notices the other side has emptied.
+    if (this.client.paused && this.up.ws.bufferedAmount <= this.opts.highWaterMark) this.client.resume?.()
+    if (this.up.paused && this.client.ws.bufferedAmount <= this.opts.highWaterMark) this.up.resume?.()
     if (this.heartbeatSide(this.client, now, s)) {
       // Dead client: drop it, tell the upstream the client went away.
       this.beginClose({ by: 'gateway', clientCode: 1006, upstreamCode: CLOSE_GOING_AWAY, reason: REASON_CLIENT_DEAD })
@@ -226,10 +232,12 @@ export class Bridge {
     const resume = (): void => {
       raw.removeListener('drain', resume)
       raw.removeListener('close', resume)
+      from.resume = null
       if (!from.paused) return
       from.paused = false
       if (!from.closed) from.ws.resume()
     }
+    from.resume = resume
     raw.on('drain', resume)
     raw.on('close', resume)
   }

@@ -228,6 +228,18 @@ for (const status of [403, 404, 401, 503]) {
   })
 }
 
+for (const status of [200, 302]) {
+  test(`upstream answers the upgrade with ${status} (not a WebSocket server): the client gets 502, never a 101`, { timeout: 10_000 }, async (t) => {
+    const u = await up(t, { rejectStatus: status })
+    const gw = await gateway(t, { routes: [{ prefix: '/r', upstream: u.url }] })
+    const r = await refused(`${gw.wsUrl}/r/x`)
+    assert.equal(r.status, 502)
+    assert.equal(JSON.parse(r.body).code, 'GW_ERR_UPSTREAM_REJECTED')
+    assert.equal(r.sawOpen, false)
+    await drained(gw, u)
+  })
+}
+
 // ---------------------------------------------------------------------------------------------
 // 2. What goes upstream
 // ---------------------------------------------------------------------------------------------

@@ -238,3 +238,23 @@ test('--workers 2: two processes share the port and, through Redis, one registry
   child.kill('SIGTERM')
   assert.equal(await exited, 0)
 })
+
+test('Redis unreachable with failOpen false: new handshakes get 503 even on a route without limits; true lets them through', async (t) => {
+  const port = await freePort()
+  const up = await startUpstream()
+  t.after(() => up.close())
+  for (const failOpen of [false, true]) {
+    const gw = await startGateway({ redis: { url: `redis://127.0.0.1:${port}`, failOpen }, routes: [{ prefix: '/chat', upstream: up.url }] })
+    t.after(() => gw.close())
+    if (failOpen) {
+      (await connect(`${gw.wsUrl}/chat`)).terminate()
+    } else {
+      await assert.rejects(connect(`${gw.wsUrl}/chat`), (e: HandshakeError) => {
+        assert.equal(e.status, 503)
+        assert.equal(JSON.parse(e.body).code, 'GW_ERR_CLUSTER_UNAVAILABLE')
+        return true
+      })
+    }
+    assert.equal((await fetch(`${gw.url}/ready`)).status, 503)
+  }
+})
