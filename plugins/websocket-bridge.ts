@@ -225,7 +225,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       settled()
       if (result.reason === 'aborted') { reply.hijack(); sock.destroy(); return false }
       request.log.warn({ upstream: upstreamUrl, status: result.status, reason: result.reason, err: result.error?.message }, 'upstream handshake failed')
-      await reply.code(result.status).send(errorBody(handshakeError(result.reason, result.status, result.error)))
+      await reply.code(result.status).send(errorBody(handshakeError(result.reason, result.status, result.error, result.upstreamStatus)))
       return false
     }
     const socket = result.socket
@@ -320,10 +320,10 @@ function skipForWs (name: string): boolean {
 }
 
 /** The error a failed upstream handshake answers the client with (its status is `status`). */
-function handshakeError (reason: 'refused' | 'timeout' | 'rejected' | 'protocol', status: number, error?: Error): Error & { statusCode?: number } {
+function handshakeError (reason: 'refused' | 'timeout' | 'rejected' | 'protocol', status: number, error?: Error, upstreamStatus?: number): Error & { statusCode?: number } {
   switch (reason) {
     case 'timeout': return new codes.GW_ERR_UPSTREAM_TIMEOUT()
-    case 'rejected': return Object.assign(new codes.GW_ERR_UPSTREAM_REJECTED(status), { statusCode: status })
+    case 'rejected': return Object.assign(new codes.GW_ERR_UPSTREAM_REJECTED(upstreamStatus ?? status), { statusCode: status })
     case 'protocol': if (status === 400) return new codes.GW_ERR_BAD_HANDSHAKE(error?.message ?? 'invalid subprotocol')
   }
   return new codes.GW_ERR_UPSTREAM_UNAVAILABLE()

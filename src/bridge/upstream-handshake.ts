@@ -21,7 +21,7 @@ export interface UpstreamHandshakeOptions {
 
 export type HandshakeResult =
   | { ok: true, socket: WebSocket, ms: number }
-  | { ok: false, status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, ms: number }
+  | { ok: false, status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, ms: number, upstreamStatus?: number }
 
 /** RFC 6455 subprotocol token (the same rule ws applies to the protocols a client offers). */
 const SUBPROTOCOL_RE = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/
@@ -44,14 +44,14 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       resolve(r)
     }
     const elapsed = (): number => performance.now() - started
-    const fail = (status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error): void => {
+    const fail = (status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, upstreamStatus?: number): void => {
       if (ws !== undefined) {
         ws.removeAllListeners()
         // A late error from the socket being torn down must not become an uncaught exception.
         ws.on('error', noop)
         ws.terminate()
       }
-      finish({ ok: false, status, reason, error, ms: elapsed() })
+      finish({ ok: false, status, reason, error, ms: elapsed(), upstreamStatus })
     }
     const onAbort = (): void => fail(499, 'aborted')
     // Started first, so that every early return below goes through `finish`, which clears it.
@@ -107,7 +107,8 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     socket.once('unexpected-response', (_req, res: IncomingMessage) => {
       res.resume()
       const status = res.statusCode ?? 502
-      fail(status >= 400 && status <= 599 ? status : 502, 'rejected')
+      // A 4xx/5xx goes to the client as it is; any other answer is not a WebSocket upstream: 502.
+      fail(status >= 400 && status <= 599 ? status : 502, 'rejected', undefined, status)
     })
     socket.once('error', (err: Error) => {
       // A 101 with a subprotocol we did not offer, a bad accept key etc. is the upstream's fault.

@@ -234,7 +234,9 @@ for (const status of [200, 302]) {
     const gw = await gateway(t, { routes: [{ prefix: '/r', upstream: u.url }] })
     const r = await refused(`${gw.wsUrl}/r/x`)
     assert.equal(r.status, 502)
-    assert.equal(JSON.parse(r.body).code, 'GW_ERR_UPSTREAM_REJECTED')
+    const body = JSON.parse(r.body) as { code: string, message: string }
+    assert.equal(body.code, 'GW_ERR_UPSTREAM_REJECTED')
+    assert.match(body.message, new RegExp(`status ${status}$`))
     assert.equal(r.sawOpen, false)
     await drained(gw, u)
   })
