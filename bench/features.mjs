@@ -14,8 +14,9 @@
 //
 // Usage: node bench/features.mjs [--runs N] [--duration SEC] [--warmup SEC] [--no-pin]
 //        env REDIS_BENCH_URL (default redis://127.0.0.1:6379)
-import { spawn, spawnSync } from 'node:child_process'
-import { closeSync, mkdirSync, mkdtempSync, openSync, rmSync, writeFileSync } from 'node:fs'
+import { createChildren } from './children.mjs'
+import { spawnSync } from 'node:child_process'
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import http from 'node:http'
@@ -110,51 +111,13 @@ if (pin) spawnSync('taskset', ['-pc', String(LOAD_CORE), String(process.pid)], {
 
 // ---------------------------------------------------------------- children
 
-const procs = new Set()
-let shuttingDown = false
 let interrupted = false
 let stopping = null // the signal handler's stop: it exits with 130 when done
 const tmp = mkdtempSync(join(tmpdir(), 'tollgate-features-'))
 
-function launch (name, argv, { core = null, env, logFile, ipc = false }) {
-  const pinned = core !== null ? ['taskset', '-c', String(core), ...argv] : argv
-  const script = 'ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"'
-  const out = openSync(logFile, 'a')
-  const stdio = ['ignore', out, out]
-  if (ipc) stdio.push('ipc')
-  const child = spawn('/bin/sh', ['-c', script, 'sh', ...pinned], { cwd: root, env, stdio, detached: true })
-  closeSync(out)
-  const p = { name, child, pid: child.pid, exited: false, expected: false }
-  procs.add(p)
-  child.on('exit', (code, signal) => {
-    p.exited = true
-    if (!p.expected && !shuttingDown) problem(`${name} (pid ${p.pid}) exited unexpectedly (${signal ?? `code ${code}`}); log: ${logFile}`)
-  })
-  child.on('error', (err) => { p.exited = true; if (!shuttingDown) problem(`${name}: ${err.message}`) })
-  return p
-}
-
-async function stopProc (p, graceMs = 4000) {
-  p.expected = true
-  if (!p.exited) {
-    try { process.kill(-p.pid, 'SIGTERM') } catch { /* gone */ }
-    const end = Date.now() + graceMs
-    while (!p.exited && Date.now() < end) await sleep(50)
-    if (!p.exited) {
-      try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ }
-      const end2 = Date.now() + 2000
-      while (!p.exited && Date.now() < end2) await sleep(50)
-    }
-  }
-  procs.delete(p)
-}
-async function stopAll () {
-  shuttingDown = true
-  await Promise.all([...procs].map((p) => stopProc(p)))
-}
-process.on('exit', () => {
-  for (const p of procs) if (!p.exited) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
-})
+const children = createChildren({ cwd: root, onProblem: problem })
+const { launch, stopAll } = children
+process.on('exit', () => children.killAll())
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (interrupted) process.exit(130)
@@ -440,7 +403,7 @@ async function finish (error) {
 
 const hardStop = setTimeout(() => {
   process.stderr.write('bench:features: time limit reached; stopping\n')
-  for (const p of procs) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
+  children.killAll()
   process.exit(3)
 }, 15 * 60_000)
 hardStop.unref()

@@ -8,9 +8,10 @@
 //
 // Usage: npm run bench [-- --quick] [--runs N] [--duration SEC] [--idle N] [--paths a,b]
 //                      [--scenarios a,b] [--http-tool wrk|autocannon] [--no-pin] [--nice N] [--keep]
+import { createChildren } from './children.mjs'
 import { spawn, spawnSync } from 'node:child_process'
 import {
-  closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
+  existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
 } from 'node:fs'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, relative } from 'node:path'
@@ -221,62 +222,16 @@ if (pin) {
 // ---------------------------------------------------------------- children
 
 /** @type {Set<{ name: string, child: import('node:child_process').ChildProcess, pid: number, exited: boolean, expected: boolean }>} */
-const procs = new Set()
-let shuttingDown = false
-
-/**
- * Starts a child in its own process group (so its own children, e.g. nginx workers, stop with
- * it), with RLIMIT_NOFILE raised and pinned to `core`. `sh -c ... exec` keeps the PID.
- */
-function launch (name, argv, { core = null, env = process.env, logFile, ipc = false } = {}) {
-  const pinned = withPriority(core !== null ? ['taskset', '-c', String(core), ...argv] : argv)
-  const script = `ulimit -n ${NOFILE} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"`
-  const out = logFile !== undefined ? openSync(logFile, 'a') : 'ignore'
-  const stdio = ['ignore', out, out]
-  if (ipc) stdio.push('ipc')
-  const child = spawn('/bin/sh', ['-c', script, 'sh', ...pinned], { cwd: root, env, stdio, detached: true })
-  if (typeof out === 'number') closeSync(out)
-  const p = { name, child, pid: child.pid, exited: false, expected: false, exit: null }
-  procs.add(p)
-  child.on('exit', (code, signal) => {
-    p.exited = true
-    p.exit = signal ?? code
-    if (!p.expected && !shuttingDown) problem(`${name} (pid ${p.pid}) exited unexpectedly (${signal ?? `code ${code}`})`)
-  })
-  child.on('error', (err) => { p.exited = true; if (!shuttingDown) problem(`${name}: ${err.message}`) })
-  return p
-}
+const children = createChildren({ cwd: root, nofile: NOFILE, wrap: withPriority, onProblem: problem })
+const { procs, launch, stop: stopProc, stopAll } = children
 
 /** `nice -n -N` in front of a command line when --nice N was given. */
 function withPriority (argv) {
   return opts.nice > 0 ? ['nice', '-n', String(-opts.nice), ...argv] : argv
 }
 
-/** Stops one child: SIGTERM to its group, SIGKILL after `graceMs`. */
-async function stopProc (p, graceMs = 5000) {
-  p.expected = true
-  if (!p.exited) {
-    try { process.kill(-p.pid, 'SIGTERM') } catch { /* gone */ }
-    const end = Date.now() + graceMs
-    while (!p.exited && Date.now() < end) await sleep(50)
-    if (!p.exited) {
-      try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ }
-      const end2 = Date.now() + 2000
-      while (!p.exited && Date.now() < end2) await sleep(50)
-    }
-  }
-  procs.delete(p)
-}
-
-async function stopAll () {
-  shuttingDown = true
-  await Promise.all([...procs].map((p) => stopProc(p)))
-}
-
-process.on('exit', () => {
-  // Last resort (an uncaught error, process.exit): nothing may outlive the harness.
-  for (const p of procs) if (!p.exited) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
-})
+// Last resort (an uncaught error, process.exit): nothing may outlive the harness.
+process.on('exit', () => children.killAll())
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   process.on(sig, () => {
     if (interrupted) process.exit(130)
@@ -1034,7 +989,7 @@ function toolVersions () {
 // Hard stop: whatever happens, the harness ends and takes its children with it.
 const hardStop = setTimeout(() => {
   process.stderr.write('bench: hard time limit reached; stopping\n')
-  for (const p of procs) { try { process.kill(-p.pid, 'SIGKILL') } catch { /* gone */ } }
+  children.killAll()
   process.exit(3)
 }, S.budgetMs + 5 * 60_000)
 hardStop.unref()

@@ -37,7 +37,17 @@ export class GatewayMetrics {
         for (const [route, n] of counts) this.set({ route }, n)
       }
     })
+    // Both counters below need the same totals: one pass over the connections per scrape (the
+    // collects of one scrape run in the same turn of the event loop).
+    let scraped: Map<string, Totals> | null = null
     const sums = (): Map<string, Totals> => {
+      if (scraped === null) {
+        scraped = totals()
+        setImmediate(() => { scraped = null })
+      }
+      return scraped
+    }
+    const totals = (): Map<string, Totals> => {
       const out = new Map<string, Totals>()
       for (const [route, t] of ended) out.set(route, { ...t })
       for (const b of live()) {

@@ -5,6 +5,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, nextMessage, closed, collect } from '../helpers/ws.js'
 import type WebSocket from 'ws'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { waitFor } from '../helpers/resources.js'
 
 const TOKEN = 'admin-secret-token'
 const auth = { authorization: `Bearer ${TOKEN}` }
@@ -32,15 +33,6 @@ async function get (url: string, headers: Record<string, string> = auth): Promis
   const res = await fetch(url, { headers })
   const text = await res.text()
   return { status: res.status, body: text === '' ? null : JSON.parse(text) }
-}
-
-/** Waits until the registry holds `n` connections (a bridge is registered right after its 101). */
-async function until (cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
-  const deadline = Date.now() + 3000
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setImmediate(resolve))
-  }
 }
 
 test('admin routes need the bearer token: missing or wrong gets 401 JSON', async (t) => {
@@ -74,7 +66,7 @@ test('list, filter by route and user, page, sorted by connectedAt', async (t) =>
   const a = await open(gw, '/chat/a', t)
   const b = await open(gw, '/news', t)
   const c = await open(gw, '/chat/c?x=1', t)
-  await until(() => gw.app.connections.size === 3, '3 connections')
+  await waitFor(() => gw.app.connections.size === 3, '3 connections')
   const all = await get(`${gw.url}/admin/connections`)
   assert.equal(all.status, 200)
   assert.equal(all.body.total, 3)
@@ -138,7 +130,7 @@ test('DELETE closes client (1008 "closed by administrator" by default) and upstr
   assert.equal(res.status, 204)
   assert.deepEqual(await clientClosed, { code: 1008, reason: 'closed by administrator' })
   assert.equal((await upClosed).code, 1008)
-  await until(() => gw.app.connections.size === 0, 'registry empty')
+  await waitFor(() => gw.app.connections.size === 0, 'registry empty')
   assert.equal((await get(`${gw.url}/admin/connections/${id}`)).status, 404)
   assert.equal((await fetch(`${gw.url}/admin/connections/${id}`, { method: 'DELETE', headers: auth })).status, 404)
 })
@@ -146,7 +138,7 @@ test('DELETE closes client (1008 "closed by administrator" by default) and upstr
 test('DELETE with a custom code and reason; invalid codes get 400', async (t) => {
   const { gw } = await setup(t)
   const ws = await open(gw, '/chat', t)
-  await until(() => gw.app.connections.size === 1, 'registered')
+  await waitFor(() => gw.app.connections.size === 1, 'registered')
   const id = [...gw.app.connections.values()][0].info.id
   for (const code of [999, 1001, 1005, 1006, 1008, 2999, 5000]) {
     const res = await fetch(`${gw.url}/admin/connections/${id}?code=${code}`, { method: 'DELETE', headers: auth })
@@ -161,7 +153,7 @@ test('DELETE with a custom code and reason; invalid codes get 400', async (t) =>
 test('POST messages pushes text and binary to the client; 404 when gone; 400 on bad bodies', async (t) => {
   const { gw } = await setup(t)
   const ws = await open(gw, '/chat', t)
-  await until(() => gw.app.connections.size === 1, 'registered')
+  await waitFor(() => gw.app.connections.size === 1, 'registered')
   const id = [...gw.app.connections.values()][0].info.id
   const post = (body: unknown): Promise<Response> => fetch(`${gw.url}/admin/connections/${id}/messages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify(body) })
   let m = nextMessage(ws)
@@ -178,7 +170,7 @@ test('POST messages pushes text and binary to the client; 404 when gone; 400 on 
   const c = closed(ws)
   ws.close()
   await c
-  await until(() => gw.app.connections.size === 0, 'registry empty')
+  await waitFor(() => gw.app.connections.size === 0, 'registry empty')
   assert.equal((await post({ text: 'late' })).status, 404)
 })
 
@@ -186,7 +178,7 @@ test('GET upstreams lists targets with open connection counts', async (t) => {
   const { up, gw } = await setup(t)
   await open(gw, '/chat', t)
   await open(gw, '/news', t)
-  await until(() => gw.app.connections.size === 2, 'registered')
+  await waitFor(() => gw.app.connections.size === 2, 'registered')
   const res = await get(`${gw.url}/admin/upstreams`)
   assert.equal(res.status, 200)
   const chat = res.body.upstreams.find((u: { name: string }) => u.name === 'chat')

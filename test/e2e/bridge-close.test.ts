@@ -11,17 +11,9 @@ import type { WebSocket } from 'ws'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, collect } from '../helpers/ws.js'
+import { waitFor } from '../helpers/resources.js'
 
 const MAX = 64 * 1024
-
-/** Polls `cond` every few ms (for state that has no event of its own); fails after `ms`. */
-async function waitFor (cond: () => boolean, what: string | (() => string), ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms
-  while (!cond()) {
-    if (performance.now() > deadline) assert.fail(`timed out waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 interface Setup {
   u: TestUpstream

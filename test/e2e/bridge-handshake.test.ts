@@ -8,25 +8,17 @@ import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ClientRequest, IncomingMessage } from 'node:http'
-import { connect as tcpConnect, createServer as createTcpServer, type AddressInfo, type Socket } from 'node:net'
+import { connect as tcpConnect, type Socket } from 'node:net'
 import WebSocket from 'ws'
 import { startUpstream, type TestUpstream, type UpstreamOptions } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, nextMessage, closed, collect } from '../helpers/ws.js'
 import { makeCert } from '../helpers/tls.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { freePort, waitFor } from '../helpers/resources.js'
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-
-/** Polls `cond` every few ms (for state that has no event of its own); fails after `ms`. */
-async function waitFor (cond: () => boolean, what: string | (() => string), ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms
-  while (!cond()) {
-    if (performance.now() > deadline) assert.fail(`timed out waiting for ${typeof what === 'string' ? what : what()}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 async function up (t: TestContext, opts: UpstreamOptions = {}): Promise<TestUpstream> {
   const u = await startUpstream(opts)
@@ -44,15 +36,6 @@ async function gateway (t: TestContext, config: GatewayConfigInput): Promise<Tes
 async function drained (gw: TestGateway, u: TestUpstream): Promise<void> {
   await waitFor(() => gw.app.connections.size === 0 && gw.app.websocketBridge.active === 0, 'the registry to empty')
   await waitFor(() => u.sockets.size === 0 && u.openTcp() === 0, () => `upstream sockets to close (${u.sockets.size} WebSockets, ${u.openTcp()} TCP open)`)
-}
-
-/** A port nothing listens on (bound then released). */
-async function closedPort (): Promise<number> {
-  const srv = createTcpServer()
-  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve))
-  const port = (srv.address() as AddressInfo).port
-  await new Promise<void>((resolve) => srv.close(() => resolve()))
-  return port
 }
 
 interface Refusal { status: number, body: string, headers: IncomingMessage['headers'], sawUpgrade: boolean, sawOpen: boolean }
@@ -178,7 +161,7 @@ test('handshake first: the client gets its 101 only after the upstream handshake
 })
 
 test('upstream refused (closed port): 502 GW_ERR_UPSTREAM_UNAVAILABLE, never a 101', { timeout: 10_000 }, async (t) => {
-  const port = await closedPort()
+  const port = await freePort()
   const gw = await gateway(t, { routes: [{ prefix: '/dead', upstream: `http://127.0.0.1:${port}` }] })
   const r = await refused(`${gw.wsUrl}/dead`)
   assert.equal(r.status, 502)

@@ -12,17 +12,9 @@ import { startUpstream, type TestUpstream, type UpstreamOptions } from '../helpe
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { closed, collect } from '../helpers/ws.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { waitFor } from '../helpers/resources.js'
 
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-
-/** Polls `cond` every few ms (for state that has no event of its own); fails after `ms`. */
-async function waitFor (cond: () => boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = performance.now() + ms
-  while (!cond()) {
-    if (performance.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 5))
-  }
-}
 
 async function up (t: TestContext, opts: UpstreamOptions = {}): Promise<TestUpstream> {
   const u = await startUpstream(opts)
@@ -359,5 +351,25 @@ test('a fragmented message is relayed whole even when its fragments trickle in o
   assert.deepEqual(msgs.map((m) => m.data.toString()), expected.map((b) => b.toString()))
   assert.ok(msgs.every((m) => !m.isBinary))
   raw.socket.destroy()
+  await drained(gw, u)
+})
+
+test('a text message that is not valid UTF-8: the client gets 1007, the upstream gets 1007 "invalid UTF-8", nothing is relayed', { timeout: 10_000 }, async (t) => {
+  const u = await up(t)
+  const gw = await gateway(t, { routes: [{ prefix: '/utf', upstream: u.url }] })
+  const conn = u.nextConnection()
+  const raw = await RawClient.open(gw.port, '/utf')
+  t.after(() => raw.socket.destroy())
+  const { ws: server } = await conn
+  let relayed = 0
+  server.on('message', () => { relayed++ })
+  const upClosed = closed(server)
+  raw.send(encodeFrame(0x1, Buffer.from([0x68, 0xff, 0xfe, 0x69])))
+  const reply = await raw.next()
+  assert.equal(reply.opcode, 0x8)
+  assert.equal(reply.payload.readUInt16BE(0), 1007)
+  assert.deepEqual(await upClosed, { code: 1007, reason: 'invalid UTF-8' })
+  assert.equal(relayed, 0)
+  raw.socket.end()
   await drained(gw, u)
 })

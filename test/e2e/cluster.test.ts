@@ -6,7 +6,6 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer, type AddressInfo } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
@@ -15,18 +14,11 @@ import { connect, closed, nextMessage, type HandshakeError } from '../helpers/ws
 import { needRedis, REDIS_URL, testPrefix } from '../helpers/redis.js'
 import type WebSocket from 'ws'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { freePort, waitFor } from '../helpers/resources.js'
 
 const TOKEN = 'cluster-admin'
 const auth = { authorization: `Bearer ${TOKEN}` }
 const PING = 300
-
-async function eventually (fn: () => Promise<boolean> | boolean, what: string, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 type Page = { total: number, partial?: boolean, connections: Array<{ id: string, instanceId: string, path: string }> }
 async function list (gw: TestGateway, query = ''): Promise<Page> {
@@ -51,7 +43,7 @@ async function twoInstances (t: TestContext): Promise<{ up: TestUpstream, a: Tes
   t.after(() => a.close())
   const b = await startGateway(config(up, prefix))
   t.after(() => b.close())
-  await eventually(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready')
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready')
   return { up, a, b, prefix }
 }
 
@@ -62,7 +54,7 @@ test('any instance lists, inspects, closes and messages the connections of every
   t.after(() => onA.terminate())
   const onB = await connect(`${b.wsUrl}/chat/b1`)
   t.after(() => onB.terminate())
-  await eventually(async () => (await list(a)).total === 2 && (await list(b)).total === 2, 'both instances to list both connections')
+  await waitFor(async () => (await list(a)).total === 2 && (await list(b)).total === 2, 'both instances to list both connections')
   const page = await list(b)
   const fromA = page.connections.find((c) => c.path === '/chat/a1')!
   assert.equal(fromA.instanceId, a.app.instanceId)
@@ -84,7 +76,7 @@ test('any instance lists, inspects, closes and messages the connections of every
   const c = closed(onA)
   assert.equal((await fetch(`${b.url}/admin/connections/${fromA.id}?code=4001&reason=moved`, { method: 'DELETE', headers: auth })).status, 204)
   assert.deepEqual(await c, { code: 4001, reason: 'moved' })
-  await eventually(async () => (await list(b)).total === 1, 'the closed connection to leave the listing')
+  await waitFor(async () => (await list(b)).total === 1, 'the closed connection to leave the listing')
   // Nobody has it any more: 404 everywhere.
   assert.equal((await fetch(`${b.url}/admin/connections/${fromA.id}`, { headers: auth })).status, 404)
   assert.equal((await fetch(`${b.url}/admin/connections/${fromA.id}`, { method: 'DELETE', headers: auth })).status, 404)
@@ -92,7 +84,7 @@ test('any instance lists, inspects, closes and messages the connections of every
   // broadcast through the registry reaches every instance's clients of the route.
   const onA2 = await connect(`${a.wsUrl}/chat/a2`)
   t.after(() => onA2.terminate())
-  await eventually(async () => (await list(b)).total === 2, 'the new connection to be listed')
+  await waitFor(async () => (await list(b)).total === 2, 'the new connection to be listed')
   const got = [nextMessage(onA2), nextMessage(onB)]
   assert.equal(await b.app.connections.broadcast({ route: '/chat' }, 'to all', false), 2)
   for (const g of await Promise.all(got)) assert.equal(g.data.toString(), 'to all')
@@ -107,22 +99,14 @@ test('concurrent-connection limits are cluster-wide', async (t) => {
   t.after(() => a.close())
   const b = await startGateway(config(up, prefix, REDIS_URL, { rateLimit: { concurrent: 1 } }))
   t.after(() => b.close())
-  await eventually(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready')
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready')
   const ws = await connect(`${a.wsUrl}/chat`)
   await assert.rejects(connect(`${b.wsUrl}/chat`), (e: HandshakeError) => e.status === 429)
   ws.terminate()
-  await eventually(async () => {
+  await waitFor(async () => {
     try { (await connect(`${b.wsUrl}/chat`)).terminate(); return true } catch { return false }
   }, 'the slot to be free on the other instance')
 })
-
-async function freePort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
 
 test('an instance killed with SIGKILL vanishes from listings within 3 pingIntervals; its concurrent counts are released', { timeout: 60_000 }, async (t) => {
   if (!await needRedis(t)) return
@@ -142,21 +126,21 @@ test('an instance killed with SIGKILL vanishes from listings within 3 pingInterv
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
   const b = await startGateway(cfg)
   t.after(() => b.close())
-  await eventually(async () => {
+  await waitFor(async () => {
     try { return (await fetch(`http://127.0.0.1:${port}/ready`)).status === 200 } catch { return false }
   }, 'the child gateway to start', 45_000)
   const ws = await connect(`ws://127.0.0.1:${port}/chat/child`)
   ws.on('error', () => {})
-  await eventually(async () => (await list(b)).total === 1, 'the child connection to be listed on b')
+  await waitFor(async () => (await list(b)).total === 1, 'the child connection to be listed on b')
   assert.equal((await list(b)).connections[0].path, '/chat/child')
   // The child holds the only slot of this client (concurrent: 1).
   await assert.rejects(connect(`${b.wsUrl}/chat`), (e: HandshakeError) => e.status === 429)
   const killedAt = Date.now()
   child.kill('SIGKILL')
-  await eventually(async () => (await list(b)).total === 0, 'the dead instance to vanish', 3 * PING + 3000)
+  await waitFor(async () => (await list(b)).total === 0, 'the dead instance to vanish', 3 * PING + 3000)
   t.diagnostic(`vanished after ${Date.now() - killedAt} ms (3 pingIntervals = ${3 * PING} ms, plus one publish period)`)
   // Its share of the concurrent count was given back by the reaper.
-  await eventually(async () => {
+  await waitFor(async () => {
     try { (await connect(`${b.wsUrl}/chat`)).terminate(); return true } catch { return false }
   }, 'the dead instance\'s slot to be released')
 })
@@ -180,13 +164,13 @@ test('Redis going away: relays continue, /ready says 503, listings are partial; 
   t.after(() => a.close())
   const b = await startGateway(config(up, 'gw:', url))
   t.after(() => b.close())
-  await eventually(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready', 15_000)
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready', 15_000)
   const ws = await connect(`${a.wsUrl}/chat/x`)
   t.after(() => ws.terminate())
-  await eventually(async () => (await list(b)).total === 1, 'the connection to be listed on b')
+  await waitFor(async () => (await list(b)).total === 1, 'the connection to be listed on b')
 
   redis.kill('SIGKILL')
-  await eventually(async () => (await fetch(`${a.url}/ready`)).status === 503, '/ready to turn 503')
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 503, '/ready to turn 503')
   // The open connection keeps relaying.
   for (let i = 0; i < 5; i++) {
     ws.send(`m${i}`)
@@ -201,8 +185,8 @@ test('Redis going away: relays continue, /ready says 503, listings are partial; 
 
   // Redis returns empty: both instances republish, and b lists a's connection again.
   redis = startRedis()
-  await eventually(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis back', 15_000)
-  await eventually(async () => { const p = await list(b); return p.partial !== true && p.total === 1 }, 'the connection to be republished')
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis back', 15_000)
+  await waitFor(async () => { const p = await list(b); return p.partial !== true && p.total === 1 }, 'the connection to be republished')
 })
 
 test('--workers 2: two processes share the port and, through Redis, one registry; SIGTERM stops both', { timeout: 90_000 }, async (t) => {
@@ -226,7 +210,7 @@ test('--workers 2: two processes share the port and, through Redis, one registry
   t.after(() => { for (const s of sockets) s.terminate() })
   // Both workers are up once connections land on two instance ids (the primary hands them out in turn).
   let ids = new Set<string>()
-  await eventually(async () => {
+  await waitFor(async () => {
     try {
       sockets.push(await connect(`ws://127.0.0.1:${port}/chat`))
       const page = await (await fetch(`${base}/admin/connections?limit=1000`, { headers: auth })).json() as Page

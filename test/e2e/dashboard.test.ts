@@ -9,7 +9,6 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { existsSync, mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
@@ -19,7 +18,7 @@ import { startUpstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, collect, nextMessage } from '../helpers/ws.js'
 import { SECRET, sign, now } from '../helpers/jwt.js'
-import { waitFor, within } from '../helpers/resources.js'
+import { freePort, waitFor, within } from '../helpers/resources.js'
 import { buildGateway } from '../../src/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
@@ -117,15 +116,6 @@ interface Dom {
 
 const USERS = ['bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi']
 
-/** A port nobody listens on: the upstream target that is down. */
-async function deadPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
-
 test('dashboard in headless Chromium: sign in, see, filter, page, message and close connections; errors shown', { timeout: 45_000 }, async (t) => {
   if (!existsSync(CHROMIUM)) {
     if (process.env.CI !== undefined && process.env.CI !== '') assert.fail(`${CHROMIUM} is missing: CI must install it (apt-get install chromium)`)
@@ -143,7 +133,7 @@ test('dashboard in headless Chromium: sign in, see, filter, page, message and cl
     websocket: { pingInterval: '1s' },
     upstreams: {
       chat: { targets: [up.url], healthCheck: { path: '/health', interval: '250ms' } },
-      feed: { targets: [up.url, `http://127.0.0.1:${await deadPort()}`], balance: 'least-connections', healthCheck: { path: '/health', interval: '250ms', unhealthyAfter: 1 } }
+      feed: { targets: [up.url, `http://127.0.0.1:${await freePort()}`], balance: 'least-connections', healthCheck: { path: '/health', interval: '250ms', unhealthyAfter: 1 } }
     },
     routes: [
       { prefix: '/chat', upstream: 'chat', auth: 'required' },

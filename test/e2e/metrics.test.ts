@@ -1,18 +1,9 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { createServer } from 'node:net'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { connect, closed, collect, type HandshakeError } from '../helpers/ws.js'
-
-/** A port with nothing listening. */
-async function deadPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as { port: number }).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
+import { freePort } from '../helpers/resources.js'
 
 /** The value of one sample line, e.g. metric('x_total{route="/a"}'). */
 function sample (text: string, name: string, labels: Record<string, string> = {}): number | undefined {
@@ -29,7 +20,7 @@ function sample (text: string, name: string, labels: Record<string, string> = {}
 test('metrics after a known scenario: handshakes, messages, bytes, closes, HTTP, upstream errors', async (t) => {
   const up = await startUpstream()
   t.after(() => up.close())
-  const dead = await deadPort()
+  const dead = await freePort()
   const gw = await startGateway({
     routes: [{ prefix: '/chat', upstream: up.url }, { prefix: '/down', upstream: `http://127.0.0.1:${dead}` }],
     websocket: { pingInterval: 100, pongTimeout: 1000 }

@@ -1,7 +1,6 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import type { AddressInfo } from 'node:net'
-import { createServer } from 'node:net'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, collect, HandshakeError } from '../helpers/ws.js'
@@ -9,6 +8,7 @@ import { SECRET, sign, now } from '../helpers/jwt.js'
 import { needRedis, REDIS_URL, testPrefix } from '../helpers/redis.js'
 import { buildGateway } from '../../src/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { freePort, waitFor } from '../helpers/resources.js'
 
 async function setup (t: TestContext, config: Partial<GatewayConfigInput>): Promise<{ up: TestUpstream, gw: TestGateway }> {
   const up = await startUpstream()
@@ -29,15 +29,6 @@ async function wsStatus (url: string, headers?: Record<string, string>): Promise
   }
 }
 
-/** Retries `fn` until it returns true, for at most `ms` (state with no event: a window passing). */
-async function eventually (fn: () => Promise<boolean>, what: string, ms = 3000): Promise<void> {
-  const deadline = Date.now() + ms
-  while (!(await fn())) {
-    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
-
 test('HTTP over the limit: 429 with Retry-After, x-ratelimit-* headers and a JSON body; recovers after the window', async (t) => {
   const { gw } = await setup(t, { rateLimit: { http: { max: 3, window: '400ms' } } })
   for (let i = 0; i < 3; i++) {
@@ -55,7 +46,7 @@ test('HTTP over the limit: 429 with Retry-After, x-ratelimit-* headers and a JSO
   const body = await res.json() as { statusCode: number, code: string }
   assert.equal(body.statusCode, 429)
   assert.equal(body.code, 'GW_ERR_RATE_LIMITED')
-  await eventually(async () => (await fetch(`${gw.url}/a/x`)).status === 200, 'the window to pass')
+  await waitFor(async () => (await fetch(`${gw.url}/a/x`)).status === 200, 'the window to pass')
 })
 
 test('limits are per key across routes; /health, /ready and /metrics are never limited', async (t) => {
@@ -80,7 +71,7 @@ test('WebSocket handshakes over the limit get 429 before any upgrade; recovers a
   assert.equal(up.upgrades.length, 2, 'no upstream contact for the refused handshake')
   // Plain HTTP is not counted against the handshake limit.
   assert.equal((await fetch(`${gw.url}/a/x`)).status, 200)
-  await eventually(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the window to pass')
+  await waitFor(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the window to pass')
 })
 
 test('concurrent connections per key: 429 over the limit; the count drops however a connection ends', async (t) => {
@@ -95,19 +86,19 @@ test('concurrent connections per key: 429 over the limit; the count drops howeve
   const c = closed(a)
   a.close()
   await c
-  await eventually(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a close')
+  await waitFor(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a close')
   // A client that vanishes (TCP drop) frees its slot too.
   const d = await connect(`${gw.wsUrl}/a`)
   assert.equal((await wsStatus(`${gw.wsUrl}/a`)).status, 429)
   d.terminate()
-  await eventually(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a dropped client')
+  await waitFor(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a dropped client')
   // An upstream that drops frees it as well.
   const e = await connect(`${gw.wsUrl}/a`)
   assert.equal((await wsStatus(`${gw.wsUrl}/a`)).status, 429)
   const ec = closed(e)
   for (const s of up.sockets) s.terminate()
   assert.equal((await ec).code, 1014)
-  await eventually(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a dropped upstream')
+  await waitFor(async () => (await wsStatus(`${gw.wsUrl}/a`)).status === 101, 'the slot freed by a dropped upstream')
   b.terminate()
   // Failed handshakes (upstream down) never hold a slot.
   await up.close()
@@ -223,7 +214,7 @@ test('Redis: two instances share request, handshake and concurrent-connection co
   t.after(() => one.close())
   const two = await startGateway(config)
   t.after(() => two.close())
-  await eventually(async () => (await fetch(`${one.url}/ready`)).status === 200 && (await fetch(`${two.url}/ready`)).status === 200, 'redis connected')
+  await waitFor(async () => (await fetch(`${one.url}/ready`)).status === 200 && (await fetch(`${two.url}/ready`)).status === 200, 'redis connected')
   assert.equal((await fetch(`${one.url}/a`)).status, 200)
   assert.equal((await fetch(`${two.url}/a`)).status, 200)
   assert.equal((await fetch(`${one.url}/a`)).status, 200)
@@ -235,22 +226,14 @@ test('Redis: two instances share request, handshake and concurrent-connection co
   const c = closed(b)
   b.close()
   await c
-  await eventually(async () => (await wsStatus(`${one.wsUrl}/a`)).status !== 429, 'the shared slot to be freed')
+  await waitFor(async () => (await wsStatus(`${one.wsUrl}/a`)).status !== 429, 'the shared slot to be freed')
   a.terminate()
   // Handshakes: 2 + 1 (refused) + 1 above = 4 counted; the next one is over the shared handshake limit.
   assert.equal((await wsStatus(`${two.wsUrl}/a`)).status, 429)
 })
 
-async function deadPort (): Promise<number> {
-  const s = createServer()
-  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
-  const port = (s.address() as AddressInfo).port
-  await new Promise<void>((resolve) => s.close(() => resolve()))
-  return port
-}
-
 test('Redis unreachable: failOpen true lets traffic through, false answers 503; /ready says 503 either way', async (t) => {
-  const port = await deadPort()
+  const port = await freePort()
   const up = await startUpstream()
   t.after(() => up.close())
   for (const failOpen of [true, false]) {

@@ -5,6 +5,7 @@
  */
 import { createHook } from 'node:async_hooks'
 import { setImmediate as tick } from 'node:timers/promises'
+import { createServer, type AddressInfo } from 'node:net'
 
 /** Counts of `process.getActiveResourcesInfo()` entries by name (ref'd handles and timers only). */
 export function activeResources (): Record<string, number> {
@@ -52,12 +53,21 @@ export async function settle (turns = 3): Promise<void> {
  * Polls `pred` until it holds, for conditions that have no event to await (a count reaching zero).
  * Rejects with `what` and the last value after `timeoutMs`.
  */
-export async function waitFor (pred: () => boolean, what: string, timeoutMs = 5000, everyMs = 10): Promise<void> {
+export async function waitFor (pred: () => boolean | Promise<boolean>, what: string | (() => string), timeoutMs = 5000, everyMs = 10): Promise<void> {
   const deadline = performance.now() + timeoutMs
-  while (!pred()) {
-    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+  while (!(await pred())) {
+    if (performance.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${typeof what === 'function' ? what() : what}`)
     await new Promise((resolve) => setTimeout(resolve, everyMs))
   }
+}
+
+/** A TCP port on 127.0.0.1 with nothing listening (bound, then released): a dead upstream. */
+export async function freePort (): Promise<number> {
+  const s = createServer()
+  await new Promise<void>((resolve) => s.listen(0, '127.0.0.1', resolve))
+  const port = (s.address() as AddressInfo).port
+  await new Promise<void>((resolve) => s.close(() => resolve()))
+  return port
 }
 
 /** Rejects if `p` has not settled within `ms` (bounds a test step instead of the whole test). */
