@@ -10,33 +10,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
-import { openUpstream, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
+import { acceptKey, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
-import { CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_LOST, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
+import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes, errorBody } from '../src/errors.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import type { RouteConfig, UpstreamConfig } from '../src/config/types.js'
 
-/** What the preHandler leaves on the raw request for the wsHandler. */
-interface PendingUpstream {
-  socket: WebSocket
-  /** Target URL, as configured. */
-  target: string
-  /** Upstream handshake time in ms. */
-  ms: number
-  messageLimit?: { rate: number, burst: number }
-  pool?: UpstreamPool
-  route: string
-  /** The subprotocol to answer the client with ('' = none). */
-  protocol: string
-  onClientGone: () => void
-}
-
-const kPending = Symbol('tollgate.pendingUpstream')
-type RawWithPending = IncomingMessage & { [kPending]?: PendingUpstream }
+const kHead = Symbol('tollgate.upgradeHead')
+type RawWithHead = IncomingMessage & { [kHead]?: Buffer }
 
 /** Where and how to bridge one handshake. Custom route plugins may build these at run time. */
 export interface BridgeTarget {
@@ -70,14 +55,21 @@ declare module 'fastify' {
   interface FastifyInstance {
     websocketBridge: {
       /**
-       * Opens the upstream socket for a WebSocket handshake. On failure the client is answered
-       * (502, 504 or the upstream's status) and false is returned. Use in a preHandler hook.
+       * Bridges a WebSocket handshake to `target`: opens the upstream socket first, then answers
+       * the client with its 101 and relays frames both ways. On failure the client is answered
+       * (502, 504 or the upstream's status) and false is returned. Use in a preHandler hook;
+       * either way the request is answered, so the route's handlers do not run.
        */
       connect (request: FastifyRequest, reply: FastifyReply, target: BridgeTarget): Promise<boolean>
-      /** Bridges the upgraded client socket to the upstream that `connect` opened. Use as wsHandler. */
+      /**
+       * The route's wsHandler: @fastify/websocket needs one, but `connect` has upgraded the
+       * handshakes it bridges itself. A handshake no preHandler connected ends here with 1011.
+       */
       attach (socket: WebSocket, request: FastifyRequest): void
       /** Live bridges still closing or open, including ones no longer listed. */
       readonly active: number
+      /** Handshakes waiting for their upstream's answer. */
+      readonly handshaking: number
     }
   }
 }
@@ -98,12 +90,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   const settled = (): void => { if (active === 0 && inflight === 0 && idle !== null) { idle(); idle = null } }
 
   await fastify.register(websocket, {
-    options: {
-      maxPayload: cfg.maxPayload,
-      perMessageDeflate: false,
-      clientTracking: false,
-      handleProtocols: (_offered: Set<string>, req: IncomingMessage) => (req as RawWithPending)[kPending]?.protocol || false
-    },
+    // Its ws server is only reached by a handshake no preHandler connected (see attach):
+    // `connect` answers the 101 itself and relays frames on the raw sockets.
+    options: { maxPayload: cfg.maxPayload, perMessageDeflate: false, clientTracking: false },
     // Our own shutdown replaces @fastify/websocket's, which would close clients without a code.
     preClose: async function () { await drain() }
   })
@@ -130,7 +119,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   // Some answers to an upgrade request are written without running any hook (503 while Fastify
   // closes, 400 for a malformed URL), so @fastify/websocket never ends those sockets: end them
   // once the answer is written. A successful upgrade hijacks the response, which never finishes.
-  fastify.server.on('upgrade', (_req: IncomingMessage, socket: Socket) => {
+  fastify.server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => {
+    // Bytes that came with the upgrade request (a client that did not wait for its 101).
+    if (head.length > 0) (req as RawWithHead)[kHead] = head
     const res = (socket as Socket & { _httpMessage?: ServerResponse | null })._httpMessage
     if (res === undefined || res === null) return
     if (res.writableFinished) socket.destroySoon()
@@ -183,7 +174,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
     const attempt = async (target: BridgeTarget): Promise<HandshakeResult> => {
       const r = await openUpstream({
-        url: toWsUrl(target.target) + target.path, headers, protocols: offered, connectTimeout: cfg.connectTimeout, maxPayload: cfg.maxPayload, ca: target.ca, signal: abort.signal
+        url: toWsUrl(target.target) + target.path, headers, protocols: offered, connectTimeout: cfg.connectTimeout, ca: target.ca, signal: abort.signal
       })
       const id = target.upstream ?? target.target
       if (r.ok) target.pool?.markSuccess(id)
@@ -210,11 +201,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     sock.removeListener('end', onGone)
     sock.removeListener('close', onGone)
     sock.pause()
-    if (early.length > 0) sock.unshift(Buffer.concat(early))
 
     const upstreamUrl = t.upstream ?? t.target
     if (result.ok && state.draining) {
-      result.socket.terminate()
+      result.socket.destroy()
       inflight--
       settled()
       await reply.code(503).send(errorBody(new codes.GW_ERR_DRAINING()))
@@ -228,63 +218,59 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       await reply.code(result.status).send(errorBody(handshakeError(result.reason, result.status, result.error, result.upstreamStatus)))
       return false
     }
-    const socket = result.socket
-    // The client may vanish between this hook and the upgrade: never leave the upstream open.
-    const onClientGone = (): void => {
-      if ((raw as RawWithPending)[kPending] === undefined) return
-      delete (raw as RawWithPending)[kPending]
-      socket.terminate()
+    // Handshake first, upgrade second: the upstream has answered 101, now the client gets its own.
+    reply.hijack()
+    reply.raw.detachSocket(sock)
+    if (sock.destroyed) {
+      result.socket.destroy()
       inflight--
       settled()
+      return false
     }
-    raw.socket.once('close', onClientGone)
     // Browsers fail a handshake that offered subprotocols and got none back: when the only offer
     // was the bearer token and the upstream picked none, answer with that offer.
-    const protocol = socket.protocol !== '' ? socket.protocol : bearer !== undefined && offered.length === 0 ? bearer : ''
-    ;(raw as RawWithPending)[kPending] = { socket, target: upstreamUrl, ms: result.ms, route: t.route, protocol, onClientGone, messageLimit: t.messageLimit, pool: t.pool }
-    return true
-  }
-
-  function attach (client: WebSocket, request: FastifyRequest): void {
-    const raw = request.raw as RawWithPending
-    const pending = raw[kPending]
-    delete raw[kPending]
-    if (pending === undefined) { client.close(1011, 'no upstream'); return }
-    raw.socket.removeListener('close', pending.onClientGone)
+    const protocol = result.protocol !== ''
+      ? result.protocol
+      : bearer !== undefined && offered.length === 0 && SUBPROTOCOL_RE.test(bearer) ? bearer : ''
+    const key = (request.headers['sec-websocket-key'] as string).trim()
+    sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
+      (protocol === '' ? '\r\n' : `Sec-WebSocket-Protocol: ${protocol}\r\n\r\n`))
+    sock.setTimeout(0)
+    sock.setNoDelay(true)
+    const headBytes = (raw as RawWithHead)[kHead]
+    if (headBytes !== undefined) { delete (raw as RawWithHead)[kHead]; early.unshift(headBytes) }
+    if (early.length > 0) sock.unshift(Buffer.concat(early))
     inflight--
-    // connect() paused the socket after reading it during the upstream handshake; ws has now
-    // attached its reader, so let the data (and anything kept from before) flow to it.
-    raw.socket.resume()
-    const up = pending.socket
     const claims = (request as { user?: JwtClaims | null }).user
-    if (up.readyState !== up.OPEN) {
-      client.close(CLOSE_BAD_GATEWAY, REASON_UPSTREAM_LOST)
-      settled()
-      return
-    }
-    const bridge = new Bridge(client, up, {
+    const bridge = new Bridge(sock, result.socket, result.head, {
       id: request.id,
-      route: pending.route,
+      route: t.route,
       path: request.url.split('?', 1)[0],
       clientIp: request.ip,
       userId: typeof claims?.sub === 'string' ? claims.sub : null,
-      subprotocol: client.protocol === '' || client.protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : client.protocol,
-      upstream: pending.target,
+      subprotocol: protocol === '' || protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : protocol,
+      upstream: upstreamUrl,
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0
-    }, { highWaterMark: cfg.highWaterMark, onEnd, onRtt, messageLimit: pending.messageLimit })
-    fastify.metrics.handshake(pending.route, 'ok', pending.ms / 1000)
-    if (pending.pool !== undefined) {
-      pending.pool.connectionOpened(pending.target)
-      poolOf.set(bridge, pending.pool)
+    }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, onEnd, onRtt, messageLimit: t.messageLimit })
+    fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
+    if (t.pool !== undefined) {
+      t.pool.connectionOpened(upstreamUrl)
+      poolOf.set(bridge, t.pool)
     }
     active++
     mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
-    request.log.info({ connId: bridge.info.id, route: pending.route, upstream: pending.target }, 'websocket bridged')
+    request.log.info({ connId: bridge.info.id, route: t.route, upstream: upstreamUrl }, 'websocket bridged')
     // The upstream answered just before shutdown began: this connection goes the way of the others.
     if (state.draining) bridge.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
+    return true
+  }
+
+  function attach (client: WebSocket): void {
+    client.close(1011, 'no upstream')
   }
 
   const rtt = fastify.metrics.rtt
@@ -311,7 +297,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   fastify.decorate('websocketBridge', {
     connect,
     attach,
-    get active () { return active }
+    get active () { return active },
+    get handshaking () { return inflight }
   })
 }, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics'] })
 

@@ -144,11 +144,12 @@ export class GatewayRuntime {
     this.drainTimer.unref()
   }
 
-  /** Closes an old generation once its last WebSocket has ended. */
+  /** Closes an old generation once its last WebSocket (and handshake) has ended. */
   private retire (gen: Generation): void {
     this.retiring.add(gen)
     const check = (): void => {
-      if (gen.app.websocketBridge.active > 0) return
+      // Handshakes still waiting for their upstream finish on the generation they started on.
+      if (gen.app.websocketBridge.active > 0 || gen.app.websocketBridge.handshaking > 0) return
       clearInterval(timer)
       this.retiring.delete(gen)
       gen.app.close().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'closing an old configuration failed'))

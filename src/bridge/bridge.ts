@@ -1,15 +1,20 @@
 /**
- * One client <-> upstream pair: relays messages both ways in order, passes close codes through,
- * applies backpressure, answers to the heartbeat sweep, and keeps the counters the admin API
- * shows. Every way the pair can end goes through one path (`close`/`onSocketClose` -> `finish`).
+ * One client <-> upstream pair, relayed frame by frame: the bytes a peer sends pass to the other
+ * peer as they are (a client's masked frame is a valid masked frame from the gateway too, and an
+ * upstream's frames are unmasked on both hops), and only frame headers are read: for the
+ * counters, maxPayload, the message rate limit, close frames and the gateway's own heartbeat
+ * pongs. Frames the gateway writes itself (pings, closes, admin pushes) go in at frame
+ * boundaries, and a push at a message boundary. Every way the pair can end goes through one
+ * path (`beginClose` ... `onSocketClose` -> `finish`).
  */
-import type WebSocket from 'ws'
-import type { RawData } from 'ws'
+import type { Duplex } from 'node:stream'
+import { randomBytes } from 'node:crypto'
 import {
-  CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, REASON_CLIENT_DEAD, REASON_IDLE, REASON_UPSTREAM_DEAD,
-  relayClose, REASON_TOKEN_EXPIRED, CLOSE_POLICY, REASON_RATE
+  CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG, REASON_CLIENT_DEAD, REASON_IDLE, REASON_RATE,
+  REASON_TOKEN_EXPIRED, REASON_UPSTREAM_DEAD, relayClose
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
+import { closeFrame, encodeFrame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, unmask } from './frames.js'
 
 export interface BridgeInfo {
   id: string
@@ -39,6 +44,8 @@ export interface BridgeEnd {
 
 export interface BridgeOptions {
   highWaterMark: number
+  /** Largest message (all its frames) either peer may send; more closes both sides with 1009. */
+  maxPayload: number
   /** Called once, when the pair starts closing (remove it from listings). */
   onClosing?: (bridge: Bridge) => void
   /** Called once, when both sockets are closed. */
@@ -47,11 +54,39 @@ export interface BridgeOptions {
   onRtt?: (seconds: number) => void
   /** Client -> upstream message rate limit (token bucket); exceeding it closes both sides with 1008. */
   messageLimit?: { rate: number, burst: number }
+  /** How long a side may take to finish its close handshake before its socket is destroyed (ms). */
+  closeTimeout?: number
 }
 
-/** Pong timing and pause state kept per side for the heartbeat sweep. */
+export interface HeartbeatSettings {
+  pingInterval: number
+  pongTimeout: number
+  idleTimeout: number
+}
+
+/** Where reading one side's frames stands. */
+interface Reader {
+  /** Payload bytes of the frame in transit still to come (> 0: mid-frame). */
+  remaining: number
+  /** The frame in transit is discarded, not relayed. */
+  drop: boolean
+  /** The start of a frame whose header (or whole control frame) has not all arrived. */
+  partial: Buffer | null
+  /** A fragmented data message is in progress. */
+  inMessage: boolean
+  /** Payload bytes of the current message so far (maxPayload). */
+  messageBytes: number
+  /** A close frame or a protocol error was read: the rest is ignored. */
+  done: boolean
+}
+
 interface Side {
-  ws: WebSocket
+  readonly name: 'client' | 'upstream'
+  readonly socket: Duplex
+  /** Frames from this side are masked (the client) or not (the upstream); frames to it the reverse. */
+  readonly masked: boolean
+  readonly in: Reader
+  peer: Side
   /** performance.now() of the unanswered ping; 0 when none is pending. */
   pingSentAt: number
   /** performance.now() of the last ping sent. */
@@ -60,16 +95,19 @@ interface Side {
   paused: boolean
   /** Ends the pause (set while paused). */
   resume: (() => void) | null
-  closed: boolean
-  /** Code this side closed with (or was closed with). */
-  code: number
+  /** The socket has closed. */
+  ended: boolean
+  closeSent: boolean
+  closeReceived: boolean
+  /** Gateway frames waiting for the stream to this side to reach a frame (data: message) boundary. */
+  queue: Array<{ frame: Buffer, data: boolean }> | null
 }
 
-export interface HeartbeatSettings {
-  pingInterval: number
-  pongTimeout: number
-  idleTimeout: number
-}
+/** The payload of the gateway's own pings: a pong that carries it answers the gateway, any other is relayed. */
+const HEARTBEAT = randomBytes(8)
+const PING_TO_CLIENT = encodeFrame(OP_PING, HEARTBEAT, false)
+const DEFAULT_CLOSE_TIMEOUT = 10_000
+const MAX_SAFE_HIGH = 0x1fffff
 
 export class Bridge {
   readonly info: BridgeInfo
@@ -87,42 +125,54 @@ export class Bridge {
   private readonly bucket: TokenBucket | null
   private closing = false
   private endInfo: BridgeEnd | null = null
+  private closeTimer: NodeJS.Timeout | null = null
   /** performance.now() of the last data frame either way, for idleTimeout. */
   private lastDataAt = performance.now()
 
   /** Wall-clock time (ms) of the last data frame either way, or of the connection. */
   get lastActivityAt (): number { return Math.round(performance.timeOrigin + this.lastDataAt) }
 
-  constructor (client: WebSocket, upstream: WebSocket, info: BridgeInfo, opts: BridgeOptions) {
+  /**
+   * @param client the upgraded client socket (the 101 already written), paused
+   * @param upstream the upstream socket after its 101, paused
+   * @param upstreamHead bytes the upstream sent right after its 101
+   */
+  constructor (client: Duplex, upstream: Duplex, upstreamHead: Buffer, info: BridgeInfo, opts: BridgeOptions) {
     this.info = info
     this.opts = opts
     const now = performance.now()
-    this.client = { ws: client, pingSentAt: 0, lastPingAt: now, paused: false, resume: null, closed: false, code: 0 }
-    this.up = { ws: upstream, pingSentAt: 0, lastPingAt: now, paused: false, resume: null, closed: false, code: 0 }
+    this.client = newSide('client', client, true, now)
+    this.up = newSide('upstream', upstream, false, now)
+    this.client.peer = this.up
+    this.up.peer = this.client
     this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
-
-    client.on('message', (data, isBinary) => this.relay(this.client, this.up, data, isBinary))
-    upstream.on('message', (data, isBinary) => this.relay(this.up, this.client, data, isBinary))
-    client.on('pong', () => this.onPong(this.client))
-    upstream.on('pong', () => this.onPong(this.up))
-    client.on('close', (code, reason) => this.onSocketClose(this.client, code, reason))
-    upstream.on('close', (code, reason) => this.onSocketClose(this.up, code, reason))
-    // 'close' always follows 'error' in ws; the error itself needs no handling beyond being caught.
-    client.on('error', (err: Error & { code?: string }) => this.onProtocolError(this.client, err))
-    upstream.on('error', (err: Error & { code?: string }) => this.onProtocolError(this.up, err))
-    // The upstream socket was paused by openUpstream until this point.
-    upstream.resume()
+    if (upstreamHead.length > 0) upstream.unshift(upstreamHead)
+    this.listen(this.client)
+    this.listen(this.up)
   }
 
   get closed (): boolean { return this.closing }
 
+  private listen (side: Side): void {
+    const s = side.socket
+    s.on('data', (chunk: Buffer) => this.onData(side, chunk))
+    // A peer that half-closes its TCP gets the other half closed too (the upgraded socket of an
+    // HTTP server allows half-open connections).
+    s.on('end', () => { if (!s.writableEnded) s.end() })
+    s.on('close', () => this.onSocketClose(side))
+    // 'close' always follows 'error'; the error itself needs nothing more.
+    s.on('error', noop)
+    s.resume()
+  }
+
   /** Sends a message to the client from the gateway (admin push). Returns false when closing. */
   send (data: Buffer | string, isBinary: boolean): boolean {
     if (this.closing) return false
-    this.client.ws.send(data, { binary: isBinary })
+    const payload = typeof data === 'string' ? Buffer.from(data) : data
+    this.write(this.client, encodeFrame(isBinary ? OP_BINARY : OP_TEXT, payload, false), true)
     this.lastDataAt = performance.now()
     this.messagesToClient++
-    this.bytesToClient += typeof data === 'string' ? Buffer.byteLength(data) : data.length
+    this.bytesToClient += payload.length
     return true
   }
 
@@ -133,15 +183,15 @@ export class Bridge {
   close (code: number, reason: string, upstreamCode = code, upstreamReason = reason): void {
     if (this.closing) return
     this.beginClose({ by: 'gateway', clientCode: code, upstreamCode, reason })
-    closeSide(this.client, code, reason)
-    closeSide(this.up, upstreamCode, upstreamReason)
+    this.sendClose(this.client, code, reason)
+    this.sendClose(this.up, upstreamCode, upstreamReason)
   }
 
   /** Ends both sockets at once, without a close handshake (drain timeout passed). */
   terminate (): void {
     if (!this.closing) this.beginClose({ by: 'gateway', clientCode: 1006, upstreamCode: 1006, reason: 'terminated' })
-    this.client.ws.terminate()
-    this.up.ws.terminate()
+    this.client.socket.destroy()
+    this.up.socket.destroy()
   }
 
   /**
@@ -160,19 +210,19 @@ export class Bridge {
     }
     // 'drain' only follows a write that filled the socket's own buffer: with a highWaterMark
     // below that, the sweep is what notices the other side has emptied.
-    if (this.client.paused && this.up.ws.bufferedAmount <= this.opts.highWaterMark) this.client.resume?.()
-    if (this.up.paused && this.client.ws.bufferedAmount <= this.opts.highWaterMark) this.up.resume?.()
+    if (this.client.paused && this.up.socket.writableLength <= this.opts.highWaterMark) this.client.resume?.()
+    if (this.up.paused && this.client.socket.writableLength <= this.opts.highWaterMark) this.up.resume?.()
     if (this.heartbeatSide(this.client, now, s)) {
       // Dead client: drop it, tell the upstream the client went away.
       this.beginClose({ by: 'gateway', clientCode: 1006, upstreamCode: CLOSE_GOING_AWAY, reason: REASON_CLIENT_DEAD })
-      this.client.ws.terminate()
-      closeSide(this.up, CLOSE_GOING_AWAY, REASON_CLIENT_DEAD)
+      this.client.socket.destroy()
+      this.sendClose(this.up, CLOSE_GOING_AWAY, REASON_CLIENT_DEAD)
       return
     }
     if (this.heartbeatSide(this.up, now, s)) {
       this.beginClose({ by: 'gateway', clientCode: CLOSE_BAD_GATEWAY, upstreamCode: 1006, reason: REASON_UPSTREAM_DEAD })
-      this.up.ws.terminate()
-      closeSide(this.client, CLOSE_BAD_GATEWAY, REASON_UPSTREAM_DEAD)
+      this.up.socket.destroy()
+      this.sendClose(this.client, CLOSE_BAD_GATEWAY, REASON_UPSTREAM_DEAD)
     }
   }
 
@@ -186,107 +236,299 @@ export class Bridge {
     if (now - side.lastPingAt >= s.pingInterval) {
       side.lastPingAt = now
       side.pingSentAt = now
-      side.ws.ping()
+      this.write(side, side.masked ? PING_TO_CLIENT : encodeFrame(OP_PING, HEARTBEAT, true), false)
     }
     return false
   }
 
   private onPong (side: Side): void {
-    if (side.pingSentAt !== 0) {
-      const now = performance.now()
-      if (side === this.client) {
-        this.rttMs = Math.round((now - side.pingSentAt) * 1000) / 1000
-        this.lastPongAt = Date.now()
-        this.opts.onRtt?.((now - side.pingSentAt) / 1000)
+    const now = performance.now()
+    if (side === this.client) {
+      this.rttMs = Math.round((now - side.pingSentAt) * 1000) / 1000
+      this.lastPongAt = Date.now()
+      this.opts.onRtt?.((now - side.pingSentAt) / 1000)
+    }
+    side.pingSentAt = 0
+  }
+
+  /**
+   * Relays what `from` sent: whole runs of frames are written to the other side with one write
+   * (the chunk itself when nothing in it is the gateway's business), headers are checked, and
+   * only control frames and incomplete headers are ever copied.
+   */
+  private onData (from: Side, input: Buffer): void {
+    const r = from.in
+    if (r.done) return
+    const to = from.peer
+    let chunk = input
+    if (r.partial !== null) { chunk = Buffer.concat([r.partial, input]); r.partial = null }
+    const len = chunk.length
+    const now = performance.now()
+    let pos = 0
+    /** Start of the bytes read but not yet relayed. */
+    let start = 0
+    let data = false
+    if (r.remaining > 0) {
+      const n = r.remaining < len ? r.remaining : len
+      r.remaining -= n
+      pos = n
+      if (r.drop) start = pos
+    }
+    while (pos < len) {
+      const avail = len - pos
+      if (avail < 2) break
+      const b0 = chunk[pos]
+      const b1 = chunk[pos + 1]
+      let plen = b1 & 0x7f
+      let hdr = 2
+      if (plen === 126) {
+        if (avail < 4) break
+        plen = chunk.readUInt16BE(pos + 2)
+        hdr = 4
+      } else if (plen === 127) {
+        if (avail < 10) break
+        const high = chunk.readUInt32BE(pos + 2)
+        plen = high > MAX_SAFE_HIGH ? Number.MAX_SAFE_INTEGER : high * 0x100000000 + chunk.readUInt32BE(pos + 6)
+        hdr = 10
       }
-      side.pingSentAt = 0
+      const masked = (b1 & 0x80) !== 0
+      if (masked) hdr += 4
+      if (avail < hdr) break
+      const opcode = b0 & 0x0f
+      const fin = (b0 & 0x80) !== 0
+      let problem: string | null = null
+      if ((b0 & 0x70) !== 0) problem = 'RSV bits must be clear'
+      else if (masked !== from.masked) problem = from.masked ? 'MASK must be set' : 'MASK must be clear'
+      else if (opcode >= 8) {
+        if (opcode > OP_PONG) problem = 'invalid opcode'
+        else if (!fin) problem = 'control frames must not be fragmented'
+        else if (plen > 125) problem = 'control frame too long'
+      } else if (opcode === OP_CONTINUATION) {
+        if (!r.inMessage) problem = 'unexpected continuation frame'
+      } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
+        if (r.inMessage) problem = 'expected a continuation frame'
+      } else problem = 'invalid opcode'
+      if (problem !== null) {
+        this.relay(to, chunk, start, pos)
+        this.protocolError(from, 1002, problem)
+        start = pos = len
+        break
+      }
+      if (opcode >= 8) {
+        // Control frames are handled whole (at most 139 bytes): wait for the rest.
+        if (avail < hdr + plen) break
+        const end = pos + hdr + plen
+        const maskAt = masked ? pos + hdr - 4 : -1
+        if (opcode === OP_CLOSE) {
+          this.relay(to, chunk, start, pos)
+          r.done = true
+          this.onCloseFrame(from, unmask(chunk, pos + hdr, plen, maskAt))
+          start = pos = len
+          break
+        }
+        const ours = opcode === OP_PONG && from.pingSentAt !== 0 && isHeartbeat(chunk, pos + hdr, plen, maskAt)
+        if (ours || this.closing) {
+          // The gateway's own pong is not relayed; nothing else is, once closing.
+          this.relay(to, chunk, start, pos)
+          start = end
+          if (ours) this.onPong(from)
+        }
+        pos = end
+        continue
+      }
+      // A data frame: relayed as it arrives, possibly over several chunks.
+      if (opcode !== OP_CONTINUATION) {
+        r.messageBytes = 0
+        if (from === this.client && this.bucket !== null && !this.closing && !this.bucket.take(now)) {
+          this.relay(to, chunk, start, pos)
+          r.done = true
+          this.close(CLOSE_POLICY, REASON_RATE)
+          start = pos = len
+          break
+        }
+      }
+      r.messageBytes += plen
+      if (r.messageBytes > this.opts.maxPayload) {
+        this.relay(to, chunk, start, pos)
+        this.protocolError(from, CLOSE_TOO_BIG, 'message too big')
+        start = pos = len
+        break
+      }
+      r.inMessage = !fin
+      const drop = this.closing
+      if (drop) {
+        this.relay(to, chunk, start, pos)
+      } else {
+        data = true
+        if (from === this.client) {
+          this.bytesFromClient += plen
+          if (fin) this.messagesFromClient++
+        } else {
+          this.bytesToClient += plen
+          if (fin) this.messagesToClient++
+        }
+      }
+      const end = pos + hdr + plen
+      if (end <= len) {
+        pos = end
+      } else {
+        r.remaining = end - len
+        r.drop = drop
+        pos = len
+      }
+      if (drop) start = pos
+    }
+    if (data) this.lastDataAt = now
+    this.relay(to, chunk, start, pos)
+    // An incomplete header or control frame: a copy, so that the chunk it came in can be freed.
+    if (pos < len) r.partial = Buffer.from(chunk.subarray(pos))
+    if (to.queue !== null) this.flush(to)
+    if (!from.paused && !r.done && to.socket.writableLength > this.opts.highWaterMark) this.pause(from, to)
+  }
+
+  /** Writes chunk[start, end) to `to`: the chunk itself when it is all of it. */
+  private relay (to: Side, chunk: Buffer, start: number, end: number): void {
+    if (end <= start || to.ended) return
+    to.socket.write(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end))
+  }
+
+  /** True when the stream to `side` is between frames (and, for `data`, between messages). */
+  private atBoundary (side: Side, data: boolean): boolean {
+    const r = side.peer.in
+    return (r.remaining === 0 || r.drop) && (!data || !r.inMessage || r.done)
+  }
+
+  /** Writes a frame of the gateway's own to `side`, now or at the next boundary. */
+  private write (side: Side, frame: Buffer, data: boolean): void {
+    if (side.ended) return
+    if (side.queue === null && this.atBoundary(side, data)) {
+      side.socket.write(frame)
+      return
+    }
+    ;(side.queue ??= []).push({ frame, data })
+  }
+
+  /** Writes the frames queued for `side`, in order, as far as the stream's boundaries allow. */
+  private flush (side: Side): void {
+    const q = side.queue
+    if (q === null) return
+    while (q.length > 0 && this.atBoundary(side, q[0].data)) {
+      if (!side.ended) side.socket.write(q[0].frame)
+      q.shift()
+    }
+    if (q.length === 0) {
+      side.queue = null
+      this.maybeEnd(side)
     }
   }
 
-  private relay (from: Side, to: Side, data: RawData, isBinary: boolean): void {
-    if (to.closed || this.closing) return
-    const buf = data as Buffer
-    const now = performance.now()
-    if (from === this.client && this.bucket !== null && !this.bucket.take(now)) {
-      this.close(CLOSE_POLICY, REASON_RATE)
+  /** Sends a close frame to `side` (once); `code` undefined: no status. */
+  private sendClose (side: Side, code: number | undefined, reason: string): void {
+    if (side.closeSent || side.ended) return
+    side.closeSent = true
+    // Its close answer must be readable even if it was paused for backpressure.
+    if (side.paused) side.resume?.()
+    this.write(side, closeFrame(code, reason, !side.masked), false)
+    this.maybeEnd(side)
+  }
+
+  /** Once close frames went both ways with `side` (and nothing is left to write), its TCP is ended. */
+  private maybeEnd (side: Side): void {
+    if (side.closeSent && side.closeReceived && side.queue === null && !side.ended && !side.socket.writableEnded) side.socket.end()
+  }
+
+  private onCloseFrame (from: Side, payload: Buffer): void {
+    from.closeReceived = true
+    const parsed = parseClose(payload)
+    if (!parsed.ok) {
+      this.protocolError(from, parsed.code, parsed.reason)
       return
     }
-    to.ws.send(buf, { binary: isBinary })
-    if (from === this.client) {
-      this.messagesFromClient++
-      this.bytesFromClient += buf.length
-    } else {
-      this.messagesToClient++
-      this.bytesToClient += buf.length
+    if (!this.closing) {
+      const relayed = relayClose(from.name, parsed.code, parsed.reason)
+      this.beginClose(from === this.client
+        ? { by: 'client', clientCode: parsed.code, upstreamCode: relayed.code ?? 1005, reason: parsed.reason }
+        : { by: 'upstream', clientCode: relayed.code ?? 1005, upstreamCode: parsed.code, reason: parsed.reason })
+      this.sendClose(from.peer, relayed.code, relayed.reason)
     }
-    this.lastDataAt = now
-    if (!from.paused && to.ws.bufferedAmount > this.opts.highWaterMark) this.pause(from, to)
+    // The close handshake's answer echoes the peer's code, as ws does.
+    this.sendClose(from, parsed.code === 1005 ? undefined : parsed.code, parsed.reason)
+    this.maybeEnd(from)
+  }
+
+  /**
+   * A peer broke the protocol (a message over maxPayload: 1009, a bad close frame: 1002/1007,
+   * bad framing: 1002): both sides are closed with that code. Text is not UTF-8 validated here:
+   * the endpoints do that, and their 1007 passes through.
+   */
+  private protocolError (from: Side, code: number, reason: string): void {
+    from.in.done = true
+    if (this.closing) {
+      this.sendClose(from, code, reason)
+      return
+    }
+    this.beginClose(from === this.client
+      ? { by: 'client', clientCode: code, upstreamCode: code, reason }
+      : { by: 'upstream', clientCode: code, upstreamCode: code, reason })
+    this.sendClose(from, code, reason)
+    this.sendClose(from.peer, code, reason)
   }
 
   /** Stops reading `from` until the socket under `to` drains. */
   private pause (from: Side, to: Side): void {
-    const raw = (to.ws as unknown as { _socket?: NodeJS.WritableStream })._socket
-    if (raw === undefined) return
+    const raw = to.socket
     from.paused = true
-    from.ws.pause()
+    from.socket.pause()
     const resume = (): void => {
       raw.removeListener('drain', resume)
       raw.removeListener('close', resume)
       from.resume = null
       if (!from.paused) return
       from.paused = false
-      if (!from.closed) from.ws.resume()
+      if (!from.ended) from.socket.resume()
     }
     from.resume = resume
     raw.on('drain', resume)
     raw.on('close', resume)
   }
 
-  /**
-   * ws closes a peer that breaks the protocol (a message over maxPayload: 1009, invalid UTF-8:
-   * 1007, other framing errors: 1002) and stops reading it, so its close would surface as 1006:
-   * pass the real reason to the other side now. Socket errors (ECONNRESET...) need nothing here:
-   * 'close' follows and is relayed as an abnormal end.
-   */
-  private onProtocolError (side: Side, err: Error & { code?: string }): void {
-    const code = err.code === undefined || !err.code.startsWith('WS_ERR_') ? undefined : PROTOCOL_ERROR_CODES[err.code] ?? 1002
-    if (code === undefined || this.closing) return
-    const reason = code === 1009 ? 'message too big' : code === 1007 ? 'invalid UTF-8' : 'protocol error'
-    const other = side === this.client ? this.up : this.client
-    this.beginClose(side === this.client
-      ? { by: 'client', clientCode: code, upstreamCode: code, reason }
-      : { by: 'upstream', clientCode: code, upstreamCode: code, reason })
-    closeSide(other, code, reason)
-  }
-
-  private onSocketClose (side: Side, code: number, reasonBuf: Buffer): void {
-    side.closed = true
-    side.code = code
-    const other = side === this.client ? this.up : this.client
+  private onSocketClose (side: Side): void {
+    side.ended = true
+    side.queue = null
+    // It ended in the middle of a frame being relayed: the stream to the other side can take no
+    // close frame any more (it would land inside that frame), so that side's socket ends too.
+    if (side.in.remaining > 0 && !side.in.drop) side.peer.socket.destroy()
     if (!this.closing) {
-      const from = side === this.client ? 'client' : 'upstream'
-      const reason = reasonBuf.toString()
-      const relayed = relayClose(from, code, reason)
-      this.beginClose(from === 'client'
-        ? { by: from, clientCode: code, upstreamCode: relayed.code ?? 1005, reason }
-        : { by: from, clientCode: relayed.code ?? 1005, upstreamCode: code, reason })
-      closeSide(other, relayed.code, relayed.reason)
+      // No close frame first: an abnormal end (1006), relayed as 1014 / 1001.
+      const relayed = relayClose(side.name, 1006, '')
+      this.beginClose(side === this.client
+        ? { by: 'client', clientCode: 1006, upstreamCode: relayed.code ?? 1005, reason: '' }
+        : { by: 'upstream', clientCode: relayed.code ?? 1005, upstreamCode: 1006, reason: '' })
+      this.sendClose(side.peer, relayed.code, relayed.reason)
     }
-    if (other.closed) this.finish()
+    if (side.peer.ended) this.finish()
   }
 
   private beginClose (end: BridgeEnd): void {
     this.closing = true
     this.endInfo = end
+    // A peer that never answers the close handshake (or never reads) is cut off.
+    this.closeTimer = setTimeout(() => {
+      this.client.socket.destroy()
+      this.up.socket.destroy()
+    }, this.opts.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT)
+    this.closeTimer.unref()
     this.opts.onClosing?.(this)
   }
 
   private finish (): void {
-    this.client.ws.removeAllListeners()
-    this.up.ws.removeAllListeners()
-    this.client.ws.on('error', noop)
-    this.up.ws.on('error', noop)
-    this.opts.onEnd?.(this, this.endInfo ?? { by: 'gateway', clientCode: this.client.code, upstreamCode: this.up.code, reason: '' })
+    if (this.closeTimer !== null) clearTimeout(this.closeTimer)
+    this.closeTimer = null
+    for (const side of [this.client, this.up]) {
+      side.socket.removeAllListeners('data')
+      side.in.partial = null
+    }
+    this.opts.onEnd?.(this, this.endInfo ?? { by: 'gateway', clientCode: 1006, upstreamCode: 1006, reason: '' })
   }
 
   /** The admin API's view of this connection (spec section 7, C). */
@@ -313,19 +555,32 @@ export class Bridge {
   }
 }
 
-/** Closes one socket with a relayed code; a socket already closing is left to finish. */
-function closeSide (side: Side, code: number | undefined, reason: string): void {
-  if (side.closed) return
-  const ws = side.ws
-  if (ws.readyState === ws.CLOSING || ws.readyState === ws.CLOSED) return
-  if (side.paused) { side.paused = false; ws.resume() }
-  if (code === undefined) ws.close()
-  else ws.close(code, reason)
+function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, now: number): Side {
+  return {
+    name,
+    socket,
+    masked,
+    in: { remaining: 0, drop: false, partial: null, inMessage: false, messageBytes: 0, done: false },
+    peer: undefined as unknown as Side,
+    pingSentAt: 0,
+    lastPingAt: now,
+    paused: false,
+    resume: null,
+    ended: false,
+    closeSent: false,
+    closeReceived: false,
+    queue: null
+  }
 }
 
-const PROTOCOL_ERROR_CODES: Record<string, number> = {
-  WS_ERR_UNSUPPORTED_MESSAGE_LENGTH: 1009,
-  WS_ERR_INVALID_UTF8: 1007
+/** Whether a pong's payload is the gateway's heartbeat. */
+function isHeartbeat (buf: Buffer, at: number, len: number, maskAt: number): boolean {
+  if (len !== HEARTBEAT.length) return false
+  for (let i = 0; i < len; i++) {
+    const b = maskAt < 0 ? buf[at + i] : buf[at + i] ^ buf[maskAt + (i & 3)]
+    if (b !== HEARTBEAT[i]) return false
+  }
+  return true
 }
 
 function noop (): void {}

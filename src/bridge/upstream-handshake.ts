@@ -1,8 +1,15 @@
 /**
  * Opens the upstream WebSocket before the client is answered (handshake first, upgrade second),
  * and classifies every failure as the HTTP status the client should get instead of a 101.
+ * The handshake is a plain HTTP/1.1 upgrade request: what comes back on success is the raw
+ * socket, which the frame-level relay (bridge.ts) reads and writes itself.
  */
-import WebSocket from 'ws'
+import http from 'node:http'
+import https from 'node:https'
+import net from 'node:net'
+import tls from 'node:tls'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Duplex } from 'node:stream'
 import type { IncomingMessage } from 'node:http'
 
 export interface UpstreamHandshakeOptions {
@@ -12,7 +19,6 @@ export interface UpstreamHandshakeOptions {
   /** Subprotocols to offer (already without any bearer.<jwt> entry). */
   protocols: string[]
   connectTimeout: number
-  maxPayload: number
   /** Extra CA (PEM) for wss:// targets. */
   ca?: string
   /** Aborts the attempt (the client went away). */
@@ -20,22 +26,35 @@ export interface UpstreamHandshakeOptions {
 }
 
 export type HandshakeResult =
-  | { ok: true, socket: WebSocket, ms: number }
+  | {
+      ok: true
+      /** The upstream connection, paused; frames start at `head`, then the socket's data. */
+      socket: Duplex
+      head: Buffer
+      /** The subprotocol the upstream selected ('' for none). */
+      protocol: string
+      ms: number
+    }
   | { ok: false, status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, ms: number, upstreamStatus?: number }
 
 /** RFC 6455 subprotocol token (the same rule ws applies to the protocols a client offers). */
-const SUBPROTOCOL_RE = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/
+export const SUBPROTOCOL_RE = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+
+/** The Sec-WebSocket-Accept value for a key (RFC 6455 4.2.2). */
+export function acceptKey (key: string): string {
+  return createHash('sha1').update(key + GUID).digest('base64')
+}
 
 /**
  * Resolves once the upstream answered (or failed); never rejects. On success the socket is
- * paused so that no message the upstream sends right away is lost before the bridge listens.
- * The socket's `protocol` is the subprotocol the upstream selected ('' for none).
+ * paused so that nothing the upstream sends right away is lost before the relay reads it.
  */
 export function openUpstream (opts: UpstreamHandshakeOptions): Promise<HandshakeResult> {
   const started = performance.now()
   return new Promise((resolve) => {
     let settled = false
-    let ws: WebSocket | undefined
+    let req: http.ClientRequest | undefined
     const finish = (r: HandshakeResult): void => {
       if (settled) return
       settled = true
@@ -45,13 +64,11 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     }
     const elapsed = (): number => performance.now() - started
     const fail = (status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, upstreamStatus?: number): void => {
-      if (ws !== undefined) {
-        ws.removeAllListeners()
-        // A late error from the socket being torn down must not become an uncaught exception.
-        ws.on('error', noop)
-        ws.terminate()
-      }
+      if (settled) return
       finish({ ok: false, status, reason, error, ms: elapsed(), upstreamStatus })
+      // A late error from the request being torn down must not become an uncaught exception.
+      req?.on('error', noop)
+      req?.destroy()
     }
     const onAbort = (): void => fail(499, 'aborted')
     // Started first, so that every early return below goes through `finish`, which clears it.
@@ -62,60 +79,88 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       fail(400, 'protocol', new Error(`invalid or duplicated subprotocol ${JSON.stringify(bad)}`))
       return
     }
-    // The offers go as a plain header rather than as ws's `protocols` argument: ws's client fails a
-    // 101 that selects none of the offered subprotocols, but the gateway must pass that answer on
-    // (the upstream's choice, none included, is what the client gets). The upstream's choice is
-    // checked against the offers in the 'upgrade' listener below instead.
-    const headers: Record<string, string | string[]> = { ...opts.headers }
-    for (const name of Object.keys(headers)) if (name.toLowerCase() === 'sec-websocket-protocol') delete headers[name]
+    const key = randomBytes(16).toString('base64')
+    const headers: Record<string, string | string[]> = {}
+    for (const name of Object.keys(opts.headers)) {
+      const lower = name.toLowerCase()
+      if (lower !== 'sec-websocket-protocol' && lower !== 'sec-websocket-extensions') headers[name] = opts.headers[name]
+    }
+    headers.connection = 'Upgrade'
+    headers.upgrade = 'websocket'
+    headers['sec-websocket-version'] = '13'
+    headers['sec-websocket-key'] = key
     if (opts.protocols.length > 0) headers['sec-websocket-protocol'] = opts.protocols.join(', ')
     try {
-      ws = new WebSocket(opts.url, {
-        headers: headers as Record<string, string>,
-        maxPayload: opts.maxPayload,
-        perMessageDeflate: false,
-        followRedirects: false,
-        ca: opts.ca
+      const url = new URL(opts.url)
+      const secure = url.protocol === 'wss:' || url.protocol === 'https:'
+      if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
+      const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
+      const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port)
+      // Without an agent: the upgraded socket leaves HTTP behind, so there is nothing to pool.
+      req = (secure ? https : http).request({
+        method: 'GET',
+        host,
+        port,
+        path: url.pathname + url.search,
+        headers,
+        createConnection: secure
+          ? () => tls.connect({ host, port, ca: opts.ca, servername: net.isIP(host) === 0 ? host : undefined, ALPNProtocols: ['http/1.1'] })
+          : () => net.connect({ host, port, noDelay: true })
       })
     } catch (err) {
       // An invalid URL or header value: the client's request is at fault.
       fail(400, 'protocol', err as Error)
       return
     }
-    const socket = ws
     if (opts.signal !== undefined) {
       if (opts.signal.aborted) { onAbort(); return }
       opts.signal.addEventListener('abort', onAbort, { once: true })
     }
-    let selected = ''
-    socket.once('upgrade', (res: IncomingMessage) => {
-      const chosen = res.headers['sec-websocket-protocol']
-      // One that was offered is taken out of ws's view (it offered none, so it would refuse any);
-      // one that was not offered is left for ws to refuse ("Server sent a subprotocol but none
-      // was requested"), which ends in the 'error' listener: 502.
-      if (chosen !== undefined && opts.protocols.includes(chosen)) {
-        selected = chosen
-        delete res.headers['sec-websocket-protocol']
+    req.on('upgrade', (res: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (settled) { socket.destroy(); return }
+      const problem = checkAnswer(res, key, opts.protocols)
+      if (problem !== null) {
+        socket.destroy()
+        fail(502, 'protocol', new Error(problem))
+        return
       }
-    })
-    socket.once('open', () => {
       socket.pause()
-      socket.removeAllListeners()
-      if (selected !== '') Object.defineProperty(socket, 'protocol', { value: selected, enumerable: true, configurable: true })
-      finish({ ok: true, socket, ms: elapsed() })
+      ;(socket as net.Socket).setNoDelay?.(true)
+      ;(socket as net.Socket).setTimeout?.(0)
+      // Until the relay takes the socket over, an error here must not crash the process; the
+      // relay sees the socket closed.
+      socket.on('error', noop)
+      const chosen = res.headers['sec-websocket-protocol']
+      finish({ ok: true, socket, head, protocol: typeof chosen === 'string' ? chosen : '', ms: elapsed() })
     })
-    socket.once('unexpected-response', (_req, res: IncomingMessage) => {
+    req.on('response', (res: IncomingMessage) => {
       res.resume()
       const status = res.statusCode ?? 502
       // A 4xx/5xx goes to the client as it is; any other answer is not a WebSocket upstream: 502.
       fail(status >= 400 && status <= 599 ? status : 502, 'rejected', undefined, status)
     })
-    socket.once('error', (err: Error) => {
-      // A 101 with a subprotocol we did not offer, a bad accept key etc. is the upstream's fault.
+    req.on('error', (err: Error) => {
+      // Connection and TLS errors (ECONNREFUSED, ERR_TLS_...) make the target unhealthy; a broken
+      // HTTP answer (HPE_...) is the upstream's fault too, but says nothing of its liveness.
       const code = (err as NodeJS.ErrnoException).code
       fail(502, code === undefined || code.startsWith('E') ? 'refused' : 'protocol', err)
     })
+    req.end()
   })
+}
+
+/** What is wrong with a 101 answer, or null (RFC 6455 4.1, as ws's client checks it). */
+function checkAnswer (res: IncomingMessage, key: string, offered: readonly string[]): string | null {
+  if (res.headers.upgrade?.toLowerCase() !== 'websocket') return 'Invalid Upgrade header'
+  if (res.headers['sec-websocket-accept'] !== acceptKey(key)) return 'Invalid Sec-WebSocket-Accept header'
+  const chosen = res.headers['sec-websocket-protocol']
+  if (chosen !== undefined) {
+    if (offered.length === 0) return 'Server sent a subprotocol but none was requested'
+    if (!offered.includes(chosen)) return 'Server sent an invalid subprotocol'
+  }
+  // No extension was offered, so none may be accepted.
+  if (res.headers['sec-websocket-extensions'] !== undefined) return 'Server indicated an extension that was not requested'
+  return null
 }
 
 function noop (): void {}

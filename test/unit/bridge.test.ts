@@ -1,16 +1,19 @@
 /**
- * The Bridge core without Fastify: two real ws connections over loopback (test client <->
- * gateway-side server socket, gateway-side client socket <-> test upstream) joined by a Bridge.
- * Heartbeat decisions are driven by calling tick() with synthetic times, performance.now()
- * mocked so that the bridge's own timestamps (last ping, last data, pong arrival) follow the
- * same clock.
+ * The Bridge core without Fastify: a test client (ws) <-> a raw upgraded socket on a plain HTTP
+ * server, joined by a Bridge to the raw socket of an upstream handshake (openUpstream) <-> a test
+ * upstream (ws server). Heartbeat decisions are driven by calling tick() with synthetic times,
+ * performance.now() mocked so that the bridge's own timestamps (last ping, last data, pong
+ * arrival) follow the same clock.
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import type { AddressInfo } from 'node:net'
+import http from 'node:http'
+import type { AddressInfo, Socket } from 'node:net'
+import type { Duplex } from 'node:stream'
 import WebSocket, { WebSocketServer, type ClientOptions, type ServerOptions } from 'ws'
 import { Bridge, type BridgeEnd, type BridgeInfo, type HeartbeatSettings } from '../../src/bridge/bridge.js'
+import { acceptKey, openUpstream } from '../../src/bridge/upstream-handshake.js'
 import { closed, collect, nextMessage } from '../helpers/ws.js'
 import { settle, waitFor, within } from '../helpers/resources.js'
 
@@ -32,15 +35,37 @@ async function listen (t: TestContext, opts: ServerOptions = {}): Promise<{ url:
   }
 }
 
+/** The gateway's front door: answers each upgrade with a 101 and hands over the raw socket, paused. */
+async function frontDoor (t: TestContext): Promise<{ url: string, next: () => Promise<Duplex> }> {
+  const server = http.createServer()
+  const waiting: Array<(s: Duplex) => void> = []
+  const sockets = new Set<Duplex>()
+  server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}\r\n\r\n`)
+    socket.pause()
+    if (head.length > 0) socket.unshift(head)
+    sockets.add(socket)
+    waiting.shift()?.(socket)
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()) }))
+  return {
+    url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    next: async () => await new Promise<Duplex>((resolve) => waiting.push(resolve))
+  }
+}
+
 interface Harness {
   bridge: Bridge
-  /** The test's client, talking to the gateway-side server socket. */
+  /** The test's client, talking to the gateway-side client socket. */
   client: WebSocket
-  /** The test upstream's server-side socket, talking to the gateway-side client socket. */
+  /** The test upstream's server-side socket, talking to the gateway-side upstream socket. */
   upstream: WebSocket
-  /** The bridge's two sockets. */
-  gwClient: WebSocket
-  gwUpstream: WebSocket
+  /** The bridge's two raw sockets. */
+  gwClient: Duplex
+  gwUpstream: Duplex
   ends: BridgeEnd[]
   ended: Promise<BridgeEnd>
 }
@@ -50,11 +75,13 @@ interface PairOptions {
   upstream?: ServerOptions
   info?: Partial<BridgeInfo>
   highWaterMark?: number
+  maxPayload?: number
+  messageLimit?: { rate: number, burst: number }
 }
 
 /** Two connections joined by a Bridge, as the websocket-bridge plugin joins them. */
 async function pair (t: TestContext, opts: PairOptions = {}): Promise<Harness> {
-  const front = await listen(t)
+  const front = await frontDoor(t)
   const back = await listen(t, opts.upstream)
   const frontConn = front.next()
   const client = new WebSocket(front.url, { perMessageDeflate: false, ...opts.client })
@@ -62,12 +89,9 @@ async function pair (t: TestContext, opts: PairOptions = {}): Promise<Harness> {
   t.after(() => client.terminate())
   const [gwClient] = await Promise.all([frontConn, once(client, 'open')])
   const backConn = back.next()
-  const gwUpstream = new WebSocket(back.url, { perMessageDeflate: false })
-  gwUpstream.on('error', noop)
-  t.after(() => gwUpstream.terminate())
-  const [upstream] = await Promise.all([backConn, once(gwUpstream, 'open')])
-  // openUpstream hands the socket over paused; the Bridge resumes it.
-  gwUpstream.pause()
+  const [result, upstream] = await Promise.all([openUpstream({ url: back.url, headers: {}, protocols: [], connectTimeout: 5000 }), backConn])
+  if (!result.ok) throw new Error(`upstream handshake failed: ${result.reason}`)
+  t.after(() => result.socket.destroy())
   const ends: BridgeEnd[] = []
   let resolveEnd!: (e: BridgeEnd) => void
   const ended = new Promise<BridgeEnd>((resolve) => { resolveEnd = resolve })
@@ -75,11 +99,13 @@ async function pair (t: TestContext, opts: PairOptions = {}): Promise<Harness> {
     id: 'conn-1', route: '/chat', path: '/chat/room', clientIp: '127.0.0.1', userId: null,
     subprotocol: null, upstream: back.url, instanceId: 'unit', ...opts.info
   }
-  const bridge = new Bridge(gwClient, gwUpstream, info, {
+  const bridge = new Bridge(gwClient, result.socket, result.head, info, {
     highWaterMark: opts.highWaterMark ?? 1024 * 1024,
+    maxPayload: opts.maxPayload ?? 16 * 1024 * 1024,
+    messageLimit: opts.messageLimit,
     onEnd: (_b, e) => { ends.push(e); resolveEnd(e) }
   })
-  return { bridge, client, upstream, gwClient, gwUpstream, ends, ended }
+  return { bridge, client, upstream, gwClient, gwUpstream: result.socket, ends, ended }
 }
 
 /** One message each way through the bridge: everything either peer sent before it has been read by the bridge. */
@@ -354,23 +380,53 @@ test('backpressure: the bridge stops reading one side while the other is over hi
   h.upstream.pause()
   const atUpstream = collect(h.upstream, n)
   for (let i = 0; i < n; i++) h.client.send(message(i))
-  await waitFor(() => h.gwClient.isPaused, 'the bridge to stop reading the client', 15_000)
-  assert.ok(h.gwUpstream.bufferedAmount > highWaterMark)
+  await waitFor(() => h.gwClient.isPaused(), 'the bridge to stop reading the client', 15_000)
+  assert.ok(h.gwUpstream.writableLength > highWaterMark)
   assert.ok(h.bridge.messagesFromClient < n, 'everything was read although the upstream reads nothing')
   h.upstream.resume()
   const up = await within(atUpstream, 30_000, 'every message at the upstream')
   up.forEach((m, i) => assert.ok(m.data.equals(message(i)), `message ${i}`))
-  await waitFor(() => !h.gwClient.isPaused, 'the bridge to read the client again', 15_000)
+  await waitFor(() => !h.gwClient.isPaused(), 'the bridge to read the client again', 15_000)
 
   // Upstream -> slow client.
   h.client.pause()
   const atClient = collect(h.client, n)
   for (let i = 0; i < n; i++) h.upstream.send(message(i))
-  await waitFor(() => h.gwUpstream.isPaused, 'the bridge to stop reading the upstream', 15_000)
-  assert.ok(h.gwClient.bufferedAmount > highWaterMark)
+  await waitFor(() => h.gwUpstream.isPaused(), 'the bridge to stop reading the upstream', 15_000)
+  assert.ok(h.gwClient.writableLength > highWaterMark)
   h.client.resume()
   const down = await within(atClient, 30_000, 'every message at the client')
   down.forEach((m, i) => assert.ok(m.data.equals(message(i)), `message ${i}`))
-  await waitFor(() => !h.gwUpstream.isPaused, 'the bridge to read the upstream again', 15_000)
+  await waitFor(() => !h.gwUpstream.isPaused(), 'the bridge to read the upstream again', 15_000)
   assert.deepEqual([h.bridge.messagesFromClient, h.bridge.messagesToClient], [n, n])
+})
+
+test('close() while a large frame is half relayed: the close frame waits for the frame to end, and the client gets the whole message, then the close', async (t) => {
+  const h = await pair(t, { highWaterMark: 64 * 1024 })
+  const big = Buffer.alloc(8 * 1024 * 1024, 0x5a)
+  // The client reads nothing, so the gateway stops reading the upstream mid-frame.
+  h.client.pause()
+  h.upstream.send(big)
+  await waitFor(() => h.gwUpstream.isPaused(), 'the bridge to stop reading the upstream', 15_000)
+  assert.ok(h.bridge.bytesToClient === big.length, 'the frame header was read (its length is counted when it starts)')
+  const got = nextMessage(h.client)
+  const c = closed(h.client)
+  h.bridge.close(4000, 'bye')
+  h.client.resume()
+  const m = await within(got, 15_000, 'the message at the client')
+  assert.ok(m.data.equals(big), 'the message arrived whole')
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 4000, reason: 'bye' })
+  assert.equal((await within(h.ended, 5000, 'onEnd')).clientCode, 4000)
+})
+
+test('a peer that ends its TCP in the middle of a relayed frame: the other side is dropped (no close frame can follow a half frame)', async (t) => {
+  const h = await pair(t)
+  const c = closed(h.client)
+  // The upstream announces a 4 KiB binary frame, sends 100 bytes of it and vanishes.
+  const raw = (h.upstream as unknown as { _socket: Socket })._socket
+  raw.write(Buffer.concat([Buffer.from([0x82, 126, 0x10, 0x00]), Buffer.alloc(100, 1)]))
+  await waitFor(() => h.bridge.bytesToClient === 4096, 'the frame header to pass the gateway')
+  raw.destroy()
+  assert.equal((await within(c, 5000, 'client dropped')).code, 1006)
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'upstream', clientCode: 1014, upstreamCode: 1006, reason: '' })
 })
