@@ -359,7 +359,9 @@ async function main () {
     gateway: want.has('gateway')
       ? {
           start: async () => {
-            const p = launch('gateway', [process.execPath, join(root, 'dist/src/cli.js')], {
+            // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes.
+            const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+            const p = launch('gateway', [process.execPath, ...nodeArgs, join(root, 'dist/src/cli.js')], {
               core: PROXY_CORE,
               env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: 'info' }),
               logFile: join(tmp, 'gateway.log')

@@ -1,13 +1,15 @@
 /**
- * HTTP reverse proxying with @fastify/reply-from (the undici-based engine under
- * @fastify/http-proxy). Routes are registered by proxy-routes.ts so that one route serves
- * HTTP and WebSocket at the same path; this plugin supplies the forwarding itself.
+ * HTTP reverse proxying: each request is dispatched with undici (a keep-alive pool per upstream
+ * origin) straight from the client's request to its response (src/proxy/http-forward.ts).
+ * Routes are registered by proxy-routes.ts so that one route serves HTTP and WebSocket at the
+ * same path; this plugin supplies the forwarding itself.
  */
 import fp from 'fastify-plugin'
-import replyFrom from '@fastify/reply-from'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { connectionTokens, forwardHeaders, HOP_BY_HOP } from '../src/bridge/forward-headers.js'
+import type { IncomingMessage } from 'node:http'
+import { forwardHeaders } from '../src/bridge/forward-headers.js'
+import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
 
 /** Where to send one HTTP request. */
@@ -54,42 +56,73 @@ export default fp(async function httpProxyPlugin (fastify) {
       return new Pool(origin, ca === undefined ? opts : { ...opts, connect: { timeout: cfg.websocket.connectTimeout, ca } })
     }
   })
-  await fastify.register(replyFrom, { undici: agent as never, disableRequestLogging: true })
   fastify.addHook('onClose', async () => { await agent.close() })
 
   const timeout = cfg.server.proxyTimeout
+  const state = fastify.gatewayState
+  const hostOf = new Map<string, string>()
+  const upstreamHost = (origin: string): string => {
+    let h = hostOf.get(origin)
+    if (h === undefined) { h = new URL(origin).host; hostOf.set(origin, h) }
+    return h
+  }
+
+  /** Answers a request that could not be proxied with the gateway's JSON error. */
+  const answerError = (reply: FastifyReply, err: Error & { statusCode?: number }): void => {
+    const res = reply.raw
+    if (res.headersSent || res.destroyed) return
+    const body = JSON.stringify(errorBody(err))
+    res.writeHead(err.statusCode ?? 502, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      ...(state.draining ? { connection: 'close' } : {})
+    })
+    res.end(body)
+  }
 
   fastify.decorate('proxyHttp', function proxyHttp (request: FastifyRequest, reply: FastifyReply, target: HttpTarget) {
-    return reply.from(target.path, {
-      getUpstream: () => target.origin,
+    // The answer is written straight to the response as the upstream sends it. Fastify's
+    // onResponse hooks (metrics, the access-log line) still run when it finishes.
+    if (!reply.sent) reply.hijack()
+    const headers = forwardHeaders(request.headers, {
+      remoteAddress: request.raw.socket.remoteAddress ?? '',
+      clientIp: request.ip,
+      proto: request.protocol,
+      host: request.host,
+      requestId: request.id,
+      extra: target.headers,
+      strip: target.strip
+    }, skipForHttp)
+    headers.host = upstreamHost(target.origin)
+    const q = request.url.indexOf('?')
+    const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
+    const extra = reply.getHeaders()
+    if (state.draining) extra.connection = 'close'
+    const method = request.method
+    const hasBody = method !== 'GET' && method !== 'HEAD' && (request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0'))
+    forwardRequest(agent, reply.raw, {
+      origin: target.origin,
+      path: query === '' ? target.path : `${target.path}?${query}`,
+      method,
+      headers,
+      body: hasBody ? (request.body as IncomingMessage | undefined) ?? request.raw : null,
       timeout,
-      ...(target.query !== undefined ? { queryString: () => target.query! } : {}),
-      rewriteRequestHeaders: (req, headers) => forwardHeaders(headers, {
-        remoteAddress: req.raw.socket.remoteAddress ?? '',
-        clientIp: req.ip,
-        proto: req.protocol,
-        host: req.host,
-        requestId: req.id,
-        extra: target.headers,
-        strip: target.strip
-      }) as Record<string, string>,
-      rewriteHeaders: (headers) => {
-        // Names the upstream lists in its Connection header are hop-by-hop too (RFC 9110 7.6.1).
-        const listed = connectionTokens(headers.connection)
-        const out: Record<string, string | string[] | undefined> = {}
-        for (const k in headers) if (!HOP_BY_HOP.has(k) && !listed.includes(k)) out[k] = headers[k]
-        return out
-      },
-      onError: (r, { error }) => {
-        const e = error as Error & { code?: string, statusCode?: number, cause?: { code?: string } }
-        const code = e.cause?.code ?? e.code ?? ''
-        const timedOut = TIMEOUT_CODES.has(code) || e.statusCode === 504
-        r.request.log.warn({ upstream: target.origin, code, err: e.message }, 'upstream request failed')
+      extraHeaders: Object.keys(extra).length > 0 ? extra : undefined,
+      onFailure: (e) => {
+        const err = e as Error & { code?: string, cause?: { code?: string } }
+        const code = err.cause?.code ?? err.code ?? ''
+        const timedOut = TIMEOUT_CODES.has(code)
+        request.log.warn({ upstream: target.origin, code, err: err.message }, 'upstream request failed')
         fastify.metrics.upstreamError(target.origin, timedOut ? 'timeout' : 'refused')
         if (target.onUpstreamError?.(timedOut ? 'timeout' : 'refused', CONNECT_CODES.has(code)) === true) return
-        const out = timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
-        void r.code(out.statusCode ?? 502).send(errorBody(out))
+        answerError(reply, timedOut ? new codes.GW_ERR_UPSTREAM_TIMEOUT() : new codes.GW_ERR_UPSTREAM_UNAVAILABLE())
       }
     })
+    return reply
   })
 }, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics'] })
+
+/** Client headers not copied upstream: Host is the upstream's; undici does not send Expect. */
+function skipForHttp (name: string): boolean {
+  return name === 'host' || name === 'expect'
+}

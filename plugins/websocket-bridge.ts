@@ -263,7 +263,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
-    request.log.info({ connId: bridge.info.id, route: t.route, upstream: upstreamUrl }, 'websocket bridged')
+    // The handshake's access-log line (a hijacked request has no 'request completed' line).
+    request.log.info({ req: request, connId: bridge.info.id, route: t.route, upstream: upstreamUrl, responseTime: reply.elapsedTime }, 'websocket bridged')
     // The upstream answered just before shutdown began: this connection goes the way of the others.
     if (state.draining) bridge.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
     return true

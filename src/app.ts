@@ -2,7 +2,7 @@
  * buildGateway(config): a ready-to-listen Fastify app. It never listens and never reads the
  * process environment; src/server.ts does both.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyServerOptions } from 'fastify'
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { SharedState } from './shared.js'
 import type { ReloadResult } from './runtime.js'
 import { randomUUID } from 'node:crypto'
@@ -39,6 +39,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger }),
     trustProxy: s.trustProxy as boolean,
     genReqId: () => randomUUID(),
+    logController: new AccessLog(),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
     forceCloseConnections: 'idle',
     ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})
@@ -50,4 +51,19 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
   })
   await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload })
   return app
+}
+
+/**
+ * One access-log line per request, when it completes (method, redacted URL, client, status,
+ * time), instead of Fastify's two ("incoming request" and "request completed"): half the log
+ * writes on the hot path, and every field in the line that matters.
+ */
+class AccessLog extends LogController {
+  override incomingRequest (): void {}
+
+  override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.isLogDisabled(request)) return
+    if (error !== null && error !== undefined) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored')
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+  }
 }

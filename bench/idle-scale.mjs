@@ -1,0 +1,228 @@
+#!/usr/bin/env node
+// `npm run bench:idle -- [--conns 50000]`: holds that many idle WebSocket connections bridged
+// through the built gateway at once and reports the gateway's resident memory (RSS of the
+// gateway process and its workers, summed) before and while they are open. Bounded in time
+// (--timeout, default 240 s); every child is stopped at the end, on Ctrl-C and on SIGTERM.
+//
+// The load side is lean on purpose: its clients and upstreams are raw sockets that do the
+// handshake by hand and answer pings, so that the machine's memory and CPU go to the gateway.
+// A process may hold at most RLIMIT_NOFILE sockets (`ulimit -Hn`), and a bridged connection
+// costs the gateway two, so the script spreads the work: `--workers` gateway workers (node:cluster,
+// default: as many as the limit needs), several client and upstream processes, and a source
+// address per client process (127.0.0.x) so that no address pair runs out of ephemeral ports.
+//
+// Usage: npm run bench:idle [-- --conns N] [--workers N] [--hold SEC] [--timeout SEC]
+import { createChildren } from './children.mjs'
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createHash, randomBytes } from 'node:crypto'
+import http from 'node:http'
+import net from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { setTimeout as sleep } from 'node:timers/promises'
+
+const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+const self = fileURLToPath(import.meta.url)
+const root = fileURLToPath(new URL('..', import.meta.url))
+
+// ------------------------------------------------------------------ peers (child processes)
+
+/** Answers pings on an idle socket (a server's pings unmasked, a client's masked). */
+function answerPings (socket, maskPong) {
+  let buf = Buffer.alloc(0)
+  socket.on('data', (chunk) => {
+    buf = buf.length === 0 ? chunk : Buffer.concat([buf, chunk])
+    for (;;) {
+      if (buf.length < 2) return
+      const masked = (buf[1] & 0x80) !== 0
+      const len = buf[1] & 0x7f
+      const head = 2 + (masked ? 4 : 0)
+      if (len > 125 || buf.length < head + len) return
+      const opcode = buf[0] & 0x0f
+      const payload = Buffer.from(buf.subarray(head, head + len))
+      if (masked) for (let i = 0; i < len; i++) payload[i] ^= buf[2 + (i & 3)]
+      buf = buf.subarray(head + len)
+      if (opcode === 0x9) {
+        const out = Buffer.alloc(2 + (maskPong ? 4 : 0) + len)
+        out[0] = 0x8a
+        out[1] = (maskPong ? 0x80 : 0) | len
+        payload.copy(out, maskPong ? 6 : 2) // an all-zero mask leaves the payload as it is
+        socket.write(out)
+      } else if (opcode === 0x8) {
+        socket.end()
+      }
+    }
+  })
+}
+
+async function runUpstream () {
+  const server = http.createServer((_req, res) => { res.writeHead(426); res.end() })
+  server.on('upgrade', (req, socket) => {
+    const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + GUID).digest('base64')
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+    socket.on('error', () => {})
+    answerPings(socket, false)
+  })
+  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }))
+}
+
+async function runClients () {
+  const sockets = []
+  let failed = 0
+  process.on('message', async (m) => {
+    if (m.cmd === 'open') {
+      let next = 0
+      const openOne = () => new Promise((resolve) => {
+        const socket = net.connect({ host: '127.0.0.1', port: m.port, localAddress: m.localAddress })
+        const key = randomBytes(16).toString('base64')
+        let head = ''
+        const done = (ok) => { socket.removeAllListeners('data'); if (ok) { sockets.push(socket); answerPings(socket, true) } else { failed++; socket.destroy() } resolve() }
+        socket.setTimeout(30_000, () => done(false))
+        socket.on('error', () => done(false))
+        socket.on('connect', () => socket.write(`GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`))
+        socket.on('data', (c) => {
+          head += c.toString('latin1')
+          if (!head.includes('\r\n\r\n')) return
+          socket.setTimeout(0)
+          done(head.startsWith('HTTP/1.1 101'))
+        })
+      })
+      const worker = async () => { while (next < m.count) { next++; await openOne() } }
+      await Promise.all(Array.from({ length: m.concurrency }, worker))
+      process.send({ open: sockets.length, failed })
+    } else if (m.cmd === 'close') {
+      for (const s of sockets) s.destroy()
+      process.send({ closed: sockets.length })
+    }
+  })
+  process.send({ ready: true })
+}
+
+// ------------------------------------------------------------------ the harness
+
+function parseArgs (argv) {
+  const o = { conns: 50_000, workers: null, hold: 5, timeout: 240 }
+  for (let i = 0; i < argv.length; i++) {
+    const v = Number(argv[i + 1])
+    switch (argv[i]) {
+      case '--conns': o.conns = v; i++; break
+      case '--workers': o.workers = v; i++; break
+      case '--hold': o.hold = v; i++; break
+      case '--timeout': o.timeout = v; i++; break
+      case '-h': case '--help':
+        process.stdout.write('Usage: npm run bench:idle [-- --conns N] [--workers N] [--hold SEC] [--timeout SEC]\n')
+        process.exit(0)
+        break
+      default: throw new Error(`unknown option ${argv[i]}`)
+    }
+  }
+  for (const [k, v] of Object.entries(o)) if (v !== null && !(Number.isInteger(v) && v > 0)) throw new Error(`--${k}: a positive integer`)
+  return o
+}
+
+/** RSS (KiB) of a process and all its descendants. */
+function treeRssKiB (pid) {
+  let total = 0
+  const out = spawnSync('ps', ['-o', 'pid=,ppid=,rss=', '-e'], { encoding: 'utf8' }).stdout
+  const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
+  const want = new Set([pid])
+  let grew = true
+  while (grew) {
+    grew = false
+    for (const [p, pp] of rows) if (want.has(pp) && !want.has(p)) { want.add(p); grew = true }
+  }
+  for (const [p, , rss] of rows) if (want.has(p)) total += rss
+  return total
+}
+
+function request (child, msg, key) {
+  return new Promise((resolve) => {
+    const on = (m) => { if (m[key] !== undefined) { child.removeListener('message', on); resolve(m) } }
+    child.on('message', on)
+    if (msg !== null) child.send(msg)
+  })
+}
+
+async function main () {
+  const o = parseArgs(process.argv.slice(2))
+  const log = (s) => process.stdout.write(`[${((Date.now() - started) / 1000).toFixed(0).padStart(4)}s] ${s}\n`)
+  const started = Date.now()
+  const nofile = Number(spawnSync('/bin/sh', ['-c', 'ulimit -Hn'], { encoding: 'utf8' }).stdout.trim()) || 1024
+  const perProcess = Math.max(100, nofile - 1000)
+  // Each bridged connection holds two sockets in the gateway, one in a client and one in an upstream process.
+  const workers = o.workers ?? Math.max(1, Math.ceil((o.conns * 2) / perProcess))
+  const peers = Math.max(1, Math.ceil(o.conns / perProcess))
+  const tmp = mkdtempSync(join(tmpdir(), 'tollgate-idle-'))
+  let problems = 0
+  const children = createChildren({ cwd: root, nofile, onProblem: (m) => { problems++; log(`PROBLEM: ${m}`) } })
+  const deadline = setTimeout(() => { log(`PROBLEM: not done within ${o.timeout} s`); children.killAll(); process.exit(1) }, o.timeout * 1000)
+  const cleanup = () => { children.killAll(); process.exit(130) }
+  process.once('SIGINT', cleanup)
+  process.once('SIGTERM', cleanup)
+  log(`${o.conns} idle connections; RLIMIT_NOFILE ${nofile} per process: ${workers} gateway worker(s), ${peers} client and ${peers} upstream process(es); temp dir ${tmp}`)
+  try {
+    const ups = []
+    for (let i = 0; i < peers; i++) {
+      const p = children.launch(`upstream-${i}`, [process.execPath, self, '--peer', 'upstream'], { ipc: true, logFile: join(tmp, `upstream-${i}.log`) })
+      ups.push({ p, port: (await request(p.child, null, 'port')).port })
+    }
+    const srv = net.createServer()
+    await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
+    const port = srv.address().port
+    await new Promise((resolve) => srv.close(resolve))
+    const config = join(tmp, 'gateway.json')
+    writeFileSync(config, JSON.stringify({
+      server: { host: '127.0.0.1', port },
+      upstreams: { idle: { targets: ups.map((u) => `http://127.0.0.1:${u.port}`) } },
+      routes: [{ prefix: '/idle', upstream: 'idle' }]
+    }))
+    const args = [process.execPath, join(root, 'dist/src/cli.js'), ...(workers > 1 ? ['--workers', String(workers)] : [])]
+    const gw = children.launch('gateway', args, { env: { ...process.env, NODE_ENV: 'production', GATEWAY_CONFIG: config, LOG_LEVEL: 'warn', REDIS_URL: '' }, logFile: join(tmp, 'gateway.log') })
+    for (let ready = false; !ready;) {
+      await sleep(200)
+      ready = await new Promise((resolve) => http.get(`http://127.0.0.1:${port}/health`, (r) => { r.resume(); resolve(r.statusCode === 200) }).on('error', () => resolve(false)))
+      if (gw.exited) throw new Error(`the gateway exited; log: ${join(tmp, 'gateway.log')}`)
+    }
+    await sleep(workers > 1 ? 1500 : 300) // every worker listening
+    const before = treeRssKiB(gw.pid)
+    log(`gateway up (${workers} worker(s)): RSS ${(before / 1024).toFixed(0)} MiB`)
+    const clients = []
+    for (let i = 0; i < peers; i++) {
+      const p = children.launch(`clients-${i}`, [process.execPath, '--max-old-space-size=2048', self, '--peer', 'clients'], { ipc: true, logFile: join(tmp, `clients-${i}.log`) })
+      await request(p.child, null, 'ready')
+      clients.push(p)
+    }
+    const t0 = Date.now()
+    const results = await Promise.all(clients.map((p, i) => {
+      const count = Math.floor(o.conns / peers) + (i < o.conns % peers ? 1 : 0)
+      return request(p.child, { cmd: 'open', port, count, concurrency: 64, localAddress: `127.0.0.${10 + i}` }, 'open')
+    }))
+    const open = results.reduce((a, r) => a + r.open, 0)
+    const failed = results.reduce((a, r) => a + r.failed, 0)
+    log(`${open} open, ${failed} failed, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    await sleep(o.hold * 1000)
+    const during = treeRssKiB(gw.pid)
+    const per = open > 0 ? (during - before) / open : 0
+    log(`held ${open} idle bridged connections for ${o.hold} s: gateway RSS ${(during / 1024).toFixed(0)} MiB in all (${(during / 1048576).toFixed(2)} GiB; ${(before / 1024).toFixed(0)} MiB before), ${per.toFixed(2)} KiB per connection`)
+    await Promise.all(clients.map((p) => request(p.child, { cmd: 'close' }, 'closed')))
+    const verdict = open === o.conns && failed === 0 && during < 1048576
+    log(`${verdict ? 'OK' : 'NOT MET'}: ${open}/${o.conns} connections, gateway RSS ${(during / 1048576).toFixed(2)} GiB (target: under 1 GiB)`)
+    await children.stopAll()
+    clearTimeout(deadline)
+    if (problems === 0) rmSync(tmp, { recursive: true, force: true })
+    process.exit(verdict && problems === 0 ? 0 : 1)
+  } catch (err) {
+    log(`PROBLEM: ${err.message}`)
+    await children.stopAll()
+    process.exit(1)
+  }
+}
+
+if (process.argv[2] === '--peer') {
+  if (process.argv[3] === 'upstream') await runUpstream()
+  else await runClients()
+} else {
+  await main()
+}
