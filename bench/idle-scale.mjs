@@ -71,6 +71,8 @@ async function runUpstream () {
 async function runClients () {
   const sockets = []
   let failed = 0
+  /** Why handshakes failed: an HTTP status line or an error code, with counts. */
+  const reasons = {}
   process.on('message', async (m) => {
     if (m.cmd === 'open') {
       let next = 0
@@ -78,20 +80,28 @@ async function runClients () {
         const socket = net.connect({ host: '127.0.0.1', port: m.port, localAddress: m.localAddress })
         const key = randomBytes(16).toString('base64')
         let head = ''
-        const done = (ok) => { socket.removeAllListeners('data'); if (ok) { sockets.push(socket); answerPings(socket, true) } else { failed++; socket.destroy() } resolve() }
-        socket.setTimeout(30_000, () => done(false))
-        socket.on('error', () => done(false))
+        let settled = false
+        const done = (ok, why) => {
+          if (settled) return
+          settled = true
+          socket.removeAllListeners('data')
+          if (ok) { sockets.push(socket); answerPings(socket, true) } else { failed++; reasons[why] = (reasons[why] ?? 0) + 1; socket.destroy() }
+          resolve()
+        }
+        socket.setTimeout(30_000, () => done(false, 'no answer within 30 s'))
+        socket.on('error', (err) => done(false, err.code ?? err.message))
+        socket.on('close', () => done(false, 'closed before the answer'))
         socket.on('connect', () => socket.write(`GET /idle HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`))
         socket.on('data', (c) => {
           head += c.toString('latin1')
           if (!head.includes('\r\n\r\n')) return
           socket.setTimeout(0)
-          done(head.startsWith('HTTP/1.1 101'))
+          done(head.startsWith('HTTP/1.1 101'), head.slice(0, head.indexOf('\r\n')))
         })
       })
       const worker = async () => { while (next < m.count) { next++; await openOne() } }
       await Promise.all(Array.from({ length: m.concurrency }, worker))
-      process.send({ open: sockets.length, failed })
+      process.send({ open: sockets.length, failed, reasons })
     } else if (m.cmd === 'close') {
       for (const s of sockets) s.destroy()
       process.send({ closed: sockets.length })
@@ -201,17 +211,21 @@ async function main () {
     }))
     const open = results.reduce((a, r) => a + r.open, 0)
     const failed = results.reduce((a, r) => a + r.failed, 0)
-    log(`${open} open, ${failed} failed, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
+    const reasons = {}
+    for (const r of results) for (const [k, n] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + n
+    log(`${open} open, ${failed} failed${failed > 0 ? ` (${Object.entries(reasons).map(([k, n]) => `${n}x ${k}`).join(', ')})` : ''}, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     await sleep(o.hold * 1000)
     const during = treeRssKiB(gw.pid)
     const per = open > 0 ? (during - before) / open : 0
     log(`held ${open} idle bridged connections for ${o.hold} s: gateway RSS ${(during / 1024).toFixed(0)} MiB in all (${(during / 1048576).toFixed(2)} GiB; ${(before / 1024).toFixed(0)} MiB before), ${per.toFixed(2)} KiB per connection`)
     await Promise.all(clients.map((p) => request(p.child, { cmd: 'close' }, 'closed')))
     const verdict = open === o.conns && failed === 0 && during < 1048576
+    if (!verdict) problems++
     log(`${verdict ? 'OK' : 'NOT MET'}: ${open}/${o.conns} connections, gateway RSS ${(during / 1048576).toFixed(2)} GiB (target: under 1 GiB)`)
     await children.stopAll()
     clearTimeout(deadline)
     if (problems === 0) rmSync(tmp, { recursive: true, force: true })
+    else log(`logs kept in ${tmp}`)
     process.exit(verdict && problems === 0 ? 0 : 1)
   } catch (err) {
     log(`PROBLEM: ${err.message}`)

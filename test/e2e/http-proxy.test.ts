@@ -7,7 +7,7 @@ import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { EventEmitter, once } from 'node:events'
-import { createServer, request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders, type Server } from 'node:http'
+import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type OutgoingHttpHeaders, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
@@ -522,6 +522,80 @@ describe('large bodies stream', () => {
     assert.equal(bytes, SIZE)
     assert.equal(hash.digest('hex'), up.sentHash())
     assert.ok(growth < 32 * MiB, `live memory grew by ${(growth / MiB).toFixed(1)} MiB during a ${SIZE / MiB} MiB download`)
+  })
+})
+
+describe('client and upstream going away mid-answer', () => {
+  /** A raw upstream whose handler gets the request and its response to do with as it likes. */
+  async function rawUpstream (t: TestContext, onRequest: (req: IncomingMessage, res: ServerResponse) => void): Promise<string> {
+    const server = createServer(onRequest)
+    server.listen(0, '127.0.0.1')
+    await once(server, 'listening')
+    t.after(() => { server.closeAllConnections(); server.close() })
+    return `http://127.0.0.1:${(server.address() as AddressInfo).port}`
+  }
+
+  test('a client that hangs up during a download: the upstream request is aborted at once', { timeout: 30_000 }, async (t) => {
+    const upstreamGone = new EventEmitter()
+    const url = await rawUpstream(t, (req, res) => {
+      res.writeHead(200, { 'content-type': 'application/octet-stream' })
+      res.write(Buffer.alloc(1024, 1))
+      // Never ends on its own: only the gateway giving up ends it.
+      req.socket.once('close', () => upstreamGone.emit('gone'))
+    })
+    const gw = await gateway(t, { routes: [{ prefix: '/dl', upstream: url }] })
+    const u = new URL(gw.url)
+    const gone = once(upstreamGone, 'gone')
+    await new Promise<void>((resolve, reject) => {
+      const req = httpRequest({ host: u.hostname, port: u.port, path: '/dl/x' }, (res) => {
+        res.once('data', () => { req.destroy(); resolve() })
+      })
+      req.on('error', () => {})
+      req.setTimeout(10_000, () => reject(new Error('no first chunk')))
+      req.end()
+    })
+    await gone
+    // The gateway is fine afterwards.
+    assert.equal((await request(`${gw.url}/health`)).status, 200)
+  })
+
+  test('an upstream that dies in the middle of its body: the client\'s answer is cut off (never completed as if whole)', { timeout: 30_000 }, async (t) => {
+    const url = await rawUpstream(t, (_req, res) => {
+      res.writeHead(200, { 'content-length': '100000' })
+      res.write(Buffer.alloc(1000, 1), () => res.socket?.destroy())
+    })
+    const gw = await gateway(t, { routes: [{ prefix: '/cut', upstream: url }] })
+    const u = new URL(gw.url)
+    const outcome = await new Promise<string>((resolve) => {
+      const req = httpRequest({ host: u.hostname, port: u.port, path: '/cut/x' }, (res) => {
+        let n = 0
+        res.on('data', (c: Buffer) => { n += c.length })
+        res.on('end', () => resolve(`ended after ${n} bytes`))
+        res.on('error', () => resolve('error'))
+        res.on('aborted', () => resolve('error'))
+      })
+      req.on('error', () => resolve('error'))
+      req.end()
+    })
+    assert.equal(outcome, 'error')
+    assert.equal((await request(`${gw.url}/health`)).status, 200)
+  })
+
+  test('Expect: 100-continue uploads are answered and proxied', { timeout: 30_000 }, async (t) => {
+    const up = await namedUpstream(t, 'a')
+    const gw = await gateway(t, { routes: [{ prefix: '/up', upstream: up.url }] })
+    const u = new URL(gw.url)
+    const res = await new Promise<Res>((resolve, reject) => {
+      const req = httpRequest({ host: u.hostname, port: u.port, method: 'POST', path: '/up/x', headers: { expect: '100-continue', 'content-length': '5' } }, (r) => {
+        const chunks: Buffer[] = []
+        r.on('data', (c: Buffer) => chunks.push(c))
+        r.on('end', () => resolve({ status: r.statusCode ?? 0, headers: r.headers, body: Buffer.concat(chunks) }))
+      })
+      req.on('continue', () => req.end('hello'))
+      req.on('error', reject)
+    })
+    assert.equal(res.status, 200)
+    assert.equal(Buffer.from(json<{ body: string }>(res).body, 'base64').toString(), 'hello')
   })
 })
 
