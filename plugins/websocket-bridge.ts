@@ -146,6 +146,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   async function connect (request: FastifyRequest, reply: FastifyReply, first: BridgeTarget): Promise<boolean> {
     const raw = request.raw
+    // Routes of the gateway check this in onRequest (checkHandshake); a plugin's route may not.
+    const clientKey = request.headers['sec-websocket-key']
+    if (typeof clientKey !== 'string' || !WS_KEY_RE.test(clientKey.trim())) {
+      await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('missing or invalid Sec-WebSocket-Key')))
+      return false
+    }
     const allOffered = parseProtocols(request.headers['sec-websocket-protocol'])
     // A bearer.<jwt> offer carries the client's token: it is never sent upstream.
     const bearer = allOffered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
@@ -232,7 +238,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     const protocol = result.protocol !== ''
       ? result.protocol
       : bearer !== undefined && offered.length === 0 && SUBPROTOCOL_RE.test(bearer) ? bearer : ''
-    const key = (request.headers['sec-websocket-key'] as string).trim()
+    const key = clientKey.trim()
     sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
       (protocol === '' ? '\r\n' : `Sec-WebSocket-Protocol: ${protocol}\r\n\r\n`))
@@ -352,7 +358,7 @@ export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, targe
   const q = url.indexOf('?')
   const pathname = q === -1 ? url : url.slice(0, q)
   const search = q === -1 ? '' : url.slice(q)
-  const base = new URL(target)
+  const base = parsedTarget(target)
   return {
     target: base.origin,
     upstream: target,
@@ -361,4 +367,16 @@ export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, targe
     headers: route.headers,
     ca: upstream.ca
   }
+}
+
+/** Parsed target URLs: targets come from the configuration, so the cache stays small. */
+const targetUrls = new Map<string, { origin: string, pathname: string }>()
+function parsedTarget (target: string): { origin: string, pathname: string } {
+  let u = targetUrls.get(target)
+  if (u === undefined) {
+    const url = new URL(target)
+    u = { origin: url.origin, pathname: url.pathname }
+    if (targetUrls.size < 10_000) targetUrls.set(target, u)
+  }
+  return u
 }

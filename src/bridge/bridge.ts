@@ -72,8 +72,10 @@ interface Reader {
   drop: boolean
   /** The start of a frame whose header (or whole control frame) has not all arrived. */
   partial: Buffer | null
-  /** A fragmented data message is in progress. */
+  /** The sender is in the middle of a fragmented data message (framing checks). */
   inMessage: boolean
+  /** The receiver is in the middle of a fragmented message: relayed fragments, no final one yet. */
+  openToPeer: boolean
   /** Payload bytes of the current message so far (maxPayload). */
   messageBytes: number
   /** A close frame or a protocol error was read: the rest is ignored. */
@@ -87,8 +89,10 @@ interface Side {
   readonly masked: boolean
   readonly in: Reader
   peer: Side
-  /** performance.now() of the unanswered ping; 0 when none is pending. */
+  /** performance.now() of the unanswered ping (when it was due); 0 when none is pending. */
   pingSentAt: number
+  /** performance.now() when that ping was actually written (it may wait for a frame boundary). */
+  pingWrittenAt: number
   /** performance.now() of the last ping sent. */
   lastPingAt: number
   /** Reading from this side is paused because the other side is full. */
@@ -99,8 +103,10 @@ interface Side {
   ended: boolean
   closeSent: boolean
   closeReceived: boolean
-  /** Gateway frames waiting for the stream to this side to reach a frame (data: message) boundary. */
-  queue: Array<{ frame: Buffer, data: boolean }> | null
+  /** Control frames of the gateway's own (pings, close) waiting for a frame boundary on the stream to this side. */
+  queue: Buffer[] | null
+  /** Admin pushes waiting for a message boundary on the stream to this side. */
+  pushes: Buffer[] | null
 }
 
 /** The payload of the gateway's own pings: a pong that carries it answers the gateway, any other is relayed. */
@@ -169,7 +175,7 @@ export class Bridge {
   send (data: Buffer | string, isBinary: boolean): boolean {
     if (this.closing) return false
     const payload = typeof data === 'string' ? Buffer.from(data) : data
-    this.write(this.client, encodeFrame(isBinary ? OP_BINARY : OP_TEXT, payload, false), true)
+    this.push(this.client, encodeFrame(isBinary ? OP_BINARY : OP_TEXT, payload, false))
     this.lastDataAt = performance.now()
     this.messagesToClient++
     this.bytesToClient += payload.length
@@ -236,19 +242,23 @@ export class Bridge {
     if (now - side.lastPingAt >= s.pingInterval) {
       side.lastPingAt = now
       side.pingSentAt = now
-      this.write(side, side.masked ? PING_TO_CLIENT : encodeFrame(OP_PING, HEARTBEAT, true), false)
+      side.pingWrittenAt = 0
+      this.control(side, side.masked ? PING_TO_CLIENT : encodeFrame(OP_PING, HEARTBEAT, true), now)
     }
     return false
   }
 
   private onPong (side: Side): void {
     const now = performance.now()
-    if (side === this.client) {
-      this.rttMs = Math.round((now - side.pingSentAt) * 1000) / 1000
+    if (side === this.client && side.pingWrittenAt !== 0) {
+      // From the moment the ping went out, not from when it was due (it may have waited).
+      const rtt = now - side.pingWrittenAt
+      this.rttMs = Math.round(rtt * 1000) / 1000
       this.lastPongAt = Date.now()
-      this.opts.onRtt?.((now - side.pingSentAt) / 1000)
+      this.opts.onRtt?.(rtt / 1000)
     }
     side.pingSentAt = 0
+    side.pingWrittenAt = 0
   }
 
   /**
@@ -273,8 +283,16 @@ export class Bridge {
       r.remaining -= n
       pos = n
       if (r.drop) start = pos
+      else data = true
     }
     while (pos < len) {
+      // A frame boundary on the stream to `to`: the gateway's own frames waiting for one go now,
+      // so that a stream of large frames never holds them back for long.
+      if (to.queue !== null || to.pushes !== null) {
+        this.relay(to, chunk, start, pos)
+        start = pos
+        this.flush(to)
+      }
       const avail = len - pos
       if (avail < 2) break
       const b0 = chunk[pos]
@@ -359,6 +377,7 @@ export class Bridge {
       if (drop) {
         this.relay(to, chunk, start, pos)
       } else {
+        r.openToPeer = !fin
         data = true
         if (from === this.client) {
           this.bytesFromClient += plen
@@ -382,7 +401,7 @@ export class Bridge {
     this.relay(to, chunk, start, pos)
     // An incomplete header or control frame: a copy, so that the chunk it came in can be freed.
     if (pos < len) r.partial = Buffer.from(chunk.subarray(pos))
-    if (to.queue !== null) this.flush(to)
+    if (to.queue !== null || to.pushes !== null) this.flush(to)
     if (!from.paused && !r.done && to.socket.writableLength > this.opts.highWaterMark) this.pause(from, to)
   }
 
@@ -392,34 +411,51 @@ export class Bridge {
     to.socket.write(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end))
   }
 
-  /** True when the stream to `side` is between frames (and, for `data`, between messages). */
-  private atBoundary (side: Side, data: boolean): boolean {
+  /** True when the stream to `side` is between frames. */
+  private atFrameBoundary (side: Side): boolean {
     const r = side.peer.in
-    return (r.remaining === 0 || r.drop) && (!data || !r.inMessage || r.done)
+    return r.remaining === 0 || r.drop
   }
 
-  /** Writes a frame of the gateway's own to `side`, now or at the next boundary. */
-  private write (side: Side, frame: Buffer, data: boolean): void {
+  /** Writes a control frame of the gateway's own to `side`, now or at the next frame boundary. */
+  private control (side: Side, frame: Buffer, now = performance.now()): void {
     if (side.ended) return
-    if (side.queue === null && this.atBoundary(side, data)) {
-      side.socket.write(frame)
-      return
-    }
-    ;(side.queue ??= []).push({ frame, data })
+    if (side.queue === null && this.atFrameBoundary(side)) this.writeControl(side, frame, now)
+    else (side.queue ??= []).push(frame)
   }
 
-  /** Writes the frames queued for `side`, in order, as far as the stream's boundaries allow. */
+  private writeControl (side: Side, frame: Buffer, now: number): void {
+    side.socket.write(frame)
+    if (frame[0] === (0x80 | OP_PING)) side.pingWrittenAt = now
+  }
+
+  /**
+   * Writes an admin push to `side`, now or once the stream to it is between messages. Control
+   * frames may overtake it (RFC 6455 allows them between fragments); after a close frame it is
+   * dropped, as nothing may follow a close.
+   */
+  private push (side: Side, frame: Buffer): void {
+    if (side.ended || side.closeSent) return
+    if (side.pushes === null && this.atFrameBoundary(side) && !side.peer.in.openToPeer) side.socket.write(frame)
+    else (side.pushes ??= []).push(frame)
+  }
+
+  /** Writes what waits for `side` as far as the stream's boundaries allow: control frames first. */
   private flush (side: Side): void {
+    if (!this.atFrameBoundary(side)) return
     const q = side.queue
-    if (q === null) return
-    while (q.length > 0 && this.atBoundary(side, q[0].data)) {
-      if (!side.ended) side.socket.write(q[0].frame)
-      q.shift()
-    }
-    if (q.length === 0) {
+    if (q !== null) {
       side.queue = null
-      this.maybeEnd(side)
+      const now = performance.now()
+      if (!side.ended) for (const frame of q) this.writeControl(side, frame, now)
     }
+    const p = side.pushes
+    if (p !== null && (side.closeSent || side.ended)) side.pushes = null
+    else if (p !== null && !side.peer.in.openToPeer) {
+      side.pushes = null
+      for (const frame of p) side.socket.write(frame)
+    }
+    this.maybeEnd(side)
   }
 
   /** Sends a close frame to `side` (once); `code` undefined: no status. */
@@ -428,7 +464,8 @@ export class Bridge {
     side.closeSent = true
     // Its close answer must be readable even if it was paused for backpressure.
     if (side.paused) side.resume?.()
-    this.write(side, closeFrame(code, reason, !side.masked), false)
+    side.pushes = null
+    this.control(side, closeFrame(code, reason, !side.masked))
     this.maybeEnd(side)
   }
 
@@ -495,6 +532,7 @@ export class Bridge {
   private onSocketClose (side: Side): void {
     side.ended = true
     side.queue = null
+    side.pushes = null
     // It ended in the middle of a frame being relayed: the stream to the other side can take no
     // close frame any more (it would land inside that frame), so that side's socket ends too.
     if (side.in.remaining > 0 && !side.in.drop) side.peer.socket.destroy()
@@ -560,16 +598,18 @@ function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, 
     name,
     socket,
     masked,
-    in: { remaining: 0, drop: false, partial: null, inMessage: false, messageBytes: 0, done: false },
+    in: { remaining: 0, drop: false, partial: null, inMessage: false, openToPeer: false, messageBytes: 0, done: false },
     peer: undefined as unknown as Side,
     pingSentAt: 0,
+    pingWrittenAt: 0,
     lastPingAt: now,
     paused: false,
     resume: null,
     ended: false,
     closeSent: false,
     closeReceived: false,
-    queue: null
+    queue: null,
+    pushes: null
   }
 }
 

@@ -96,6 +96,12 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
       const host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
       const port = url.port === '' ? (secure ? 443 : 80) : Number(url.port)
+      // The target's own host, without a default port (as ws and browsers send it).
+      headers.host = url.host
+      // Credentials in the target URL become Basic auth, unless the request carries its own.
+      if ((url.username !== '' || url.password !== '') && !Object.keys(headers).some((n) => n.toLowerCase() === 'authorization')) {
+        headers.authorization = 'Basic ' + Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')
+      }
       // Without an agent: the upgraded socket leaves HTTP behind, so there is nothing to pool.
       req = (secure ? https : http).request({
         method: 'GET',

@@ -51,9 +51,10 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     onHeaders (status, raw, resumeFn) {
       if (status < 200) return true
       resume = resumeFn
+      // Names listed in any Connection header line are hop-by-hop too.
       let listed: string[] = []
       for (let i = 0; i < raw.length; i += 2) {
-        if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') listed = connectionTokens(raw[i + 1].toString('latin1'))
+        if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
       }
       const headers: string[] = []
       const extra = o.extraHeaders

@@ -251,8 +251,11 @@ test('tokens never reach the logs (request logs, rejections, 404s, bridged socke
     await wsStatus(`${gw.wsUrl}/private?access_token=${tok}`)
     await wsStatus(`${gw.wsUrl}/private`, [`bearer.${tok}`])
   }
+  // Any headers object a plugin logs has its credential headers redacted.
+  gw.app.log.info({ headers: { authorization: `Bearer ${good}`, cookie: `access_token=${good}`, 'sec-websocket-protocol': `bearer.${good}` } }, 'headers logged by a plugin')
   const text = gw.logText()
   assert.ok(text.length > 1000, 'logs were captured')
+  assert.ok(text.includes('headers logged by a plugin'))
   for (const tok of [good, bad]) {
     assert.ok(!text.includes(tok), 'token found in logs')
     assert.ok(!text.includes(tok.split('.')[2]), 'token signature found in logs')

@@ -430,3 +430,33 @@ test('a peer that ends its TCP in the middle of a relayed frame: the other side 
   assert.equal((await within(c, 5000, 'client dropped')).code, 1006)
   assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'upstream', clientCode: 1014, upstreamCode: 1006, reason: '' })
 })
+
+test('a heartbeat ping waiting behind a large frame goes out at the next frame boundary, not at the end of a burst', async (t) => {
+  mockClock(t)
+  const h = await pair(t)
+  const n = 40
+  const big = Buffer.alloc(100 * 1024 + 3, 7)
+  let pingAt = -1
+  let received = 0
+  h.upstream.on('ping', () => { if (pingAt === -1) pingAt = received })
+  const all = collect(h.upstream, n)
+  h.upstream.on('message', () => { received++ })
+  for (let i = 0; i < n; i++) h.client.send(big)
+  // Once the bridge has read a few frames, a ping falls due.
+  await waitFor(() => h.bridge.messagesFromClient >= 2, 'the first frames to pass')
+  h.bridge.tick(11_000, Date.now(), HB)
+  await within(all, 15_000, 'every message at the upstream')
+  assert.ok(pingAt !== -1, 'the upstream got the ping')
+  assert.ok(pingAt < n, `the ping arrived after ${pingAt} of ${n} messages, not after the whole burst`)
+})
+
+test('an admin push queued behind an unfinished fragmented message, then a close: the client gets the close, never a frame inside the message', async (t) => {
+  const h = await pair(t)
+  const c = closed(h.client)
+  h.upstream.send('first part, ', { fin: false })
+  await waitFor(() => h.bridge.bytesToClient === 'first part, '.length, 'the first fragment to pass the gateway')
+  assert.equal(h.bridge.send('pushed', false), true)
+  h.bridge.close(4000, 'bye')
+  h.upstream.send('the rest', { fin: true })
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 4000, reason: 'bye' })
+})

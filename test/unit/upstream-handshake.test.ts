@@ -1,0 +1,109 @@
+/**
+ * openUpstream against hand-written upstream answers: what it sends (Host, key, Basic auth from
+ * URL credentials) and which 101s it refuses (wrong accept key, unrequested subprotocol or
+ * extension), each with the status the client would get.
+ */
+import { test, type TestContext } from 'node:test'
+import assert from 'node:assert/strict'
+import { once } from 'node:events'
+import http, { type IncomingMessage } from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { acceptKey, openUpstream } from '../../src/bridge/upstream-handshake.js'
+
+/** An upstream that answers each upgrade with `answer(req)` (extra 101 header lines, or a full raw answer). */
+async function upstream (t: TestContext, answer: (req: IncomingMessage) => { extra?: string[], raw?: string }): Promise<{ url: string, seen: IncomingMessage[] }> {
+  const seen: IncomingMessage[] = []
+  const server = http.createServer()
+  const sockets = new Set<Duplex>()
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    seen.push(req)
+    sockets.add(socket)
+    socket.on('error', () => {})
+    const a = answer(req)
+    socket.write(a.raw ?? ['HTTP/1.1 101 Switching Protocols', 'Upgrade: websocket', 'Connection: Upgrade',
+      `Sec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}`, ...(a.extra ?? []), '', ''].join('\r\n'))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => new Promise<void>((resolve) => { for (const s of sockets) s.destroy(); server.close(() => resolve()) }))
+  return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, seen }
+}
+
+const base = { headers: {}, protocols: [], connectTimeout: 3000 }
+
+test('sends Host as the target\'s host, a fresh key, version 13, and Basic auth from credentials in the URL', async (t) => {
+  const u = await upstream(t, () => ({}))
+  const withCreds = u.url.replace('ws://', 'ws://us%40er:p%3Ass@') + '/room?x=1'
+  const r = await openUpstream({ ...base, url: withCreds })
+  assert.equal(r.ok, true)
+  if (r.ok) r.socket.destroy()
+  const req = u.seen[0]
+  assert.equal(req.url, '/room?x=1')
+  assert.equal(req.headers.host, new URL(u.url).host)
+  assert.equal(req.headers['sec-websocket-version'], '13')
+  assert.match(String(req.headers['sec-websocket-key']), /^[+/0-9A-Za-z]{22}==$/)
+  assert.equal(req.headers.authorization, `Basic ${Buffer.from('us@er:p:ss').toString('base64')}`)
+
+  // The client's own Authorization wins over URL credentials.
+  const r2 = await openUpstream({ ...base, url: withCreds, headers: { authorization: 'Bearer abc' } })
+  if (r2.ok) r2.socket.destroy()
+  assert.equal(u.seen[1].headers.authorization, 'Bearer abc')
+})
+
+test('the selected subprotocol is returned; bytes sent right after the 101 come back as head or on the socket', async (t) => {
+  const u = await upstream(t, (req) => ({ extra: [`Sec-WebSocket-Protocol: ${String(req.headers['sec-websocket-protocol']).split(',')[1].trim()}`] }))
+  const r = await openUpstream({ ...base, url: u.url, protocols: ['a', 'b'] })
+  assert.equal(r.ok, true)
+  if (!r.ok) return
+  assert.equal(r.protocol, 'b')
+  assert.equal(u.seen[0].headers['sec-websocket-protocol'], 'a, b')
+  r.socket.destroy()
+})
+
+const refusals: Array<[string, (req: IncomingMessage) => { extra?: string[], raw?: string }, string[], RegExp]> = [
+  ['a wrong Sec-WebSocket-Accept', () => ({ raw: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n' }), [], /Accept/],
+  ['a subprotocol when none was offered', () => ({ extra: ['Sec-WebSocket-Protocol: x'] }), [], /none was requested/],
+  ['a subprotocol that was not offered', () => ({ extra: ['Sec-WebSocket-Protocol: c'] }), ['a', 'b'], /invalid subprotocol/],
+  ['an extension that was not offered', () => ({ extra: ['Sec-WebSocket-Extensions: permessage-deflate'] }), [], /extension/]
+]
+for (const [what, answer, protocols, message] of refusals) {
+  test(`a 101 with ${what} is refused: 502 (protocol), the socket is not kept`, async (t) => {
+    const u = await upstream(t, answer)
+    const r = await openUpstream({ ...base, url: u.url, protocols })
+    assert.equal(r.ok, false)
+    if (r.ok) return
+    assert.equal(r.status, 502)
+    assert.equal(r.reason, 'protocol')
+    assert.match(r.error?.message ?? '', message)
+  })
+}
+
+test('non-101 answers: 4xx/5xx keep their status (rejected), others are 502; nothing listening is 502 refused; silence is 504', async (t) => {
+  const u403 = await upstream(t, () => ({ raw: 'HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n' }))
+  const u302 = await upstream(t, () => ({ raw: 'HTTP/1.1 302 Found\r\nLocation: /x\r\nContent-Length: 0\r\n\r\n' }))
+  const silent = await upstream(t, () => ({ raw: '' }))
+  const r403 = await openUpstream({ ...base, url: u403.url })
+  assert.deepEqual(r403.ok ? null : [r403.status, r403.reason, r403.upstreamStatus], [403, 'rejected', 403])
+  const r302 = await openUpstream({ ...base, url: u302.url })
+  assert.deepEqual(r302.ok ? null : [r302.status, r302.reason, r302.upstreamStatus], [502, 'rejected', 302])
+  const closedPort = new URL(silent.url)
+  const srv = http.createServer()
+  srv.listen(0, '127.0.0.1')
+  await once(srv, 'listening')
+  const deadPort = (srv.address() as AddressInfo).port
+  await new Promise<void>((resolve) => srv.close(() => resolve()))
+  const refused = await openUpstream({ ...base, url: `ws://127.0.0.1:${deadPort}` })
+  assert.deepEqual(refused.ok ? null : [refused.status, refused.reason], [502, 'refused'])
+  const timedOut = await openUpstream({ ...base, url: `ws://${closedPort.host}`, connectTimeout: 200 })
+  assert.deepEqual(timedOut.ok ? null : [timedOut.status, timedOut.reason], [504, 'timeout'])
+})
+
+test('an abort signal ends the attempt at once (499 aborted)', async (t) => {
+  const silent = await upstream(t, () => ({ raw: '' }))
+  const ac = new AbortController()
+  const pending = openUpstream({ ...base, url: silent.url, signal: ac.signal })
+  ac.abort()
+  const r = await pending
+  assert.deepEqual(r.ok ? null : [r.status, r.reason], [499, 'aborted'])
+})
