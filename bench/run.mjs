@@ -363,7 +363,7 @@ async function main () {
             const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
             const p = launch('gateway', [process.execPath, ...nodeArgs, join(root, 'dist/src/cli.js')], {
               core: PROXY_CORE,
-              env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: 'info' }),
+              env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info' }),
               logFile: join(tmp, 'gateway.log')
             })
             await waitHttp(`http://127.0.0.1:${ports.gateway}/health`, 20_000, () => !p.exited)

@@ -27,10 +27,11 @@ export interface RunningGateway {
 /** Starts the gateway as `npm start` does. Throws ConfigError on bad configuration. */
 export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<RunningGateway> {
   const first = loadConfig({ argv, env })
-  // Buffered, asynchronous writes: lines go out 4 KiB at a time under load (one syscall for
-  // dozens of requests, instead of one per line), and at least every 200 ms when it is quiet.
-  // pino flushes what is left when the process exits (not on SIGKILL: up to 200 ms of lines).
-  const destination = pino.destination({ dest: 1, sync: false, minLength: 4096, periodicFlush: 200 })
+  // Buffered writes: lines go out 4 KiB at a time under load (one syscall for dozens of
+  // requests instead of one per line) and at least every 200 ms when it is quiet; what is left
+  // is written when the process exits (a SIGKILL loses up to 200 ms of lines).
+  const destination = pino.destination({ dest: 1, sync: true, minLength: 4096, periodicFlush: 200 })
+  process.once('exit', () => { try { destination.flushSync() } catch { /* stdout gone */ } })
   const logger = pino(loggerOptions(first.logLevel, first.config.auth.queryParam) as LoggerOptions, destination) as unknown as FastifyBaseLogger
   let echo: EchoServer | undefined
   let demoToken: string | undefined
