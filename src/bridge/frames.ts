@@ -7,6 +7,17 @@ import { randomFillSync } from 'node:crypto'
 import { isUtf8 } from 'node:buffer'
 import { isSendableCode } from '../close-codes.js'
 
+/** Random bytes drawn from a pool refilled 4 KiB at a time: one RNG call per 256 handshake keys. */
+const pool = Buffer.allocUnsafe(4096)
+let poolAt = pool.length
+
+/** Copies `n` (at most 4096) fresh random bytes into `target` at `offset`. */
+export function randomInto (target: Buffer, offset: number, n: number): void {
+  if (poolAt + n > pool.length) { randomFillSync(pool); poolAt = 0 }
+  pool.copy(target, offset, poolAt, poolAt + n)
+  poolAt += n
+}
+
 export const OP_CONTINUATION = 0x0
 export const OP_TEXT = 0x1
 export const OP_BINARY = 0x2
@@ -32,7 +43,7 @@ export function encodeFrame (opcode: number, payload: Buffer, masked: boolean): 
   }
   out[1] |= 0x80
   const keyAt = head - 4
-  randomFillSync(out, keyAt, 4)
+  randomInto(out, keyAt, 4)
   for (let i = 0; i < len; i++) out[head + i] = payload[i] ^ out[keyAt + (i & 3)]
   return out
 }

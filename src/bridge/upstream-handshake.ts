@@ -7,7 +7,8 @@
 import http from 'node:http'
 import net from 'node:net'
 import tls from 'node:tls'
-import { createHash, randomBytes } from 'node:crypto'
+import { createHash } from 'node:crypto'
+import { randomInto } from './frames.js'
 import type { Duplex } from 'node:stream'
 
 export interface UpstreamHandshakeOptions {
@@ -85,7 +86,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       fail(400, 'protocol', new Error(`invalid or duplicated subprotocol ${JSON.stringify(bad)}`))
       return
     }
-    const key = randomBytes(16).toString('base64')
+    const nonce = Buffer.allocUnsafe(16)
+    randomInto(nonce, 0, 16)
+    const key = nonce.toString('base64')
     let request: string
     let host: string
     let port: number
