@@ -24,6 +24,7 @@ import { fileURLToPath } from 'node:url'
 import { setTimeout as sleep } from 'node:timers/promises'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
+const UPSTREAM_PORTS = 4
 const self = fileURLToPath(import.meta.url)
 const root = fileURLToPath(new URL('..', import.meta.url))
 
@@ -57,15 +58,24 @@ function answerPings (socket, maskPong) {
   })
 }
 
+/**
+ * Several listening ports per upstream process: the gateway's connections to one address and
+ * port all come from 127.0.0.1, whose ephemeral ports (about 28,000) they must share.
+ */
 async function runUpstream () {
-  const server = http.createServer((_req, res) => { res.writeHead(426); res.end() })
-  server.on('upgrade', (req, socket) => {
-    const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + GUID).digest('base64')
-    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
-    socket.on('error', () => {})
-    answerPings(socket, false)
-  })
-  server.listen(0, '127.0.0.1', () => process.send({ port: server.address().port }))
+  const ports = []
+  for (let i = 0; i < UPSTREAM_PORTS; i++) {
+    const server = http.createServer((_req, res) => { res.writeHead(426); res.end() })
+    server.on('upgrade', (req, socket) => {
+      const accept = createHash('sha1').update(req.headers['sec-websocket-key'] + GUID).digest('base64')
+      socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`)
+      socket.on('error', () => {})
+      answerPings(socket, false)
+    })
+    await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+    ports.push(server.address().port)
+  }
+  process.send({ ports })
 }
 
 async function runClients () {
@@ -176,7 +186,7 @@ async function main () {
     const ups = []
     for (let i = 0; i < peers; i++) {
       const p = children.launch(`upstream-${i}`, [process.execPath, self, '--peer', 'upstream'], { ipc: true, logFile: join(tmp, `upstream-${i}.log`) })
-      ups.push({ p, port: (await request(p.child, null, 'port')).port })
+      ups.push({ p, ports: (await request(p.child, null, 'ports')).ports })
     }
     const srv = net.createServer()
     await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
@@ -185,7 +195,7 @@ async function main () {
     const config = join(tmp, 'gateway.json')
     writeFileSync(config, JSON.stringify({
       server: { host: '127.0.0.1', port },
-      upstreams: { idle: { targets: ups.map((u) => `http://127.0.0.1:${u.port}`) } },
+      upstreams: { idle: { targets: ups.flatMap((u) => u.ports.map((port) => `http://127.0.0.1:${port}`)) } },
       routes: [{ prefix: '/idle', upstream: 'idle' }]
     }))
     const args = [process.execPath, join(root, 'dist/src/cli.js'), ...(workers > 1 ? ['--workers', String(workers)] : [])]
