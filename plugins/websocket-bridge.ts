@@ -10,7 +10,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
-import { acceptKey, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
+import { acceptKey, deflateOffers, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
@@ -165,6 +165,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       extra: first.headers,
       strip: first.strip
     }, skipForWs)
+    // permessage-deflate is negotiated end to end: the relay passes compressed frames as they are.
+    const extensions = deflateOffers(request.headers['sec-websocket-extensions'])
     const abort = new AbortController()
     const sock = raw.socket
     const onGone = (): void => abort.abort()
@@ -180,7 +182,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
     const attempt = async (target: BridgeTarget): Promise<HandshakeResult> => {
       const r = await openUpstream({
-        url: toWsUrl(target.target) + target.path, headers, protocols: offered, connectTimeout: cfg.connectTimeout, ca: target.ca, signal: abort.signal
+        url: toWsUrl(target.target) + target.path, headers, protocols: offered, extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, signal: abort.signal
       })
       const id = target.upstream ?? target.target
       if (r.ok) target.pool?.markSuccess(id)
@@ -241,7 +243,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     const key = clientKey.trim()
     sock.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
       `Sec-WebSocket-Accept: ${acceptKey(key)}\r\n` +
-      (protocol === '' ? '\r\n' : `Sec-WebSocket-Protocol: ${protocol}\r\n\r\n`))
+      (protocol === '' ? '' : `Sec-WebSocket-Protocol: ${protocol}\r\n`) +
+      (result.extensions === '' ? '' : `Sec-WebSocket-Extensions: ${result.extensions}\r\n`) + '\r\n')
     sock.setTimeout(0)
     sock.setNoDelay(true)
     const headBytes = (raw as RawWithHead)[kHead]
@@ -259,7 +262,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       upstream: upstreamUrl,
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0
-    }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, onEnd, onRtt, messageLimit: t.messageLimit })
+    }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, compressed: result.extensions !== '', onEnd, onRtt, messageLimit: t.messageLimit })
     fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
     if (t.pool !== undefined) {
       t.pool.connectionOpened(upstreamUrl)

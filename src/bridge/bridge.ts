@@ -44,8 +44,13 @@ export interface BridgeEnd {
 
 export interface BridgeOptions {
   highWaterMark: number
-  /** Largest message (all its frames) either peer may send; more closes both sides with 1009. */
+  /**
+   * Largest message (all its frames) either peer may send; more closes both sides with 1009.
+   * With permessage-deflate it counts compressed bytes, as they cross the gateway.
+   */
   maxPayload: number
+  /** permessage-deflate was negotiated end to end: RSV1 marks a compressed message's first frame. */
+  compressed?: boolean
   /** Called once, when the pair starts closing (remove it from listings). */
   onClosing?: (bridge: Bridge) => void
   /** Called once, when both sockets are closed. */
@@ -315,7 +320,10 @@ export class Bridge {
       const opcode = b0 & 0x0f
       const fin = (b0 & 0x80) !== 0
       let problem: string | null = null
-      if ((b0 & 0x70) !== 0) problem = 'RSV bits must be clear'
+      const rsv = b0 & 0x70
+      if (rsv !== 0 && !(rsv === 0x40 && this.opts.compressed === true && (opcode === OP_TEXT || opcode === OP_BINARY))) {
+        problem = rsv === 0x40 && this.opts.compressed === true ? 'RSV1 must be clear' : 'RSV bits must be clear'
+      }
       else if (masked !== from.masked) problem = from.masked ? 'MASK must be set' : 'MASK must be clear'
       else if (opcode >= 8) {
         if (opcode > OP_PONG) problem = 'invalid opcode'

@@ -17,6 +17,11 @@ export interface UpstreamHandshakeOptions {
   headers: Record<string, string | string[]>
   /** Subprotocols to offer (already without any bearer.<jwt> entry). */
   protocols: string[]
+  /**
+   * The client's permessage-deflate offers, passed on as they are (`Sec-WebSocket-Extensions`):
+   * the frame-level relay carries compressed frames end to end. Empty: no extension is offered.
+   */
+  extensions?: string
   connectTimeout: number
   /** Extra CA (PEM) for wss:// targets. */
   ca?: string
@@ -32,11 +37,23 @@ export type HandshakeResult =
       head: Buffer
       /** The subprotocol the upstream selected ('' for none). */
       protocol: string
+      /** The extension the upstream accepted (its `Sec-WebSocket-Extensions` answer; '' for none). */
+      extensions: string
       ms: number
     }
   | { ok: false, status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, ms: number, upstreamStatus?: number }
 
 /** RFC 6455 subprotocol token (the same rule ws applies to the protocols a client offers). */
+/**
+ * The client's `Sec-WebSocket-Extensions` offers that the relay can carry end to end: the
+ * permessage-deflate ones (RFC 7692), as the client wrote them; other extensions are not offered.
+ */
+export function deflateOffers (header: string | string[] | undefined): string {
+  if (header === undefined) return ''
+  const all = (Array.isArray(header) ? header.join(',') : header).split(',')
+  return all.map((e) => e.trim()).filter((e) => e.split(';', 1)[0].trim().toLowerCase() === 'permessage-deflate').join(', ')
+}
+
 export const SUBPROTOCOL_RE = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
@@ -120,6 +137,10 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       }
       head += `Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n`
       if (opts.protocols.length > 0) head += `Sec-WebSocket-Protocol: ${opts.protocols.join(', ')}\r\n`
+      if (opts.extensions !== undefined && opts.extensions !== '') {
+        http.validateHeaderValue('sec-websocket-extensions', opts.extensions)
+        head += `Sec-WebSocket-Extensions: ${opts.extensions}\r\n`
+      }
       request = head + '\r\n'
     } catch (err) {
       // An invalid URL or header value: the client's request is at fault.
@@ -157,7 +178,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
         fail(answer.status >= 400 && answer.status <= 599 ? answer.status : 502, 'rejected', undefined, answer.status)
         return
       }
-      const problem = checkAnswer(answer.headers, key, opts.protocols)
+      const problem = checkAnswer(answer.headers, key, opts.protocols, opts.extensions ?? '')
       if (problem !== null) { fail(502, 'protocol', new Error(problem)); return }
       // Not removeAllListeners(): that would also take the socket's own listeners, and it
       // un-pauses a paused stream on the next tick.
@@ -168,7 +189,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       // relay sees the socket closed.
       s.on('error', noop)
       const chosen = answer.headers['sec-websocket-protocol']
-      finish({ ok: true, socket: s, head: received.subarray(end + 4), protocol: chosen ?? '', ms: elapsed() })
+      finish({ ok: true, socket: s, head: received.subarray(end + 4), protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
     }
     function onError (err: Error): void {
       // Connection and TLS errors (ECONNREFUSED, ERR_TLS_...) make the target unhealthy; other
@@ -200,7 +221,7 @@ function parseHead (text: string): { status: number, headers: Record<string, str
 }
 
 /** What is wrong with a 101 answer, or null (RFC 6455 4.1, as ws's client checks it). */
-function checkAnswer (headers: Record<string, string>, key: string, offered: readonly string[]): string | null {
+function checkAnswer (headers: Record<string, string>, key: string, offered: readonly string[], extensionOffer: string): string | null {
   if (headers.upgrade?.toLowerCase() !== 'websocket') return 'Invalid Upgrade header'
   if (headers['sec-websocket-accept'] !== acceptKey(key)) return 'Invalid Sec-WebSocket-Accept header'
   const chosen = headers['sec-websocket-protocol']
@@ -208,8 +229,13 @@ function checkAnswer (headers: Record<string, string>, key: string, offered: rea
     if (offered.length === 0) return 'Server sent a subprotocol but none was requested'
     if (!offered.includes(chosen)) return 'Server sent an invalid subprotocol'
   }
-  // No extension was offered, so none may be accepted.
-  if (headers['sec-websocket-extensions'] !== undefined) return 'Server indicated an extension that was not requested'
+  // Only permessage-deflate is ever offered, and only when the client offered it: the upstream
+  // may accept that one extension, once, or none.
+  const accepted = headers['sec-websocket-extensions']
+  if (accepted !== undefined) {
+    const names = accepted.split(',').map((e) => e.split(';', 1)[0].trim().toLowerCase())
+    if (extensionOffer === '' || names.length !== 1 || names[0] !== 'permessage-deflate') return 'Server indicated an extension that was not requested'
+  }
   return null
 }
 

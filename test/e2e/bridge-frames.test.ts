@@ -150,3 +150,74 @@ test('an admin push while the upstream is in the middle of a fragmented message 
   await done
   await drained(gw)
 })
+
+test('permessage-deflate is negotiated end to end: compressed frames pass through as they are, byte for byte once inflated', { timeout: 10_000 }, async (t) => {
+  const u = await startUpstream({ perMessageDeflate: true })
+  t.after(() => u.close())
+  const gw = await startGateway({ routes: [{ prefix: '/z', upstream: u.url }] })
+  t.after(() => gw.close())
+  const conn = u.nextConnection()
+  const client = await connect(`ws://127.0.0.1:${gw.port}/z`, undefined, { perMessageDeflate: true })
+  t.after(() => client.terminate())
+  const { ws: server, req } = await conn
+  assert.match(String(req.headers['sec-websocket-extensions']), /permessage-deflate/, 'the client\'s offer reached the upstream')
+  assert.match(client.extensions, /permessage-deflate/, 'the upstream\'s acceptance reached the client')
+  assert.match(server.extensions, /permessage-deflate/)
+  const text = 'compress me '.repeat(2000)
+  const binary = Buffer.alloc(50_000, 7)
+  const got = collect(client, 2)
+  client.send(text)
+  client.send(binary)
+  const echoed = await got
+  assert.equal(echoed[0].data.toString(), text)
+  assert.equal(echoed[0].isBinary, false)
+  assert.ok(echoed[1].data.equals(binary))
+  const bridge = [...gw.app.connections.values()][0]
+  assert.equal(bridge.messagesFromClient, 2)
+  assert.ok(bridge.bytesFromClient < (text.length + binary.length) / 10, `bytes counted as they cross the gateway, compressed: ${bridge.bytesFromClient}`)
+  const done = closed(client)
+  client.close(1000)
+  await done
+  await drained(gw)
+})
+
+test('permessage-deflate offered by the client but declined by the upstream: neither hop compresses, messages relay', { timeout: 10_000 }, async (t) => {
+  const { u, gw } = await setup(t)
+  const conn = u.nextConnection()
+  const client = await connect(`ws://127.0.0.1:${gw.port}/f`, undefined, { perMessageDeflate: true })
+  t.after(() => client.terminate())
+  await conn
+  assert.equal(client.extensions, '')
+  const got = collect(client, 1)
+  client.send('plain')
+  assert.equal((await got)[0].data.toString(), 'plain')
+  const done = closed(client)
+  client.close(1000)
+  await done
+  await drained(gw)
+})
+
+test('with permessage-deflate, RSV1 is allowed only on the first frame of a message: on a continuation or a control frame it is a 1002', { timeout: 10_000 }, async (t) => {
+  const u = await startUpstream({ perMessageDeflate: true })
+  t.after(() => u.close())
+  const gw = await startGateway({ routes: [{ prefix: '/z', upstream: u.url }] })
+  t.after(() => gw.close())
+  for (const bad of [
+    Buffer.concat([encodeFrame(0x2, Buffer.from('a'), false), (() => { const f = encodeFrame(0x0, Buffer.from('b')); f[0] |= 0x40; return f })()]),
+    (() => { const f = encodeFrame(0x9, Buffer.from('p')); f[0] |= 0x40; return f })()
+  ]) {
+    const conn = u.nextConnection()
+    const raw = await RawClient.open(gw.port, '/z', 'Sec-WebSocket-Extensions: permessage-deflate\r\n')
+    t.after(() => raw.socket.destroy())
+    const { ws: server } = await conn
+    assert.match(server.extensions, /permessage-deflate/)
+    const upClosed = closed(server)
+    raw.send(bad)
+    const reply = await raw.next()
+    assert.equal(reply.opcode, 0x8)
+    assert.equal(reply.payload.readUInt16BE(0), 1002)
+    assert.equal((await upClosed).code, 1002)
+    raw.socket.end()
+    await drained(gw)
+  }
+})

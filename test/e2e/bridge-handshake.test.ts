@@ -317,7 +317,8 @@ test('headers sent upstream: forwarded, added, and hop-by-hop/handshake ones not
   assert.equal(h['keep-alive'], undefined)
   assert.equal(h['proxy-authorization'], undefined)
   assert.equal(h.te, undefined)
-  assert.equal(h['sec-websocket-extensions'], undefined)
+  // permessage-deflate offers go upstream (negotiated end to end); this upstream declines them.
+  assert.equal(h['sec-websocket-extensions'], 'permessage-deflate; client_max_window_bits')
   assert.equal(h.connection?.toLowerCase(), 'upgrade', 'the upstream gets its own Connection header')
   assert.equal(h['sec-websocket-version'], '13', 'not the client\'s 8')
   assert.match(h['sec-websocket-key'] as string, /^[+/0-9A-Za-z]{22}==$/)

@@ -37,7 +37,7 @@ export class RawClient {
   }
 
   /** Does the HTTP upgrade by hand and checks the server's accept key. */
-  static open (port: number, path: string): Promise<RawClient> {
+  static open (port: number, path: string, extraHeaders = ''): Promise<RawClient> {
     return new Promise((resolve, reject) => {
       const key = randomBytes(16).toString('base64')
       const socket = tcpConnect(port, '127.0.0.1')
@@ -45,7 +45,7 @@ export class RawClient {
       socket.on('error', reject)
       socket.on('connect', () => socket.write(
         `GET ${path} HTTP/1.1\r\nHost: 127.0.0.1:${port}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
-        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n\r\n`))
+        `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\n${extraHeaders}\r\n`))
       const onData = (c: Buffer): void => {
         head = Buffer.concat([head, c])
         const end = head.indexOf('\r\n\r\n')

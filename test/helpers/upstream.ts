@@ -21,6 +21,8 @@ export interface UpstreamOptions {
   /** Serve https/wss with this key pair. */
   tls?: { key: string, cert: string }
   maxPayload?: number
+  /** Accept permessage-deflate when offered (default: off). */
+  perMessageDeflate?: boolean
 }
 
 export interface TestUpstream {
@@ -57,7 +59,7 @@ export async function startUpstream (opts: UpstreamOptions = {}): Promise<TestUp
   const tcp = new Set<Socket>()
   server.on('connection', (s: Socket) => { tcp.add(s); s.on('close', () => tcp.delete(s)) })
   server.on('secureConnection', (s: Socket) => { tcp.add(s); s.on('close', () => tcp.delete(s)) })
-  const wss = new WebSocketServer({ noServer: true, handleProtocols: opts.handleProtocols, maxPayload: opts.maxPayload, perMessageDeflate: false })
+  const wss = new WebSocketServer({ noServer: true, handleProtocols: opts.handleProtocols, maxPayload: opts.maxPayload, perMessageDeflate: opts.perMessageDeflate ?? false })
   const upgrades: IncomingMessage[] = []
   const sockets = new Set<WebSocket>()
   const waiters: Array<(c: { ws: WebSocket, req: IncomingMessage }) => void> = []

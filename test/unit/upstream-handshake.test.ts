@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import http, { type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { acceptKey, openUpstream } from '../../src/bridge/upstream-handshake.js'
+import { acceptKey, deflateOffers, openUpstream } from '../../src/bridge/upstream-handshake.js'
 
 /** An upstream that answers each upgrade with `answer(req)` (extra 101 header lines, or a full raw answer). */
 async function upstream (t: TestContext, answer: (req: IncomingMessage) => { extra?: string[], raw?: string }): Promise<{ url: string, seen: IncomingMessage[] }> {
@@ -61,6 +61,19 @@ test('the selected subprotocol is returned; bytes sent right after the 101 come 
   r.socket.destroy()
 })
 
+test('permessage-deflate: the client\'s offer is passed on and the upstream\'s acceptance returned', async (t) => {
+  const u = await upstream(t, () => ({ extra: ['Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits=15'] }))
+  const r = await openUpstream({ ...base, url: u.url, extensions: 'permessage-deflate; client_max_window_bits' })
+  assert.equal(r.ok, true)
+  if (!r.ok) return
+  assert.equal(u.seen[0].headers['sec-websocket-extensions'], 'permessage-deflate; client_max_window_bits')
+  assert.equal(r.extensions, 'permessage-deflate; client_max_window_bits=15')
+  r.socket.destroy()
+  const other = await upstream(t, () => ({ extra: ['Sec-WebSocket-Extensions: x-webkit-deflate-frame'] }))
+  const r2 = await openUpstream({ ...base, url: other.url, extensions: 'permessage-deflate' })
+  assert.deepEqual(r2.ok ? null : [r2.status, r2.reason], [502, 'protocol'])
+})
+
 const refusals: Array<[string, (req: IncomingMessage) => { extra?: string[], raw?: string }, string[], RegExp]> = [
   ['a wrong Sec-WebSocket-Accept', () => ({ raw: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n' }), [], /Accept/],
   ['a subprotocol when none was offered', () => ({ extra: ['Sec-WebSocket-Protocol: x'] }), [], /none was requested/],
@@ -106,4 +119,11 @@ test('an abort signal ends the attempt at once (499 aborted)', async (t) => {
   ac.abort()
   const r = await pending
   assert.deepEqual(r.ok ? null : [r.status, r.reason], [499, 'aborted'])
+})
+
+test('deflateOffers keeps the client\'s permessage-deflate offers as written and drops other extensions', () => {
+  assert.equal(deflateOffers(undefined), '')
+  assert.equal(deflateOffers('x-webkit-deflate-frame'), '')
+  assert.equal(deflateOffers('permessage-deflate; client_max_window_bits, x-foo, Permessage-Deflate; server_no_context_takeover'),
+    'permessage-deflate; client_max_window_bits, Permessage-Deflate; server_no_context_takeover')
 })
