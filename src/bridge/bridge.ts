@@ -366,19 +366,18 @@ export class Bridge {
       if (opcode !== OP_CONTINUATION) {
         r.messageBytes = 0
         if (from === this.client && this.bucket !== null && !this.closing && !this.bucket.take(now)) {
+          // Closing from here on: this frame and the rest are read and dropped, so that the
+          // client's answer to the close frame is still found.
           this.relay(to, chunk, start, pos)
-          r.done = true
+          start = pos
           this.close(CLOSE_POLICY, REASON_RATE)
-          start = pos = len
-          break
         }
       }
       r.messageBytes += plen
-      if (r.messageBytes > this.opts.maxPayload) {
+      if (r.messageBytes > this.opts.maxPayload && !this.closing) {
         this.relay(to, chunk, start, pos)
-        this.protocolError(from, CLOSE_TOO_BIG, 'message too big')
-        start = pos = len
-        break
+        start = pos
+        this.protocolError(from, CLOSE_TOO_BIG, 'message too big', false)
       }
       r.inMessage = !fin
       const drop = this.closing
@@ -506,8 +505,10 @@ export class Bridge {
    * bad framing: 1002): both sides are closed with that code. Text is not UTF-8 validated here:
    * the endpoints do that, and their 1007 passes through.
    */
-  private protocolError (from: Side, code: number, reason: string): void {
-    from.in.done = true
+  private protocolError (from: Side, code: number, reason: string, stopReading = true): void {
+    // Framing that cannot be trusted is not read any further; a message that is merely too big
+    // is read and dropped, so that the peer's answer to the close frame is still found.
+    if (stopReading) from.in.done = true
     if (this.closing) {
       this.sendClose(from, code, reason)
       return

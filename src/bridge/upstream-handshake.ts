@@ -116,13 +116,18 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
       host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
       port = url.port === '' ? (secure ? 443 : 80) : Number(url.port)
+      // The path and query as given, not as URL parsing normalizes them: `/a/%2e%2e/b` must not
+      // become `/b` (which would step outside the route's rewritePrefix or the target's base path).
+      const origin = /^[a-z]+:\/\/[^/?#]*/i.exec(opts.url)?.[0] ?? ''
+      let target = opts.url.slice(origin.length).split('#', 1)[0]
+      if (target === '' || target[0] === '?') target = '/' + target
+      // eslint-disable-next-line no-control-regex -- control characters are what is refused
+      if (/[\x00-\x20\x7f]/.test(target)) throw new Error('invalid characters in the upstream path')
       // The target's own host, without a default port (as ws and browsers send it).
-      let head = `GET ${url.pathname}${url.search} HTTP/1.1\r\nHost: ${url.host}\r\n`
-      let hasAuthorization = false
+      let head = `GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\n`
       for (const name of Object.keys(opts.headers)) {
         const lower = name.toLowerCase()
         if (lower === 'host' || lower === 'connection' || lower === 'upgrade' || lower.startsWith('sec-websocket-')) continue
-        if (lower === 'authorization') hasAuthorization = true
         const value = opts.headers[name]
         // The same checks http.request makes: a bad name or value is the client's request at fault.
         http.validateHeaderName(name)
@@ -130,10 +135,6 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
           http.validateHeaderValue(name, v)
           head += `${name}: ${v}\r\n`
         }
-      }
-      // Credentials in the target URL become Basic auth, unless the request carries its own.
-      if ((url.username !== '' || url.password !== '') && !hasAuthorization) {
-        head += `Authorization: Basic ${Buffer.from(`${decodeURIComponent(url.username)}:${decodeURIComponent(url.password)}`).toString('base64')}\r\n`
       }
       head += `Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: ${key}\r\n`
       if (opts.protocols.length > 0) head += `Sec-WebSocket-Protocol: ${opts.protocols.join(', ')}\r\n`
@@ -166,12 +167,19 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     }
     function onData (chunk: Buffer): void {
       received = received === null ? chunk : Buffer.concat([received, chunk])
-      const end = received.indexOf('\r\n\r\n')
-      if (end === -1) {
+      let end = received.indexOf('\r\n\r\n')
+      if (end === -1 || end > MAX_HEAD) {
         if (received.length > MAX_HEAD) fail(502, 'protocol', new Error('upstream answer head too large'))
         return
       }
-      const answer = parseHead(received.toString('latin1', 0, end))
+      let answer = parseHead(received.toString('latin1', 0, end))
+      // Informational answers (100 Continue, 103 Early Hints...) before the real one are skipped.
+      while (answer !== null && answer.status >= 100 && answer.status < 200 && answer.status !== 101) {
+        received = received.subarray(end + 4)
+        end = received.indexOf('\r\n\r\n')
+        if (end === -1) return
+        answer = parseHead(received.toString('latin1', 0, end))
+      }
       if (answer === null) { fail(502, 'protocol', new Error('invalid HTTP answer from the upstream')); return }
       if (answer.status !== 101) {
         // A 4xx/5xx goes to the client as it is; any other answer is not a WebSocket upstream: 502.
@@ -192,8 +200,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       finish({ ok: true, socket: s, head: received.subarray(end + 4), protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
     }
     function onError (err: Error): void {
-      // Connection and TLS errors (ECONNREFUSED, ERR_TLS_...) make the target unhealthy; other
-      // failures are the upstream's fault too, but say nothing of its liveness.
+      // Connection errors (ECONNREFUSED, ETIMEDOUT, ERR_TLS_... handshake failures) make the
+      // target unhealthy; certificate errors (CERT_HAS_EXPIRED, DEPTH_ZERO_SELF_SIGNED_CERT...)
+      // are the upstream's fault too, but say nothing of its liveness.
       const code = (err as NodeJS.ErrnoException).code
       fail(502, code === undefined || code.startsWith('E') ? 'refused' : 'protocol', err)
     }
@@ -206,6 +215,10 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
 
 /** The status and lower-cased headers of an HTTP/1.x answer head, or null when it is not one. */
 function parseHead (text: string): { status: number, headers: Record<string, string> } | null {
+  // Control characters (a bare CR or LF above all) would let an upstream smuggle header lines
+  // into the client's 101, which repeats some of these values.
+  // eslint-disable-next-line no-control-regex -- control characters are what is refused
+  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(text.replace(/\r\n/g, ''))) return null
   const lines = text.split('\r\n')
   const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0])
   if (m === null) return null
@@ -213,7 +226,8 @@ function parseHead (text: string): { status: number, headers: Record<string, str
   for (let i = 1; i < lines.length; i++) {
     const colon = lines[i].indexOf(':')
     if (colon <= 0) return null
-    const name = lines[i].slice(0, colon).trim().toLowerCase()
+    const name = lines[i].slice(0, colon).toLowerCase()
+    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(name)) return null
     const value = lines[i].slice(colon + 1).trim()
     headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
   }
@@ -232,7 +246,7 @@ function checkAnswer (headers: Record<string, string>, key: string, offered: rea
   // Only permessage-deflate is ever offered, and only when the client offered it: the upstream
   // may accept that one extension, once, or none.
   const accepted = headers['sec-websocket-extensions']
-  if (accepted !== undefined) {
+  if (accepted !== undefined && accepted !== '') {
     const names = accepted.split(',').map((e) => e.split(';', 1)[0].trim().toLowerCase())
     if (extensionOffer === '' || names.length !== 1 || names[0] !== 'permessage-deflate') return 'Server indicated an extension that was not requested'
   }

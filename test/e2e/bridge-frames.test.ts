@@ -221,3 +221,26 @@ test('with permessage-deflate, RSV1 is allowed only on the first frame of a mess
     await drained(gw)
   }
 })
+
+for (const [what, config, send] of [
+  ['over the message rate limit (1008)', { rateLimit: { messages: { rate: 1, burst: 1 } } }, [encodeFrame(0x1, Buffer.from('a')), encodeFrame(0x1, Buffer.from('b'))]],
+  ['over maxPayload (1009)', { websocket: { maxPayload: '1kb' } }, [encodeFrame(0x2, Buffer.alloc(5000, 1))]]
+] as const) {
+  test(`a client closed for being ${what} that answers the close frame gets its TCP ended at once, not after the close timeout`, { timeout: 10_000 }, async (t) => {
+    const { u, gw } = await setup(t, config as Partial<GatewayConfigInput>)
+    const { raw } = await rawPair(t, gw, u)
+    for (const f of send) raw.send(f)
+    // Echoes of what got through may come first.
+    let reply = await raw.next()
+    while (reply.opcode !== 0x8) reply = await raw.next()
+    const code = reply.payload.readUInt16BE(0)
+    assert.ok(code === 1008 || code === 1009, `close ${code}`)
+    // The answer a browser gives: its own close frame, then it waits for the server to end TCP.
+    const ended = once(raw.socket, 'close')
+    const started = performance.now()
+    raw.send(encodeFrame(0x8, closePayload(code)))
+    await ended
+    assert.ok(performance.now() - started < 3000, 'the gateway ended the TCP connection after the close handshake')
+    await drained(gw)
+  })
+}

@@ -32,23 +32,41 @@ async function upstream (t: TestContext, answer: (req: IncomingMessage) => { ext
 
 const base = { headers: {}, protocols: [], connectTimeout: 3000 }
 
-test('sends Host as the target\'s host, a fresh key, version 13, and Basic auth from credentials in the URL', async (t) => {
+test('sends the path as given (no dot-segment resolution), Host as the target\'s host, a fresh key and version 13', async (t) => {
   const u = await upstream(t, () => ({}))
-  const withCreds = u.url.replace('ws://', 'ws://us%40er:p%3Ass@') + '/room?x=1'
-  const r = await openUpstream({ ...base, url: withCreds })
+  const r = await openUpstream({ ...base, url: `${u.url}/room/%2e%2e/../x?y=1`, headers: { authorization: 'Bearer abc', 'x-multi': ['a', 'b'] } })
   assert.equal(r.ok, true)
   if (r.ok) r.socket.destroy()
   const req = u.seen[0]
-  assert.equal(req.url, '/room?x=1')
+  assert.equal(req.url, '/room/%2e%2e/../x?y=1', 'the route\'s path cannot be escaped by dot segments')
   assert.equal(req.headers.host, new URL(u.url).host)
+  assert.equal(req.headers.authorization, 'Bearer abc')
+  assert.equal(req.headers['x-multi'], 'a, b')
   assert.equal(req.headers['sec-websocket-version'], '13')
   assert.match(String(req.headers['sec-websocket-key']), /^[+/0-9A-Za-z]{22}==$/)
-  assert.equal(req.headers.authorization, `Basic ${Buffer.from('us@er:p:ss').toString('base64')}`)
-
-  // The client's own Authorization wins over URL credentials.
-  const r2 = await openUpstream({ ...base, url: withCreds, headers: { authorization: 'Bearer abc' } })
+  // A query-only target gets the root path.
+  const r2 = await openUpstream({ ...base, url: `${u.url}?q=1` })
   if (r2.ok) r2.socket.destroy()
-  assert.equal(u.seen[1].headers.authorization, 'Bearer abc')
+  assert.equal(u.seen[1].url, '/?q=1')
+})
+
+test('header values with CR or LF, and paths with spaces or control characters, are refused before anything is sent (400)', async (t) => {
+  const u = await upstream(t, () => ({}))
+  const bad = await openUpstream({ ...base, url: u.url, headers: { 'x-a': 'ok\r\nx-injected: 1' } })
+  assert.deepEqual(bad.ok ? null : [bad.status, bad.reason], [400, 'protocol'])
+  const badPath = await openUpstream({ ...base, url: `${u.url}/a b` })
+  assert.deepEqual(badPath.ok ? null : [badPath.status, badPath.reason], [400, 'protocol'])
+  assert.equal(u.seen.length, 0)
+})
+
+test('informational answers before the 101 are skipped', async (t) => {
+  const u = await upstream(t, (req) => ({
+    raw: 'HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n' +
+      `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}\r\n\r\n`
+  }))
+  const r = await openUpstream({ ...base, url: u.url })
+  assert.equal(r.ok, true)
+  if (r.ok) r.socket.destroy()
 })
 
 test('the selected subprotocol is returned; bytes sent right after the 101 come back as head or on the socket', async (t) => {
@@ -75,6 +93,8 @@ test('permessage-deflate: the client\'s offer is passed on and the upstream\'s a
 })
 
 const refusals: Array<[string, (req: IncomingMessage) => { extra?: string[], raw?: string }, string[], RegExp]> = [
+  ['a header value with a bare LF (header smuggling into the client\'s 101)', () => ({ extra: ['X-A: fine\nSet-Cookie: evil=1'] }), [], /invalid HTTP answer/],
+  ['an answer head over 16 KiB', () => ({ extra: [`X-Big: ${'a'.repeat(17 * 1024)}`] }), [], /too large/],
   ['a wrong Sec-WebSocket-Accept', () => ({ raw: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n' }), [], /Accept/],
   ['a subprotocol when none was offered', () => ({ extra: ['Sec-WebSocket-Protocol: x'] }), [], /none was requested/],
   ['a subprotocol that was not offered', () => ({ extra: ['Sec-WebSocket-Protocol: c'] }), ['a', 'b'], /invalid subprotocol/],
