@@ -28,7 +28,8 @@ export const codes = {
   GW_ERR_RELOAD_UNAVAILABLE: createError('GW_ERR_RELOAD_UNAVAILABLE', 'reload is available when the gateway runs under its own server (npm start / tollgate)', 501),
   GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
   GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
-  GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400)
+  GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400),
+  GW_ERR_CLIENT_BUSY: createError('GW_ERR_CLIENT_BUSY', 'connection %s is not reading: more than websocket.highWaterMark waits to be written to it', 503)
 } as const
 
 export type ErrorCode = keyof typeof codes

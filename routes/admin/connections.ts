@@ -73,14 +73,20 @@ const connections: FastifyPluginAsync = async (fastify) => {
       tags: ['connections'],
       params: IdParams,
       body: MessageBody,
-      response: { 202: Type.Object({ sent: Type.Boolean() }), ...NotFound }
+      response: { 202: Type.Object({ sent: Type.Boolean() }), ...NotFound, 503: ErrorBody }
     }
   }, async (request, reply) => {
     const body = request.body
     const [data, isBinary] = body.text !== undefined ? [body.text, false] : [Buffer.from(body.binary ?? '', 'base64'), true]
-    if (!await registry.sendById(request.params.id, data, isBinary)) {
-      return reply.code(404).send(errorBody(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id)))
+    let sent: boolean
+    try {
+      sent = await registry.sendById(request.params.id, data, isBinary)
+    } catch (err) {
+      // A client that does not read is not sent more (503, GW_ERR_CLIENT_BUSY).
+      if ((err as { code?: string }).code === 'GW_ERR_CLIENT_BUSY') return reply.code(503).send(errorBody(err as Error))
+      throw err
     }
+    if (!sent) return reply.code(404).send(errorBody(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id)))
     return reply.code(202).send({ sent: true })
   })
 }

@@ -176,15 +176,27 @@ export class Bridge {
     s.resume()
   }
 
-  /** Sends a message to the client from the gateway (admin push). Returns false when closing. */
+  /** Sends a message to the client from the gateway (admin push). Returns false when closing or busy. */
   send (data: Buffer | string, isBinary: boolean): boolean {
-    if (this.closing) return false
+    return this.trySend(data, isBinary) === 'sent'
+  }
+
+  /**
+   * Sends a message to the client from the gateway (admin push): 'closed' when the connection is
+   * closing, 'busy' when more than highWaterMark already waits to be written to the client (a
+   * client that does not read is not sent more: nothing queues without bound).
+   */
+  trySend (data: Buffer | string, isBinary: boolean): 'sent' | 'closed' | 'busy' {
+    if (this.closing) return 'closed'
+    let waiting = this.client.socket.writableLength
+    if (this.client.pushes !== null) for (const f of this.client.pushes) waiting += f.length
+    if (waiting > this.opts.highWaterMark) return 'busy'
     const payload = typeof data === 'string' ? Buffer.from(data) : data
     this.push(this.client, encodeFrame(isBinary ? OP_BINARY : OP_TEXT, payload, false))
     this.lastDataAt = performance.now()
     this.messagesToClient++
     this.bytesToClient += payload.length
-    return true
+    return 'sent'
   }
 
   /**

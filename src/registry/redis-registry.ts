@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Bridge } from '../bridge/bridge.js'
+import { codes } from '../errors.js'
 import { MemoryRegistry, pageOf, type ConnectionFilter, type ConnectionPage, type ConnectionRegistry } from './registry.js'
 
 export interface RedisRegistryOptions {
@@ -230,7 +231,10 @@ export class RedisRegistry implements ConnectionRegistry {
   async sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean> {
     if (this.local.get(id) !== undefined) return this.local.sendById(id, data, isBinary)
     const owner = await this.owner(id)
-    return owner !== null && await this.command(owner, { op: 'send', id, data: encode(data), binary: isBinary }) > 0
+    if (owner === null) return false
+    const r = await this.command(owner, { op: 'send', id, data: encode(data), binary: isBinary })
+    if (r === SEND_BUSY) throw new codes.GW_ERR_CLIENT_BUSY(id)
+    return r > 0
   }
 
   async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {
@@ -276,13 +280,22 @@ export class RedisRegistry implements ConnectionRegistry {
     let result = 0
     switch (cmd.op) {
       case 'close': result = await this.local.closeById(cmd.id, cmd.code, cmd.reason) ? 1 : 0; break
-      case 'send': result = await this.local.sendById(cmd.id, decode(cmd.data, cmd.binary), cmd.binary) ? 1 : 0; break
+      case 'send':
+        try {
+          result = await this.local.sendById(cmd.id, decode(cmd.data, cmd.binary), cmd.binary) ? 1 : 0
+        } catch {
+          result = SEND_BUSY
+        }
+        break
       case 'broadcast': result = await this.local.broadcast({ route: cmd.route, user: cmd.user }, decode(cmd.data, cmd.binary), cmd.binary); break
     }
     const reply: Reply = { rid, result }
     await this.redis.publish(this.key(`reply:${from}`), JSON.stringify(reply)).catch(() => {})
   }
 }
+
+/** A remote send's answer when the client is not reading (GW_ERR_CLIENT_BUSY). */
+const SEND_BUSY = -1
 
 function encode (data: Buffer | string): string {
   return (typeof data === 'string' ? Buffer.from(data) : data).toString('base64')

@@ -3,6 +3,7 @@
  * One interface, so that a cluster-wide (Redis) registry can stand where the memory one does.
  */
 import type { Bridge } from '../bridge/bridge.js'
+import { codes } from '../errors.js'
 
 export interface ConnectionFilter {
   route?: string
@@ -46,7 +47,10 @@ export interface ConnectionRegistry {
   find (id: string): Promise<Record<string, unknown> | null>
   /** Closes a connection (client with code/reason, upstream too). False when not found. */
   closeById (id: string, code: number, reason: string): Promise<boolean>
-  /** Sends a message to a connection's client. False when not found. */
+  /**
+   * Sends a message to a connection's client. False when not found; throws GW_ERR_CLIENT_BUSY
+   * (503) when the client is not reading (more than highWaterMark waits to be written to it).
+   */
   sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean>
   /** Sends a message to every connection matching route and/or user; returns how many got it. */
   broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number>
@@ -94,7 +98,10 @@ export class MemoryRegistry implements ConnectionRegistry {
 
   async sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean> {
     const b = this.byId.get(id)
-    return b !== undefined && b.send(data, isBinary)
+    if (b === undefined) return false
+    const r = b.trySend(data, isBinary)
+    if (r === 'busy') throw new codes.GW_ERR_CLIENT_BUSY(id)
+    return r === 'sent'
   }
 
   async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {

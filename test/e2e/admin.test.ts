@@ -216,3 +216,32 @@ test('admin.port: admin API and /metrics on their own port, not on the public on
   assert.equal((await fetch(`${gw.url}/metrics`)).status, 404)
   assert.equal((await fetch(`${gw.url}/health`)).status, 200)
 })
+
+test('POST messages to a client that does not read: 503 GW_ERR_CLIENT_BUSY once highWaterMark waits for it, nothing queued beyond; 202 again once it reads', { timeout: 30_000 }, async (t) => {
+  const { gw } = await setup(t, { websocket: { highWaterMark: '16kb' } })
+  const ws = await open(gw, '/chat', t)
+  const id = [...gw.app.connections.values()][0].info.id
+  let received = 0
+  ws.on('message', () => { received++ })
+  // The client stops reading: its socket, then the kernel's buffers, then the gateway's fill up.
+  ;(ws as unknown as { _socket: { pause: () => void } })._socket.pause()
+  const text = 'x'.repeat(256 * 1024)
+  const post = (): Promise<Response> => fetch(`${gw.url}/admin/connections/${id}/messages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ text }) })
+  let accepted = 0
+  let busy: Response | undefined
+  for (let i = 0; i < 400 && busy === undefined; i++) {
+    const res = await post()
+    if (res.status === 202) { accepted++; await res.arrayBuffer() } else busy = res
+  }
+  assert.ok(busy !== undefined, `a 503 after ${accepted} accepted pushes`)
+  assert.equal(busy.status, 503)
+  const body = await busy.json() as { code: string, message: string }
+  assert.equal(body.code, 'GW_ERR_CLIENT_BUSY')
+  assert.match(body.message, new RegExp(id))
+  const bridge = gw.app.connections.get(id)!
+  assert.equal(bridge.messagesToClient, accepted, 'refused pushes are not counted')
+  // Once the client reads again, everything accepted arrives and pushes are taken again.
+  ;(ws as unknown as { _socket: { resume: () => void } })._socket.resume()
+  await waitFor(() => received === accepted, `the ${accepted} accepted pushes to arrive`, 20_000)
+  assert.equal((await post()).status, 202)
+})

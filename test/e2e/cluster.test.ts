@@ -242,3 +242,31 @@ test('Redis unreachable with failOpen false: new handshakes get 503 even on a ro
     assert.equal((await fetch(`${gw.url}/ready`)).status, 503)
   }
 })
+
+test('a push through another instance to a client that does not read: 503 GW_ERR_CLIENT_BUSY there too', { timeout: 60_000 }, async (t) => {
+  if (!await needRedis(t)) return
+  const prefix = testPrefix(t)
+  const up = await startUpstream()
+  t.after(() => up.close())
+  const a = await startGateway(config(up, prefix, REDIS_URL, { websocket: { pingInterval: 60_000, pongTimeout: 1000, highWaterMark: '16kb' } }))
+  t.after(() => a.close())
+  const b = await startGateway(config(up, prefix))
+  t.after(() => b.close())
+  await waitFor(async () => (await fetch(`${a.url}/ready`)).status === 200 && (await fetch(`${b.url}/ready`)).status === 200, 'redis ready')
+  const onA = await connect(`${a.wsUrl}/chat/slow`)
+  t.after(() => onA.terminate())
+  await waitFor(async () => (await list(b)).total === 1, 'B to list A\'s connection')
+  const id = (await list(b)).connections[0].id
+  ;(onA as unknown as { _socket: { pause: () => void } })._socket.pause()
+  const text = 'y'.repeat(256 * 1024)
+  let status = 202
+  for (let i = 0; i < 400 && status === 202; i++) {
+    const res = await fetch(`${b.url}/admin/connections/${id}/messages`, { method: 'POST', headers: { ...auth, 'content-type': 'application/json' }, body: JSON.stringify({ text }) })
+    status = res.status
+    const body = await res.json() as { code?: string }
+    if (status !== 202) assert.equal(body.code, 'GW_ERR_CLIENT_BUSY')
+  }
+  assert.equal(status, 503)
+  // A client that never reads would hold A's shutdown until drainTimeout.
+  onA.terminate()
+})
