@@ -1,7 +1,9 @@
 /**
  * Wires the bridge core into Fastify. @fastify/websocket routes the upgrade request through
  * Fastify's router, so the upstream handshake runs in a preHandler hook: a failure is answered
- * with a plain HTTP status before the client is upgraded (handshake first, upgrade second).
+ * with a plain HTTP status before the client is upgraded (handshake first, upgrade second). On
+ * success the same hook writes the client's 101 and hands both raw sockets to the frame-level
+ * relay (src/bridge/bridge.ts); no ws object is made for either side.
  */
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
