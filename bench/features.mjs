@@ -15,12 +15,11 @@
 // Usage: node bench/features.mjs [--runs N] [--duration SEC] [--warmup SEC] [--no-pin]
 //        env REDIS_BENCH_URL (default redis://127.0.0.1:6379)
 import { createChildren } from './children.mjs'
+import { allowedCpus, cleanEnv, freePort, ipc, waitHttp, waitReady, which, withTimeout } from './util.mjs'
 import { spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
-import http from 'node:http'
-import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
@@ -46,60 +45,12 @@ for (let i = 2; i < process.argv.length; i++) {
 const S = { conns: 50, size: 64, handshakeConcurrency: 16, warmupMs: o.warmup * 1000, durationMs: o.duration * 1000, runs: o.runs }
 const redisUrl = process.env.REDIS_BENCH_URL ?? 'redis://127.0.0.1:6379'
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const log = (msg) => process.stdout.write(`[${String(Math.round((Date.now() - started) / 1000)).padStart(4)}s] ${msg}\n`)
 const problems = []
 const problem = (msg) => { if (!interrupted) { problems.push(msg); log(`PROBLEM: ${msg}`) } }
 
-function which (cmd) {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
-  return r.status === 0 ? r.stdout.trim() : null
-}
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => { const { port } = s.address(); s.close(() => resolve(port)) })
-  })
-}
-function httpGet (url, timeoutMs = 1000) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { agent: false, timeout: timeoutMs }, (res) => { res.resume(); res.on('end', () => resolve(res.statusCode)) })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-  })
-}
-async function waitHttp (url, timeoutMs, alive) {
-  const end = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < end) {
-    if (!alive()) throw new Error(`exited while waiting for ${url}`)
-    try { const s = await httpGet(url); if (s < 500) return; last = `status ${s}` } catch (err) { last = err.message }
-    await sleep(100)
-  }
-  throw new Error(`${url} not answering after ${timeoutMs} ms (${last})`)
-}
-function withTimeout (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(new Error(`${what}: no result within ${ms} ms`)), ms) })
-  ])
-}
-
 // ---------------------------------------------------------------- pinning (as run.mjs)
 
-function allowedCpus () {
-  const r = spawnSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' })
-  const m = /list:\s*(.*)$/m.exec(r.stdout ?? '')
-  if (m === null) return []
-  const list = []
-  for (const part of m[1].trim().split(',')) {
-    const [a, b] = part.split('-').map(Number)
-    for (let c = a; c <= (b ?? a); c++) list.push(c)
-  }
-  return list
-}
 const cpuList = which('taskset') !== null ? allowedCpus() : []
 const pin = o.pin && cpuList.length >= 2
 const PROXY_CORE = pin ? cpuList[0] : null
@@ -127,36 +78,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   })
 }
 const rmTemp = () => { if (problems.length === 0) { try { rmSync(tmp, { recursive: true, force: true }) } catch { /* best effort */ } } }
-
-let ipcSeq = 0
-function ipc (p, msg, timeoutMs) {
-  const id = ++ipcSeq
-  return withTimeout(new Promise((resolve, reject) => {
-    const onMessage = (m) => {
-      if (m?.id !== id) return
-      cleanup()
-      if (m.ok === false) reject(new Error(m.error))
-      else resolve(m.ok === true ? m.result : m)
-    }
-    const onExit = () => { cleanup(); reject(new Error(`${p.name} exited`)) }
-    const cleanup = () => { p.child.removeListener('message', onMessage); p.child.removeListener('exit', onExit) }
-    p.child.on('message', onMessage)
-    p.child.once('exit', onExit)
-    p.child.send({ ...msg, id })
-  }), timeoutMs, `${p.name} ${msg.cmd}`)
-}
-function waitReady (p, timeoutMs) {
-  return withTimeout(new Promise((resolve, reject) => {
-    p.child.on('message', function onMsg (m) { if (m?.ready) { p.child.removeListener('message', onMsg); resolve(m) } })
-    p.child.once('exit', () => reject(new Error(`${p.name} exited before it was ready`)))
-  }), timeoutMs, `${p.name} start`)
-}
-
-function cleanEnv (add) {
-  const env = { ...process.env }
-  for (const k of ['UPSTREAM_URL', 'PORT', 'HOST', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'ADMIN_TOKEN', 'REDIS_URL', 'LOG_LEVEL', 'GATEWAY_CONFIG', 'WORKERS', 'NODE_OPTIONS']) delete env[k]
-  return { ...env, NODE_ENV: 'production', ...add }
-}
 
 const keyPrefix = `gwbench:${randomBytes(6).toString('hex')}:`
 let redisUsed = false

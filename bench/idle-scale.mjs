@@ -13,6 +13,7 @@
 //
 // Usage: npm run bench:idle [-- --conns N] [--workers N] [--hold SEC] [--timeout SEC]
 import { createChildren } from './children.mjs'
+import { cleanEnv, freePort, sleep, waitHttp } from './util.mjs'
 import { spawnSync } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
@@ -21,7 +22,6 @@ import net from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { setTimeout as sleep } from 'node:timers/promises'
 
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 const UPSTREAM_PORTS = 4
@@ -188,10 +188,7 @@ async function main () {
       const p = children.launch(`upstream-${i}`, [process.execPath, self, '--peer', 'upstream'], { ipc: true, logFile: join(tmp, `upstream-${i}.log`) })
       ups.push({ p, ports: (await request(p.child, null, 'ports')).ports })
     }
-    const srv = net.createServer()
-    await new Promise((resolve) => srv.listen(0, '127.0.0.1', resolve))
-    const port = srv.address().port
-    await new Promise((resolve) => srv.close(resolve))
+    const port = await freePort()
     const config = join(tmp, 'gateway.json')
     writeFileSync(config, JSON.stringify({
       server: { host: '127.0.0.1', port },
@@ -199,12 +196,8 @@ async function main () {
       routes: [{ prefix: '/idle', upstream: 'idle' }]
     }))
     const args = [process.execPath, join(root, 'dist/src/cli.js'), ...(workers > 1 ? ['--workers', String(workers)] : [])]
-    const gw = children.launch('gateway', args, { env: { ...process.env, NODE_ENV: 'production', GATEWAY_CONFIG: config, LOG_LEVEL: 'warn', REDIS_URL: '' }, logFile: join(tmp, 'gateway.log') })
-    for (let ready = false; !ready;) {
-      await sleep(200)
-      ready = await new Promise((resolve) => http.get(`http://127.0.0.1:${port}/health`, (r) => { r.resume(); resolve(r.statusCode === 200) }).on('error', () => resolve(false)))
-      if (gw.exited) throw new Error(`the gateway exited; log: ${join(tmp, 'gateway.log')}`)
-    }
+    const gw = children.launch('gateway', args, { env: cleanEnv({ GATEWAY_CONFIG: config, LOG_LEVEL: 'warn' }), logFile: join(tmp, 'gateway.log') })
+    await waitHttp(`http://127.0.0.1:${port}/health`, 30_000, () => !gw.exited)
     await sleep(workers > 1 ? 1500 : 300) // every worker listening
     const before = treeRssKiB(gw.pid)
     log(`gateway up (${workers} worker(s)): RSS ${(before / 1024).toFixed(0)} MiB`)

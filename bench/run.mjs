@@ -9,6 +9,7 @@
 // Usage: npm run bench [-- --quick] [--runs N] [--duration SEC] [--idle N] [--paths a,b]
 //                      [--scenarios a,b] [--http-tool wrk|autocannon] [--no-pin] [--nice N] [--keep]
 import { createChildren } from './children.mjs'
+import { allowedCpus, cleanEnv, freePort, httpGet, ipc, sleep, waitHttp, waitReady, which, withTimeout } from './util.mjs'
 import { spawn, spawnSync } from 'node:child_process'
 import {
   existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
@@ -16,8 +17,6 @@ import {
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
 import { join, relative } from 'node:path'
 import { createInterface } from 'node:readline'
-import http from 'node:http'
-import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
@@ -110,7 +109,6 @@ for (const k of opts.paths ?? []) if (!['direct', 'gateway', 'nginx', 'fastify']
 
 // ---------------------------------------------------------------- small helpers
 
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 const elapsed = () => `${Math.round((Date.now() - started) / 1000)}s`.padStart(5)
 const log = (msg) => process.stdout.write(`[${elapsed()}] ${msg}\n`)
 const problems = []
@@ -125,72 +123,7 @@ const problem = (msg) => {
   log(`PROBLEM: ${msg}`)
 }
 
-function which (cmd) {
-  const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
-  return r.status === 0 ? r.stdout.trim() : null
-}
-
-function freePort () {
-  return new Promise((resolve, reject) => {
-    const s = net.createServer()
-    s.once('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
-}
-
-/** One HTTP request; resolves { status, body } or rejects (timeout included). */
-function httpGet (url, headers = {}, timeoutMs = 3000) {
-  return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
-      const chunks = []
-      res.on('data', (c) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }))
-      res.on('error', reject)
-    })
-    req.on('timeout', () => req.destroy(new Error('timeout')))
-    req.on('error', reject)
-  })
-}
-
-async function waitHttp (url, timeoutMs, alive) {
-  const end = Date.now() + timeoutMs
-  let last = ''
-  while (Date.now() < end) {
-    if (alive !== undefined && !alive()) throw new Error(`process exited while waiting for ${url}`)
-    try {
-      const r = await httpGet(url, {}, 1000)
-      if (r.status < 500) return r
-      last = `status ${r.status}`
-    } catch (err) { last = err.message }
-    await sleep(100)
-  }
-  throw new Error(`${url} not answering after ${timeoutMs} ms (${last})`)
-}
-
-function withTimeout (promise, ms, what) {
-  let timer
-  return Promise.race([
-    promise.finally(() => clearTimeout(timer)),
-    new Promise((_resolve, reject) => { timer = setTimeout(() => reject(Object.assign(new Error(`${what}: no result within ${ms} ms`), { timeout: true })), ms) })
-  ])
-}
-
 // ---------------------------------------------------------------- pinning, limits
-
-function allowedCpus () {
-  const r = spawnSync('taskset', ['-pc', String(process.pid)], { encoding: 'utf8' })
-  const m = /list:\s*(.*)$/m.exec(r.stdout ?? '')
-  if (m === null) return []
-  const list = []
-  for (const part of m[1].trim().split(',')) {
-    const [a, b] = part.split('-').map(Number)
-    for (let c = a; c <= (b ?? a); c++) list.push(c)
-  }
-  return list
-}
 
 const tasksetBin = which('taskset')
 const cpuList = tasksetBin !== null ? allowedCpus() : []
@@ -242,35 +175,6 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   })
 }
 
-/** Request/response over a child's IPC channel, with a deadline. */
-let ipcSeq = 0
-function ipc (p, msg, timeoutMs) {
-  const id = ++ipcSeq
-  return withTimeout(new Promise((resolve, reject) => {
-    const onMessage = (m) => {
-      if (m?.id !== id) return
-      cleanup()
-      if (m.ok === false) reject(new Error(m.error))
-      else resolve(m.ok === true ? m.result : m)
-    }
-    const onExit = () => { cleanup(); reject(new Error(`${p.name} exited`)) }
-    const cleanup = () => { p.child.removeListener('message', onMessage); p.child.removeListener('exit', onExit) }
-    p.child.on('message', onMessage)
-    p.child.once('exit', onExit)
-    p.child.send({ ...msg, id })
-  }), timeoutMs, `${p.name} ${msg.cmd}`)
-}
-
-function waitReady (p, timeoutMs) {
-  return withTimeout(new Promise((resolve, reject) => {
-    p.child.on('message', function onMsg (m) { if (m?.ready) { p.child.removeListener('message', onMsg); resolve(m) } })
-    p.child.once('exit', () => reject(new Error(`${p.name} exited before it was ready`)))
-  }), timeoutMs, `${p.name} start`)
-}
-
-// ---------------------------------------------------------------- build
-
-/** dist/ is stale when a .ts of src/, plugins/ or routes/ is newer than its .js (or has none). */
 function staleBuild () {
   const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
     const p = join(dir, e.name)
@@ -487,12 +391,6 @@ async function main () {
   }
 }
 
-function cleanEnv (add) {
-  const env = { ...process.env }
-  // The bench's own settings must win over a developer's shell.
-  for (const k of ['UPSTREAM_URL', 'PORT', 'HOST', 'JWT_SECRET', 'JWT_PUBLIC_KEY', 'ADMIN_TOKEN', 'REDIS_URL', 'LOG_LEVEL', 'GATEWAY_CONFIG', 'WORKERS', 'NODE_OPTIONS']) delete env[k]
-  return { ...env, ...add }
-}
 
 async function startUpstream (env) {
   const p = launch('upstream', [process.execPath, join(benchDir, 'upstream.mjs')], {

@@ -8,7 +8,7 @@ import fp from 'fastify-plugin'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import { forwardHeaders } from '../src/bridge/forward-headers.js'
+import { forwardHeaders, targetParts } from '../src/bridge/forward-headers.js'
 import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
 
@@ -60,12 +60,6 @@ export default fp(async function httpProxyPlugin (fastify) {
 
   const timeout = cfg.server.proxyTimeout
   const state = fastify.gatewayState
-  const hostOf = new Map<string, string>()
-  const upstreamHost = (origin: string): string => {
-    let h = hostOf.get(origin)
-    if (h === undefined) { h = new URL(origin).host; hostOf.set(origin, h) }
-    return h
-  }
 
   /** Answers a request that could not be proxied with the gateway's JSON error. */
   const answerError = (reply: FastifyReply, err: Error & { statusCode?: number }): void => {
@@ -93,11 +87,9 @@ export default fp(async function httpProxyPlugin (fastify) {
       extra: target.headers,
       strip: target.strip
     }, skipForHttp)
-    headers.host = upstreamHost(target.origin)
+    headers.host = targetParts(target.origin).host
     const q = request.url.indexOf('?')
     const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
-    const extra = reply.getHeaders()
-    if (state.draining) extra.connection = 'close'
     const method = request.method
     const hasBody = method !== 'GET' && method !== 'HEAD' && (request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0'))
     forwardRequest(agent, reply.raw, {
@@ -107,7 +99,7 @@ export default fp(async function httpProxyPlugin (fastify) {
       headers,
       body: hasBody ? (request.body as IncomingMessage | undefined) ?? request.raw : null,
       timeout,
-      extraHeaders: Object.keys(extra).length > 0 ? extra : undefined,
+      extraHeaders: () => state.draining ? { ...reply.getHeaders(), connection: 'close' } : reply.getHeaders(),
       onFailure: (e) => {
         const err = e as Error & { code?: string, cause?: { code?: string } }
         const code = err.cause?.code ?? err.code ?? ''

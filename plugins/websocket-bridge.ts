@@ -14,7 +14,7 @@ import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
 import { acceptKey, deflateOffers, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
-import { forwardHeaders, upstreamPath } from '../src/bridge/forward-headers.js'
+import { forwardHeaders, targetParts, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
 import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes, errorBody } from '../src/errors.js'
@@ -148,12 +148,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   async function connect (request: FastifyRequest, reply: FastifyReply, first: BridgeTarget): Promise<boolean> {
     const raw = request.raw
-    // Routes of the gateway check this in onRequest (checkHandshake); a plugin's route may not.
-    const clientKey = request.headers['sec-websocket-key']
-    if (typeof clientKey !== 'string' || !WS_KEY_RE.test(clientKey.trim())) {
-      await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('missing or invalid Sec-WebSocket-Key')))
-      return false
-    }
+    // The gateway's own routes refuse a malformed handshake earlier (checkHandshake, before
+    // auth and limits); a plugin's route may not have, and the 101 below needs a valid key.
+    if (!validHandshake(request, reply)) return false
+    const clientKey = request.headers['sec-websocket-key'] as string
     const allOffered = parseProtocols(request.headers['sec-websocket-protocol'])
     // A bearer.<jwt> offer carries the client's token: it is never sent upstream.
     const bearer = allOffered.find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
@@ -347,6 +345,11 @@ export function checkHandshake (request: FastifyRequest, reply: FastifyReply, dr
       return false
     }
   }
+  return validHandshake(request, reply)
+}
+
+/** RFC 6455 4.2.1 checks of the client's handshake; a malformed one is answered 400 (false). */
+function validHandshake (request: FastifyRequest, reply: FastifyReply): boolean {
   const key = request.headers['sec-websocket-key']
   const version = request.headers['sec-websocket-version']
   if (request.method !== 'GET') { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('method must be GET'))); return false }
@@ -363,7 +366,7 @@ export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, targe
   const q = url.indexOf('?')
   const pathname = q === -1 ? url : url.slice(0, q)
   const search = q === -1 ? '' : url.slice(q)
-  const base = parsedTarget(target)
+  const base = targetParts(target)
   return {
     target: base.origin,
     upstream: target,
@@ -372,16 +375,4 @@ export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, targe
     headers: route.headers,
     ca: upstream.ca
   }
-}
-
-/** Parsed target URLs: targets come from the configuration, so the cache stays small. */
-const targetUrls = new Map<string, { origin: string, pathname: string }>()
-function parsedTarget (target: string): { origin: string, pathname: string } {
-  let u = targetUrls.get(target)
-  if (u === undefined) {
-    const url = new URL(target)
-    u = { origin: url.origin, pathname: url.pathname }
-    if (targetUrls.size < 10_000) targetUrls.set(target, u)
-  }
-  return u
 }

@@ -70,3 +70,20 @@ export function upstreamPath (pathname: string, prefix: string, rewritePrefix: s
   else if (p[0] !== '/') p = '/' + p
   return targetBasePath === '' ? p : targetBasePath + (p === '/' && rest === '' ? '' : p)
 }
+
+export interface TargetParts { origin: string, host: string, pathname: string }
+const parsedTargets = new Map<string, TargetParts>()
+
+/**
+ * The parts of a target URL, parsed once: targets come from the configuration (or a plugin's
+ * few), so the cache stays small; it stops growing at 10,000 entries all the same.
+ */
+export function targetParts (target: string): TargetParts {
+  let parts = parsedTargets.get(target)
+  if (parts === undefined) {
+    const url = new URL(target)
+    parts = { origin: url.origin, host: url.host, pathname: url.pathname }
+    if (parsedTargets.size < 10_000) parsedTargets.set(target, parts)
+  }
+  return parts
+}

@@ -20,8 +20,12 @@ export interface ForwardOptions {
   body: IncomingMessage | null
   /** Time to wait for the answer's headers, then between body chunks (ms). */
   timeout: number
-  /** Response headers the gateway itself sets (rate-limit headers...): sent with the upstream's. */
-  extraHeaders?: Record<string, string | number | string[] | undefined>
+  /**
+   * Response headers the gateway itself sets (rate-limit headers, `Connection: close` while
+   * draining...), asked for when the upstream's answer starts: sent with the upstream's, and
+   * winning over them.
+   */
+  extraHeaders?: () => Record<string, string | number | string[] | undefined>
   /**
    * The request failed before any of the answer was sent to the client: the caller answers
    * (502/504, or a retry on another target). After that, a failure just ends the response.
@@ -57,7 +61,7 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
         if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
       }
       const headers: string[] = []
-      const extra = o.extraHeaders
+      const extra = o.extraHeaders?.()
       for (let i = 0; i < raw.length; i += 2) {
         const name = raw[i].toString('latin1')
         const lower = name.toLowerCase()

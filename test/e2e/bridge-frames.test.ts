@@ -8,18 +8,16 @@ import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
 import type WebSocket from 'ws'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { upstreamFor, type TestUpstream, type UpstreamOptions } from '../helpers/upstream.js'
+import { gatewayFor, type TestGateway } from '../helpers/gateway.js'
 import { closed, collect, connect } from '../helpers/ws.js'
 import { settle, waitFor } from '../helpers/resources.js'
 import { closePayload, encodeFrame, RawClient } from '../helpers/raw-ws.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
-async function setup (t: TestContext, config: Partial<GatewayConfigInput> = {}): Promise<{ u: TestUpstream, gw: TestGateway }> {
-  const u = await startUpstream()
-  t.after(() => u.close())
-  const gw = await startGateway({ routes: [{ prefix: '/f', upstream: u.url }], ...config })
-  t.after(() => gw.close())
+async function setup (t: TestContext, config: Partial<GatewayConfigInput> = {}, upstream: UpstreamOptions = {}): Promise<{ u: TestUpstream, gw: TestGateway }> {
+  const u = await upstreamFor(t, upstream)
+  const gw = await gatewayFor(t, { routes: [{ prefix: '/f', upstream: u.url }], ...config })
   return { u, gw }
 }
 
@@ -152,12 +150,9 @@ test('an admin push while the upstream is in the middle of a fragmented message 
 })
 
 test('permessage-deflate is negotiated end to end: compressed frames pass through as they are, byte for byte once inflated', { timeout: 10_000 }, async (t) => {
-  const u = await startUpstream({ perMessageDeflate: true })
-  t.after(() => u.close())
-  const gw = await startGateway({ routes: [{ prefix: '/z', upstream: u.url }] })
-  t.after(() => gw.close())
+  const { u, gw } = await setup(t, {}, { perMessageDeflate: true })
   const conn = u.nextConnection()
-  const client = await connect(`ws://127.0.0.1:${gw.port}/z`, undefined, { perMessageDeflate: true })
+  const client = await connect(`ws://127.0.0.1:${gw.port}/f`, undefined, { perMessageDeflate: true })
   t.after(() => client.terminate())
   const { ws: server, req } = await conn
   assert.match(String(req.headers['sec-websocket-extensions']), /permessage-deflate/, 'the client\'s offer reached the upstream')
@@ -198,16 +193,13 @@ test('permessage-deflate offered by the client but declined by the upstream: nei
 })
 
 test('with permessage-deflate, RSV1 is allowed only on the first frame of a message: on a continuation or a control frame it is a 1002', { timeout: 10_000 }, async (t) => {
-  const u = await startUpstream({ perMessageDeflate: true })
-  t.after(() => u.close())
-  const gw = await startGateway({ routes: [{ prefix: '/z', upstream: u.url }] })
-  t.after(() => gw.close())
+  const { u, gw } = await setup(t, {}, { perMessageDeflate: true })
   for (const bad of [
     Buffer.concat([encodeFrame(0x2, Buffer.from('a'), false), (() => { const f = encodeFrame(0x0, Buffer.from('b')); f[0] |= 0x40; return f })()]),
     (() => { const f = encodeFrame(0x9, Buffer.from('p')); f[0] |= 0x40; return f })()
   ]) {
     const conn = u.nextConnection()
-    const raw = await RawClient.open(gw.port, '/z', 'Sec-WebSocket-Extensions: permessage-deflate\r\n')
+    const raw = await RawClient.open(gw.port, '/f', 'Sec-WebSocket-Extensions: permessage-deflate\r\n')
     t.after(() => raw.socket.destroy())
     const { ws: server } = await conn
     assert.match(server.extensions, /permessage-deflate/)

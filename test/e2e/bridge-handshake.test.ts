@@ -3,34 +3,22 @@
  * client is answered, failures become plain HTTP statuses, what is sent upstream, subprotocol
  * selection, malformed handshakes (with a bounded fuzz) and wss upstreams.
  */
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { createHash, randomBytes } from 'node:crypto'
 import { once } from 'node:events'
 import type { ClientRequest, IncomingMessage } from 'node:http'
-import { connect as tcpConnect, type Socket } from 'node:net'
+import { connect as tcpConnect, type AddressInfo, type Socket } from 'node:net'
 import WebSocket from 'ws'
-import { startUpstream, type TestUpstream, type UpstreamOptions } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { type TestUpstream, upstreamFor as up } from '../helpers/upstream.js'
+import { type TestGateway, gatewayFor as gateway } from '../helpers/gateway.js'
 import { connect, nextMessage, closed, collect } from '../helpers/ws.js'
 import { makeCert } from '../helpers/tls.js'
-import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { buildGateway } from '../../src/index.js'
 import { freePort, waitFor } from '../helpers/resources.js'
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const WS_GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
-
-async function up (t: TestContext, opts: UpstreamOptions = {}): Promise<TestUpstream> {
-  const u = await startUpstream(opts)
-  t.after(() => u.close())
-  return u
-}
-
-async function gateway (t: TestContext, config: GatewayConfigInput): Promise<TestGateway> {
-  const gw = await startGateway(config)
-  t.after(() => gw.close())
-  return gw
-}
 
 /** Every bridge closed and no upstream socket left open. */
 async function drained (gw: TestGateway, u: TestUpstream): Promise<void> {
@@ -444,6 +432,34 @@ test('broken upgrade requests get 400 and no upstream connection is attempted', 
   ws.close(1000)
   await c
   await drained(gw, u)
+})
+
+test('a plugin route that calls websocketBridge.connect() without checkHandshake still refuses a broken upgrade with 400, before any upstream contact', { timeout: 10_000 }, async (t) => {
+  const u = await up(t)
+  const app = await buildGateway({}, { logger: false })
+  t.after(() => app.close())
+  await app.register(async (scope) => {
+    scope.route({
+      method: 'GET',
+      url: '/raw',
+      handler: async () => 'upgrade required',
+      preHandler: async (request, reply) => { await scope.websocketBridge.connect(request, reply, { target: u.url, path: '/', route: '/raw' }) },
+      wsHandler: (socket, request) => scope.websocketBridge.attach(socket, request)
+    })
+  })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const port = (app.server.address() as AddressInfo).port
+  for (const headers of [{ 'Sec-WebSocket-Key': null }, { 'Sec-WebSocket-Version': '99' }] as Array<Record<string, string | null>>) {
+    const res = await rawExchange(port, upgradeRequest(port, '/raw', headers))
+    assert.equal(res.status, 400, JSON.stringify(headers))
+    assert.equal((JSON.parse(res.body) as { code: string }).code, 'GW_ERR_BAD_HANDSHAKE')
+  }
+  assert.equal(u.upgrades.length, 0)
+  // A correct one is bridged.
+  const ws = await connect(`ws://127.0.0.1:${port}/raw`)
+  const c = closed(ws)
+  ws.close(1000)
+  assert.equal((await c).code, 1000)
 })
 
 /** Deterministic PRNG (mulberry32), so that a failing fuzz run can be replayed from its seed. */

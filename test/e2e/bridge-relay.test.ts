@@ -3,28 +3,15 @@
  * stays binary, byte for byte, up to exactly maxPayload, both ways at once; fragmented messages
  * from a raw-frame client arrive upstream as one message, with control frames interleaved.
  */
-import { test, type TestContext } from 'node:test'
+import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
 import WebSocket from 'ws'
-import { startUpstream, type TestUpstream, type UpstreamOptions } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { type TestUpstream, upstreamFor as up } from '../helpers/upstream.js'
+import { type TestGateway, gatewayFor as gateway } from '../helpers/gateway.js'
 import { closed, collect } from '../helpers/ws.js'
-import type { GatewayConfigInput } from '../../src/config/schema.js'
 import { waitFor } from '../helpers/resources.js'
 import { closePayload, encodeFrame, RawClient } from '../helpers/raw-ws.js'
-
-async function up (t: TestContext, opts: UpstreamOptions = {}): Promise<TestUpstream> {
-  const u = await startUpstream(opts)
-  t.after(() => u.close())
-  return u
-}
-
-async function gateway (t: TestContext, config: GatewayConfigInput): Promise<TestGateway> {
-  const gw = await startGateway(config)
-  t.after(() => gw.close())
-  return gw
-}
 
 async function drained (gw: TestGateway, u: TestUpstream): Promise<void> {
   await waitFor(() => gw.app.connections.size === 0 && gw.app.websocketBridge.active === 0, 'the registry to empty')

@@ -9,16 +9,16 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { chromium, type Browser, type CDPSession, type Page } from 'playwright-core'
+import { type CDPSession, type Page } from 'playwright-core'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway } from '../helpers/gateway.js'
 import { SECRET, sign, now } from '../helpers/jwt.js'
 import { waitFor, within } from '../helpers/resources.js'
+import { haveChromium, launchChromium } from '../helpers/chromium.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const STEP_MS = 5000
 
 /** One message to send: text, or binary bytes (sent from the page as an ArrayBuffer). */
@@ -76,11 +76,7 @@ const BYTES = Array.from({ length: 256 }, (_, i) => i)
 const ECHO: Msg[] = [{ text: TEXT }, { bytes: BYTES }]
 
 test('a real browser: bearer subprotocol and cookie auth bridge and echo; 401s fail the handshake', { timeout: 30_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    if (process.env.CI !== undefined && process.env.CI !== '') assert.fail(`${CHROMIUM} is missing: CI must install it (apt-get install chromium)`)
-    t.skip('chromium not installed: apt-get install chromium')
-    return
-  }
+  if (!haveChromium(t)) return
   const started = performance.now()
 
   const up = await startUpstream()
@@ -97,12 +93,7 @@ test('a real browser: bearer subprotocol and cookie auth bridge and echo; 401s f
   })
   t.after(() => gw.close())
 
-  const browser: Browser = await within(chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 15_000
-  }), 16_000, 'chromium launch')
-  t.after(() => browser.close())
+  const browser = await launchChromium(t)
   const page: Page = await browser.newPage()
   page.setDefaultTimeout(STEP_MS)
   const pageErrors: string[] = []

@@ -9,31 +9,25 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { existsSync, mkdirSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type ConsoleMessage, type Page, type Request } from 'playwright-core'
+import { type ConsoleMessage, type Page, type Request } from 'playwright-core'
 import type WebSocket from 'ws'
 import { startUpstream } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { startGateway, gatewayFor as gateway } from '../helpers/gateway.js'
 import { connect, closed, collect, nextMessage } from '../helpers/ws.js'
 import { SECRET, sign, now } from '../helpers/jwt.js'
 import { freePort, waitFor, within } from '../helpers/resources.js'
 import { buildGateway } from '../../src/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { haveChromium, launchChromium } from '../helpers/chromium.js'
 
-const CHROMIUM = '/usr/bin/chromium'
 const STEP_MS = 5000
 const TOKEN = 'dashboard-admin-token'
 const root = fileURLToPath(new URL('../..', import.meta.url))
 
 // ---------- served without a browser ----------
-
-async function gateway (t: { after: (fn: () => Promise<void>) => void }, config: GatewayConfigInput): Promise<TestGateway> {
-  const gw = await startGateway(config)
-  t.after(() => gw.close())
-  return gw
-}
 
 /** Every http(s) URL in a text, to prove nothing is loaded from elsewhere. */
 const urls = (s: string): string[] => s.match(/https?:\/\/[^\s'"`)<>]+/g) ?? []
@@ -117,11 +111,7 @@ interface Dom {
 const USERS = ['bob', 'carol', 'dave', 'erin', 'frank', 'grace', 'heidi']
 
 test('dashboard in headless Chromium: sign in, see, filter, page, message and close connections; errors shown', { timeout: 45_000 }, async (t) => {
-  if (!existsSync(CHROMIUM)) {
-    if (process.env.CI !== undefined && process.env.CI !== '') assert.fail(`${CHROMIUM} is missing: CI must install it (apt-get install chromium)`)
-    t.skip('chromium not installed: apt-get install chromium')
-    return
-  }
+  if (!haveChromium(t)) return
   const started = performance.now()
   const artifacts = join(root, 'test', 'artifacts')
   mkdirSync(artifacts, { recursive: true })
@@ -176,12 +166,7 @@ test('dashboard in headless Chromium: sign in, see, filter, page, message and cl
   const chatter = setInterval(() => { clients[1].send('tick') }, 50)
   t.after(() => clearInterval(chatter))
 
-  const browser: Browser = await within(chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-    timeout: 15_000
-  }), 16_000, 'chromium launch')
-  t.after(() => browser.close())
+  const browser = await launchChromium(t)
   const context = await browser.newContext({ viewport: { width: 1400, height: 900 }, colorScheme: 'light', locale: 'en-GB', timezoneId: 'UTC' })
   const page: Page = await context.newPage()
   page.setDefaultTimeout(STEP_MS)

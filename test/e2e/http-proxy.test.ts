@@ -12,9 +12,8 @@ import type { AddressInfo, Socket } from 'node:net'
 import { setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { gatewayFor as gateway } from '../helpers/gateway.js'
 import { closed, connect, HandshakeError, nextMessage } from '../helpers/ws.js'
-import type { GatewayConfigInput } from '../../src/config/schema.js'
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 const MiB = 1024 * 1024
@@ -70,12 +69,6 @@ async function namedUpstream (t: TestContext, name: string): Promise<TestUpstrea
   })
   t.after(() => up.close())
   return Object.assign(up, { seen })
-}
-
-async function gateway (t: TestContext, config: GatewayConfigInput): Promise<TestGateway> {
-  const gw = await startGateway(config)
-  t.after(() => gw.close())
-  return gw
 }
 
 describe('HTTP pass-through', () => {
@@ -647,6 +640,26 @@ describe('/health and /ready', () => {
 })
 
 describe('shutdown with HTTP requests in flight', () => {
+  test('an answer that starts once shutdown has begun says Connection: close', { timeout: 30_000 }, async (t) => {
+    let arrived!: () => void
+    const arrival = new Promise<void>((resolve) => { arrived = resolve })
+    let release!: () => void
+    const released = new Promise<void>((resolve) => { release = resolve })
+    const up = await startUpstream({ http: (_req, res) => { arrived(); void released.then(() => res.writeHead(200, { 'content-type': 'text/plain' }).end('late')) } })
+    t.after(() => up.close())
+    const gw = await gateway(t, { routes: [{ prefix: '/slow', upstream: up.url }] })
+    const pending = request(`${gw.url}/slow`, { headers: { connection: 'keep-alive' } })
+    await arrival
+    const closing = gw.close()
+    await new Promise((resolve) => setImmediate(resolve))
+    release()
+    const res = await pending
+    assert.equal(res.status, 200)
+    assert.equal(res.body.toString(), 'late')
+    assert.equal(res.headers.connection, 'close')
+    await closing
+  })
+
   // Node's server.close() only ends keep-alive sockets that are idle when it is called; these
   // requests are busy then, and must neither be cut nor hold close() once they are answered.
   for (const phase of ['before the response headers', 'in the middle of the response body']) {

@@ -20,7 +20,7 @@ import { loadConfig } from '../../src/config/load.js'
 import { PluginLoadError } from '../../src/errors.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { upstreamFor as upstream } from '../helpers/upstream.js'
 import { connect, closed, nextMessage, HandshakeError } from '../helpers/ws.js'
 import { SECRET, now, sign } from '../helpers/jwt.js'
 import type WebSocket from 'ws'
@@ -122,12 +122,6 @@ async function gateway (t: TestContext, config: GatewayConfigInput, opts: { capt
   const gw = await startGateway(config, { baseDir: FIX, ...opts })
   t.after(() => gw.close())
   return gw
-}
-
-async function upstream (t: TestContext): Promise<TestUpstream> {
-  const up = await startUpstream()
-  t.after(() => up.close())
-  return up
 }
 
 async function json<T = Record<string, unknown>> (url: string, init: RequestInit = {}): Promise<{ status: number, headers: Headers, body: T }> {

@@ -11,7 +11,7 @@ import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
+import { upstreamFor as upstream } from '../helpers/upstream.js'
 import { closed, connect, nextMessage } from '../helpers/ws.js'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -108,12 +108,6 @@ function tempDir (t: TestContext): string {
   const dir = mkdtempSync(join(tmpdir(), 'tollgate-server-'))
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   return dir
-}
-
-async function upstream (t: TestContext, opts: Parameters<typeof startUpstream>[0] = {}): Promise<TestUpstream> {
-  const up = await startUpstream(opts)
-  t.after(() => up.close())
-  return up
 }
 
 async function getJson<T = Record<string, unknown>> (url: string, init: RequestInit = {}): Promise<{ status: number, body: T }> {

@@ -7,11 +7,10 @@ import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { request as httpsRequest } from 'node:https'
 import type { IncomingHttpHeaders } from 'node:http'
-import { startUpstream, type TestUpstream, type UpstreamOptions } from '../helpers/upstream.js'
-import { startGateway, type TestGateway } from '../helpers/gateway.js'
+import { upstreamFor as upstream } from '../helpers/upstream.js'
+import { gatewayFor as gateway } from '../helpers/gateway.js'
 import { closed, connect, HandshakeError, nextMessage } from '../helpers/ws.js'
 import { makeCert, type TestCert } from '../helpers/tls.js'
-import type { GatewayConfigInput } from '../../src/config/schema.js'
 
 interface Res { status: number, headers: IncomingHttpHeaders, body: Buffer }
 
@@ -44,18 +43,6 @@ function cert (t: TestContext): TestCert {
   const c = makeCert()
   t.after(() => c.cleanup())
   return c
-}
-
-async function upstream (t: TestContext, opts: UpstreamOptions = {}): Promise<TestUpstream> {
-  const up = await startUpstream(opts)
-  t.after(() => up.close())
-  return up
-}
-
-async function gateway (t: TestContext, config: GatewayConfigInput): Promise<TestGateway> {
-  const gw = await startGateway(config)
-  t.after(() => gw.close())
-  return gw
 }
 
 interface Echo { method: string, url: string, headers: Record<string, string>, body: string }

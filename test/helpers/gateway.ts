@@ -55,3 +55,10 @@ export async function startGateway (config: GatewayConfigInput, opts: { captureL
     close: async () => { if (!closed) { closed = true; await app.close() } }
   }
 }
+
+/** startGateway, closed after the test. */
+export async function gatewayFor (t: { after: (fn: () => Promise<void>) => void }, config: GatewayConfigInput, opts: Parameters<typeof startGateway>[1] = {}): Promise<TestGateway> {
+  const gw = await startGateway(config, opts)
+  t.after(() => gw.close())
+  return gw
+}

@@ -102,3 +102,10 @@ export async function startUpstream (opts: UpstreamOptions = {}): Promise<TestUp
     })
   }
 }
+
+/** startUpstream, closed after the test. */
+export async function upstreamFor (t: { after: (fn: () => Promise<void>) => void }, opts: UpstreamOptions = {}): Promise<TestUpstream> {
+  const up = await startUpstream(opts)
+  t.after(() => up.close())
+  return up
+}

@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
-import { forwardHeaders, upstreamPath, HOP_BY_HOP, type ForwardContext } from '../../src/bridge/forward-headers.js'
+import { forwardHeaders, upstreamPath, HOP_BY_HOP, type ForwardContext, targetParts } from '../../src/bridge/forward-headers.js'
 
 const ctx: ForwardContext = { remoteAddress: '10.0.0.9', clientIp: '198.51.100.4', proto: 'https', host: 'gw.example:8443', requestId: 'req-1' }
 
@@ -123,4 +123,10 @@ test('upstreamPath: the target\'s base path goes first', () => {
   assert.equal(upstreamPath('/', '/', '/', '/base'), '/base/')
   assert.equal(upstreamPath('/chat/x', '/chat', '/', ''), '/x')
   assert.equal(upstreamPath('/chat/x', '/chat', '/', '/a/b'), '/a/b/x')
+})
+
+test('targetParts: origin, host without a default port, and path of a target URL; the same object for the same target', () => {
+  assert.deepEqual(targetParts('http://10.0.0.1:80/base'), { origin: 'http://10.0.0.1', host: '10.0.0.1', pathname: '/base' })
+  assert.deepEqual(targetParts('https://[::1]:8443'), { origin: 'https://[::1]:8443', host: '[::1]:8443', pathname: '/' })
+  assert.equal(targetParts('http://a:1/x'), targetParts('http://a:1/x'))
 })
