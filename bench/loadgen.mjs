@@ -11,7 +11,7 @@
 // Kept lean on purpose (it shares a core with the upstream): no per-message allocation besides
 // what ws itself does, one preallocated timestamp slot per connection, a log-linear histogram.
 import WebSocket from 'ws'
-import { coreTimes, cpuMicros } from './proc.mjs'
+import { coreTimes, cpuMicros, cpuTimes } from './proc.mjs'
 
 const HANDSHAKE_TIMEOUT = 5000
 const CLOSE_TIMEOUT = 5000
@@ -123,7 +123,7 @@ function closeAll (list) {
  * of this process and of the load cores right at those two instants.
  */
 async function measured ({ pids, cores, untilCount }, durationMs, onStart, onEnd, counter) {
-  const cpu0 = cpuMicros(pids.proxy ?? [])
+  const cpu0 = cpuTimes(pids.proxy ?? [])
   const up0 = cpuMicros(pids.upstream ?? [])
   const core0 = coreTimes(cores ?? null)
   const all0 = coreTimes(null)
@@ -139,14 +139,15 @@ async function measured ({ pids, cores, untilCount }, durationMs, onStart, onEnd
   }
   onEnd()
   const t1 = now()
-  const cpu1 = cpuMicros(pids.proxy ?? [])
+  const cpu1 = cpuTimes(pids.proxy ?? [])
   const up1 = cpuMicros(pids.upstream ?? [])
   const core1 = coreTimes(cores ?? null)
   const all1 = coreTimes(null)
   const self = process.cpuUsage(self0)
   return {
     seconds: Number(t1 - t0) / 1e9,
-    proxyCpuUs: cpu1 - cpu0,
+    proxyCpuUs: cpu1.user + cpu1.sys - cpu0.user - cpu0.sys,
+    proxySysUs: cpu1.sys - cpu0.sys,
     upstreamCpuUs: up1 - up0,
     loadgenCpuUs: self.user + self.system,
     coreBusyUs: core1.busy - core0.busy,

@@ -4,11 +4,14 @@
 export const COLUMNS = [
   { key: 'direct', title: 'direct' },
   { key: 'gateway', title: 'gateway' },
+  { key: 'floor', title: 'node floor' },
   { key: 'nginx', title: 'nginx' },
   { key: 'fastify', title: '@fastify/http-proxy' }
 ]
 
 const util = ['util', 'core use % proxy/load', 'util']
+// The kernel's part of the CPU row: what the proxy's system calls cost (no ratio).
+const sys = ['cpuSys', '  of which sys', 'count']
 
 /**
  * Scenarios and their figures: [record field, label, kind]. Kinds: `rate` (ratio to direct and
@@ -19,28 +22,28 @@ export const SCENARIOS = [
   {
     key: 'rtt50',
     title: 'round trips, 50 conns, 64 B',
-    figures: [['rate', 'msg/s', 'rate'], ['p50', 'p50 ms', 'lat'], ['p99', 'p99 ms', 'lat'], ['p999', 'p99.9 ms', 'lat'], ['cpu', 'CPU µs/msg', 'cpu'], util]
+    figures: [['rate', 'msg/s', 'rate'], ['p50', 'p50 ms', 'lat'], ['p99', 'p99 ms', 'lat'], ['p999', 'p99.9 ms', 'lat'], ['cpu', 'CPU µs/msg', 'cpu'], sys, util]
   },
   {
     key: 'rtt500',
     title: 'round trips, 500 conns, 64 B',
-    figures: [['rate', 'msg/s', 'rate'], ['p50', 'p50 ms', 'lat'], ['p99', 'p99 ms', 'lat'], ['p999', 'p99.9 ms', 'lat'], ['cpu', 'CPU µs/msg', 'cpu'], util]
+    figures: [['rate', 'msg/s', 'rate'], ['p50', 'p50 ms', 'lat'], ['p99', 'p99 ms', 'lat'], ['p999', 'p99.9 ms', 'lat'], ['cpu', 'CPU µs/msg', 'cpu'], sys, util]
   },
   {
     key: 'stream',
     title: 'streaming 64 KiB binary',
-    figures: [['rate', 'MB/s echoed', 'rate'], ['cpu', 'CPU µs/64 KiB', 'cpu'], util]
+    figures: [['rate', 'MB/s echoed', 'rate'], ['cpu', 'CPU µs/64 KiB', 'cpu'], sys, util]
   },
   {
     key: 'handshake',
     title: 'handshakes (open + close)',
-    figures: [['rate', 'handshakes/s', 'rate'], ['p99', 'p99 open ms', 'lat'], ['cpu', 'CPU µs/handshake', 'cpu'], ['leftover', 'upstream sockets left', 'count'], util]
+    figures: [['rate', 'handshakes/s', 'rate'], ['p99', 'p99 open ms', 'lat'], ['cpu', 'CPU µs/handshake', 'cpu'], sys, ['leftover', 'upstream sockets left', 'count'], util]
   },
   {
     key: 'handshakeJwt',
     title: 'handshakes with a JWT (auth: required)',
     baseline: 'handshake',
-    figures: [['rate', 'handshakes/s', 'rate'], ['p99', 'p99 open ms', 'lat'], ['cpu', 'CPU µs/handshake', 'cpu'], ['leftover', 'upstream sockets left', 'count'], util]
+    figures: [['rate', 'handshakes/s', 'rate'], ['p99', 'p99 open ms', 'lat'], ['cpu', 'CPU µs/handshake', 'cpu'], sys, ['leftover', 'upstream sockets left', 'count'], util]
   },
   {
     key: 'idle',
@@ -50,13 +53,13 @@ export const SCENARIOS = [
   {
     key: 'http',
     title: 'HTTP GET, 50 conns (nginx: upstream keepalive)',
-    figures: [['rate', 'requests/s', 'rate'], ['p99', 'p99 ms', 'lat'], ['cpu', 'CPU µs/request', 'cpu'], util]
+    figures: [['rate', 'requests/s', 'rate'], ['p99', 'p99 ms', 'lat'], ['cpu', 'CPU µs/request', 'cpu'], sys, util]
   },
   {
     key: 'httpClassic',
     title: 'HTTP GET, 50 conns, nginx classic (no upstream keepalive)',
     baseline: 'http',
-    figures: [['rate', 'requests/s', 'rate'], ['p99', 'p99 ms', 'lat'], ['cpu', 'CPU µs/request', 'cpu'], util]
+    figures: [['rate', 'requests/s', 'rate'], ['p99', 'p99 ms', 'lat'], ['cpu', 'CPU µs/request', 'cpu'], sys, util]
   }
 ]
 

@@ -21,7 +21,7 @@ import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
 import { findNginx, writeNginxConfig } from './nginx.mjs'
-import { CLK_TCK, childPids, coreTimes, cpuMicros, rssKiB } from './proc.mjs'
+import { CLK_TCK, childPids, coreTimes, cpuMicros, cpuTimes, rssKiB } from './proc.mjs'
 import { COLUMNS, SCENARIOS, renderTable, summarize, tableRows } from './report.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
@@ -36,7 +36,7 @@ const USAGE = `Usage: npm run bench [-- options]
   --runs N             runs of each scenario; the table shows medians (default 2, quick 1)
   --duration SEC       measured seconds per phase (default 10, quick 1.5)
   --idle N             idle connections (default 5000, quick 1000)
-  --paths LIST         among direct,gateway,nginx,fastify (default: all present)
+  --paths LIST         among direct,gateway,floor,nginx,fastify (default: all present)
   --scenarios LIST     among ${SCENARIOS.map((s) => s.key).join(',')}
   --http-tool NAME     wrk (default when installed) or autocannon
   --no-pin             do not pin processes to cores
@@ -105,7 +105,7 @@ const S = {
 }
 const scenarioKeys = new Set(opts.scenarios ?? SCENARIOS.map((s) => s.key))
 for (const k of scenarioKeys) if (!SCENARIOS.some((s) => s.key === k)) fail(`unknown scenario ${k}`)
-for (const k of opts.paths ?? []) if (!['direct', 'gateway', 'nginx', 'fastify'].includes(k)) fail(`unknown path ${k} (direct, gateway, nginx, fastify)`)
+for (const k of opts.paths ?? []) if (!['direct', 'gateway', 'floor', 'nginx', 'fastify'].includes(k)) fail(`unknown path ${k} (direct, gateway, floor, nginx, fastify)`)
 
 // ---------------------------------------------------------------- small helpers
 
@@ -202,7 +202,7 @@ function cleanupTemp () {
 
 const records = {} // scenario -> path -> record[]
 const extra = { gatewayRss: [], logs: {} }
-let upstream, loadgen, gateway, fastifyProxy, nginx
+let upstream, loadgen, gateway, floorProxy, fastifyProxy, nginx
 let ports = {}
 let paths = []
 let httpTool = null
@@ -228,14 +228,15 @@ async function main () {
   if (httpTool === 'wrk' && which('wrk') === null) throw new Error('--http-tool wrk: wrk is not on PATH')
   if (httpTool !== 'wrk' && httpTool !== 'autocannon') throw new Error(`--http-tool: wrk or autocannon, not ${httpTool}`)
 
-  const want = new Set(opts.paths ?? ['direct', 'gateway', 'nginx', 'fastify'])
+  const want = new Set(opts.paths ?? ['direct', 'gateway', 'floor', 'nginx', 'fastify'])
   const nginxBin = want.has('nginx') ? findNginx() : null
   if (want.has('nginx') && nginxBin === null) log('nginx: no nginx binary on PATH: the nginx column is skipped')
 
   // One upstream port per path: the sockets a proxy leaves open upstream are its own.
   ports = {
-    up: { direct: await freePort(), gateway: await freePort(), nginx: await freePort(), fastify: await freePort() },
+    up: { direct: await freePort(), gateway: await freePort(), floor: await freePort(), nginx: await freePort(), fastify: await freePort() },
     gateway: await freePort(),
+    floor: await freePort(),
     fastify: await freePort(),
     nginx: await freePort(),
     nginxKeepalive: await freePort()
@@ -271,6 +272,19 @@ async function main () {
               logFile: join(tmp, 'gateway.log')
             })
             await waitHttp(`http://127.0.0.1:${ports.gateway}/health`, 20_000, () => !p.exited)
+            return p
+          }
+        }
+      : null,
+    floor: want.has('floor')
+      ? {
+          start: async () => {
+            const p = launch('node floor', [process.execPath, join(benchDir, 'floor-proxy.mjs')], {
+              core: PROXY_CORE,
+              env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up.floor}`, PORT: String(ports.floor) }),
+              logFile: join(tmp, 'floor-proxy.log')
+            })
+            await waitHttp(`http://127.0.0.1:${ports.floor}/`, 20_000, () => !p.exited)
             return p
           }
         }
@@ -312,6 +326,7 @@ async function main () {
     }
   }
   gateway = running.gateway
+  floorProxy = running.floor
   fastifyProxy = running.fastify
   nginx = running.nginx
 
@@ -335,6 +350,15 @@ async function main () {
       // With --workers/WORKERS the gateway would be several processes: count its children too.
       pids: () => [gateway.pid, ...childPids(gateway.pid)],
       restart: restartOf('gateway', (p) => { gateway = p })
+    })
+  }
+  if (floorProxy) {
+    paths.push({
+      key: 'floor',
+      ws: `ws://127.0.0.1:${ports.floor}/ws`,
+      http: `http://127.0.0.1:${ports.floor}/`,
+      pids: () => [floorProxy.pid],
+      restart: restartOf('floor', (p) => { floorProxy = p })
     })
   }
   if (nginx) {
@@ -550,7 +574,7 @@ async function revive (p, tag) {
 }
 
 function alive (key) {
-  const p = { gateway, nginx, fastify: fastifyProxy }[key]
+  const p = { gateway, floor: floorProxy, nginx, fastify: fastifyProxy }[key]
   return p !== undefined && !p.exited
 }
 
@@ -597,6 +621,7 @@ async function rttPhase (p, conns) {
     p999: r.latencyMs.p999,
     max: r.latencyMs.max,
     cpu: r.proxyCpuUs / r.messages,
+    cpuSys: r.proxySysUs / r.messages,
     proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
     loadUtil: r.loadUtil,
     upstreamCpu: r.upstreamCpuUs / r.messages,
@@ -618,6 +643,7 @@ async function streamPhase (p) {
   return {
     rate: r.bytes / r.seconds / 1e6,
     cpu: r.proxyCpuUs / units,
+    cpuSys: r.proxySysUs / units,
     proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
     loadUtil: r.loadUtil,
     upstreamCpu: r.upstreamCpuUs / units,
@@ -641,6 +667,7 @@ async function handshakePhase (p, url, headers) {
     p99: r.openMs.p99,
     max: r.openMs.max,
     cpu: r.proxyCpuUs / r.handshakes,
+    cpuSys: r.proxySysUs / r.handshakes,
     proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
     loadUtil: r.loadUtil,
     upstreamCpu: r.upstreamCpuUs / r.handshakes,
@@ -737,14 +764,15 @@ async function httpPhase (p, url) {
   const pids = p.pids()
   const st0 = await upstreamStats(p.key)
   const up0 = cpuMicros([upstream.pid])
-  const c0 = cpuMicros(pids)
+  const c0 = cpuTimes(pids)
   const t0 = coreTimes(LOAD_CORE !== null ? [LOAD_CORE] : null)
   const s0 = coreTimes(null)
   const w0 = process.hrtime.bigint()
   const seconds = Math.max(1, Math.round(S.durationMs / 1000))
   const w = await httpLoad(url, seconds)
   const wall = Number(process.hrtime.bigint() - w0) / 1e9
-  const cpu = cpuMicros(pids) - c0
+  const c1 = cpuTimes(pids)
+  const cpu = c1.user + c1.sys - c0.user - c0.sys
   const t1 = coreTimes(LOAD_CORE !== null ? [LOAD_CORE] : null)
   const s1 = coreTimes(null)
   const st1 = await upstreamStats(p.key)
@@ -754,6 +782,7 @@ async function httpPhase (p, url) {
     rate: w.requests / w.seconds,
     p99: w.p99,
     cpu: cpu / w.requests,
+    cpuSys: (c1.sys - c0.sys) / w.requests,
     proxyUtil: cpu / (wall * 1e6),
     loadUtil: loadShare(t1.busy - t0.busy, cpu, wall),
     upstreamCpu: (cpuMicros([upstream.pid]) - up0) / w.requests,

@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// The "node floor" path: the least a Node.js process can do and still proxy the bench's traffic,
+// to show how much of the gateway's CPU is Node's own and how much is the gateway's.
+// - WebSocket: node:http's 'upgrade' event, the request head written as it came to a new
+//   net.Socket to the upstream, then bytes piped both ways. No frame is parsed, no header is
+//   added or checked, nothing is logged or counted, no heartbeat: nginx's data path, in Node.
+// - HTTP: node:http server, one undici Agent (keep-alive), the answer's status, headers and body
+//   written to the response as they arrive. No routing, no hop-by-hop filtering, no logging.
+// It is not a usable proxy (no error answers beyond closing, no limits); it is a measuring stick.
+// Usage: UPSTREAM=http://127.0.0.1:P PORT=Q node floor-proxy.mjs
+import http from 'node:http'
+import net from 'node:net'
+import { Agent } from 'undici'
+
+const upstream = process.env.UPSTREAM
+if (upstream === undefined) {
+  process.stderr.write('floor-proxy: UPSTREAM is required\n')
+  process.exit(1)
+}
+const target = new URL(upstream)
+const origin = target.origin
+const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 })
+
+const server = http.createServer((req, res) => {
+  agent.dispatch({
+    origin,
+    path: req.url,
+    method: req.method,
+    headers: req.headers,
+    body: req.method === 'GET' || req.method === 'HEAD' ? null : req
+  }, {
+    onConnect () {},
+    onHeaders (status, raw) {
+      const headers = []
+      for (let i = 0; i < raw.length; i += 2) headers.push(raw[i].toString('latin1'), raw[i + 1].toString('latin1'))
+      res.writeHead(status, headers)
+      return true
+    },
+    onData (chunk) { return res.write(chunk) },
+    onComplete () { res.end() },
+    onError () { if (res.headersSent) res.destroy(); else { res.statusCode = 502; res.end() } }
+  })
+})
+
+server.on('upgrade', (req, socket, head) => {
+  const up = net.connect({ host: target.hostname, port: Number(target.port), noDelay: true })
+  let lines = `${req.method} ${req.url} HTTP/1.1\r\n`
+  for (let i = 0; i < req.rawHeaders.length; i += 2) lines += `${req.rawHeaders[i]}: ${req.rawHeaders[i + 1]}\r\n`
+  up.write(lines + '\r\n')
+  if (head.length > 0) up.write(head)
+  socket.setNoDelay(true)
+  up.pipe(socket)
+  socket.pipe(up)
+  const end = () => { up.destroy(); socket.destroy() }
+  up.on('error', end)
+  socket.on('error', end)
+  up.on('close', end)
+  socket.on('close', end)
+})
+
+server.listen({ host: process.env.HOST ?? '127.0.0.1', port: Number(process.env.PORT ?? 0), backlog: 4096 })
+const stop = () => { server.close(); process.exit(0) }
+process.once('SIGTERM', stop)
+process.once('SIGINT', stop)
