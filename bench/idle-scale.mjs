@@ -1,8 +1,14 @@
 #!/usr/bin/env node
 // `npm run bench:idle -- [--conns 50000]`: holds that many idle WebSocket connections bridged
 // through the built gateway at once and reports the gateway's resident memory (RSS of the
-// gateway process and its workers, summed) before and while they are open. Bounded in time
-// (--timeout, default 240 s); every child is stopped at the end, on Ctrl-C and on SIGTERM.
+// gateway process and its workers, summed; and their PSS, which counts pages the processes share
+// once) before and while they are open. Bounded in time (--timeout, default 300 s); every child
+// is stopped at the end, on Ctrl-C and on SIGTERM.
+//
+// Both readings are taken once memory has settled: V8 keeps the young generation it grew while
+// busy (starting up, or taking 50,000 handshakes) until its memory reducer runs, some 10-20 s
+// after the process went quiet, and an idle gateway is measured idle. The script samples every
+// second for --settle seconds (default 30), reads at the end and prints the peak it saw too.
 //
 // The load side is lean on purpose: its clients and upstreams are raw sockets that do the
 // handshake by hand and answer pings, so that the machine's memory and CPU go to the gateway.
@@ -11,11 +17,11 @@
 // default: as many as the limit needs), several client and upstream processes, and a source
 // address per client process (127.0.0.x) so that no address pair runs out of ephemeral ports.
 //
-// Usage: npm run bench:idle [-- --conns N] [--workers N] [--hold SEC] [--timeout SEC]
+// Usage: npm run bench:idle [-- --conns N] [--workers N] [--settle SEC] [--timeout SEC]
 import { createChildren } from './children.mjs'
 import { cleanEnv, freePort, sleep, waitHttp } from './util.mjs'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import http from 'node:http'
 import net from 'node:net'
@@ -81,6 +87,8 @@ async function runUpstream () {
 async function runClients () {
   const sockets = []
   let failed = 0
+  /** Sockets that were open and closed since (the gateway or the machine dropped them). */
+  let lost = 0
   /** Why handshakes failed: an HTTP status line or an error code, with counts. */
   const reasons = {}
   process.on('message', async (m) => {
@@ -95,7 +103,7 @@ async function runClients () {
           if (settled) return
           settled = true
           socket.removeAllListeners('data')
-          if (ok) { sockets.push(socket); answerPings(socket, true) } else { failed++; reasons[why] = (reasons[why] ?? 0) + 1; socket.destroy() }
+          if (ok) { sockets.push(socket); socket.once('close', () => { lost++ }); answerPings(socket, true) } else { failed++; reasons[why] = (reasons[why] ?? 0) + 1; socket.destroy() }
           resolve()
         }
         socket.setTimeout(30_000, () => done(false, 'no answer within 30 s'))
@@ -112,6 +120,8 @@ async function runClients () {
       const worker = async () => { while (next < m.count) { next++; await openOne() } }
       await Promise.all(Array.from({ length: m.concurrency }, worker))
       process.send({ open: sockets.length, failed, reasons })
+    } else if (m.cmd === 'count') {
+      process.send({ count: sockets.length - lost })
     } else if (m.cmd === 'close') {
       for (const s of sockets) s.destroy()
       process.send({ closed: sockets.length })
@@ -123,16 +133,16 @@ async function runClients () {
 // ------------------------------------------------------------------ the harness
 
 function parseArgs (argv) {
-  const o = { conns: 50_000, workers: null, hold: 5, timeout: 240 }
+  const o = { conns: 50_000, workers: null, settle: 30, timeout: 300 }
   for (let i = 0; i < argv.length; i++) {
     const v = Number(argv[i + 1])
     switch (argv[i]) {
       case '--conns': o.conns = v; i++; break
       case '--workers': o.workers = v; i++; break
-      case '--hold': o.hold = v; i++; break
+      case '--settle': o.settle = v; i++; break
       case '--timeout': o.timeout = v; i++; break
       case '-h': case '--help':
-        process.stdout.write('Usage: npm run bench:idle [-- --conns N] [--workers N] [--hold SEC] [--timeout SEC]\n')
+        process.stdout.write('Usage: npm run bench:idle [-- --conns N] [--workers N] [--settle SEC] [--timeout SEC]\n')
         process.exit(0)
         break
       default: throw new Error(`unknown option ${argv[i]}`)
@@ -142,10 +152,13 @@ function parseArgs (argv) {
   return o
 }
 
-/** RSS (KiB) of a process and all its descendants. */
-function treeRssKiB (pid) {
-  let total = 0
-  const out = spawnSync('ps', ['-o', 'pid=,ppid=,rss=', '-e'], { encoding: 'utf8' }).stdout
+/**
+ * RSS and PSS (KiB) of a process and all its descendants, summed. RSS counts a page shared by
+ * several processes (the node binary's code, about 44 MiB) in each of them; PSS splits it
+ * between them, so the sum of PSS is the memory the processes take together.
+ */
+function treeMemKiB (pid) {
+  const out = spawnSync('ps', ['-o', 'pid=,ppid=', '-e'], { encoding: 'utf8' }).stdout
   const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
   const want = new Set([pid])
   let grew = true
@@ -153,9 +166,35 @@ function treeRssKiB (pid) {
     grew = false
     for (const [p, pp] of rows) if (want.has(pp) && !want.has(p)) { want.add(p); grew = true }
   }
-  for (const [p, , rss] of rows) if (want.has(p)) total += rss
-  return total
+  let rss = 0
+  let pss = 0
+  for (const p of want) {
+    try {
+      const t = readFileSync(`/proc/${p}/smaps_rollup`, 'latin1')
+      rss += Number(/^Rss:\s+(\d+)/m.exec(t)?.[1] ?? 0)
+      pss += Number(/^Pss:\s+(\d+)/m.exec(t)?.[1] ?? 0)
+    } catch { /* gone */ }
+  }
+  return { rss, pss, processes: want.size }
 }
+
+/**
+ * Samples treeMemKiB every second for `seconds`; returns the last sample and the peak RSS seen.
+ * The wait is fixed rather than "until it stops changing": V8's memory reducer shrinks the young
+ * generation in one step some 10-20 s after the process went quiet, after a flat stretch.
+ */
+async function settledMem (pid, seconds) {
+  let last = treeMemKiB(pid)
+  let peak = last.rss
+  for (let i = 0; i < seconds; i++) {
+    await sleep(1000)
+    last = treeMemKiB(pid)
+    peak = Math.max(peak, last.rss)
+  }
+  return { ...last, peak, seconds }
+}
+
+const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`
 
 function request (child, msg, key) {
   return new Promise((resolve) => {
@@ -199,8 +238,8 @@ async function main () {
     const gw = children.launch('gateway', args, { env: cleanEnv({ GATEWAY_CONFIG: config, LOG_LEVEL: 'warn' }), logFile: join(tmp, 'gateway.log') })
     await waitHttp(`http://127.0.0.1:${port}/health`, 30_000, () => !gw.exited)
     await sleep(workers > 1 ? 1500 : 300) // every worker listening
-    const before = treeRssKiB(gw.pid)
-    log(`gateway up (${workers} worker(s)): RSS ${(before / 1024).toFixed(0)} MiB`)
+    const before = await settledMem(gw.pid, o.settle)
+    log(`gateway up (${workers} worker(s), ${before.processes} processes), after ${before.seconds} s: RSS ${mib(before.rss)} in all, PSS ${mib(before.pss)} (peak RSS ${mib(before.peak)})`)
     const clients = []
     for (let i = 0; i < peers; i++) {
       const p = children.launch(`clients-${i}`, [process.execPath, '--max-old-space-size=2048', self, '--peer', 'clients'], { ipc: true, logFile: join(tmp, `clients-${i}.log`) })
@@ -217,14 +256,18 @@ async function main () {
     const reasons = {}
     for (const r of results) for (const [k, n] of Object.entries(r.reasons)) reasons[k] = (reasons[k] ?? 0) + n
     log(`${open} open, ${failed} failed${failed > 0 ? ` (${Object.entries(reasons).map(([k, n]) => `${n}x ${k}`).join(', ')})` : ''}, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
-    await sleep(o.hold * 1000)
-    const during = treeRssKiB(gw.pid)
-    const per = open > 0 ? (during - before) / open : 0
-    log(`held ${open} idle bridged connections for ${o.hold} s: gateway RSS ${(during / 1024).toFixed(0)} MiB in all (${(during / 1048576).toFixed(2)} GiB; ${(before / 1024).toFixed(0)} MiB before), ${per.toFixed(2)} KiB per connection`)
+    const during = await settledMem(gw.pid, o.settle)
+    const per = open > 0 ? (during.rss - before.rss) / open : 0
+    const perPss = open > 0 ? (during.pss - before.pss) / open : 0
+    log(`holding ${open} idle bridged connections, after ${during.seconds} s: gateway RSS ${mib(during.rss)} in all (${(during.rss / 1048576).toFixed(2)} GiB), PSS ${mib(during.pss)}; peak RSS ${mib(during.peak)}`)
+    log(`per connection: ${per.toFixed(2)} KiB RSS, ${perPss.toFixed(2)} KiB PSS (over ${mib(before.rss)} RSS / ${mib(before.pss)} PSS before)`)
+    // Every connection must still be open after the wait (the gateway's pings are answered).
+    const still = (await Promise.all(clients.map((p) => request(p.child, { cmd: 'count' }, 'count')))).reduce((a, r) => a + r.count, 0)
+    if (still !== open) log(`PROBLEM: ${open - still} connection(s) closed while held`)
     await Promise.all(clients.map((p) => request(p.child, { cmd: 'close' }, 'closed')))
-    const verdict = open === o.conns && failed === 0 && during < 1048576
+    const verdict = open === o.conns && failed === 0 && still === open && during.rss < 1048576
     if (!verdict) problems++
-    log(`${verdict ? 'OK' : 'NOT MET'}: ${open}/${o.conns} connections, gateway RSS ${(during / 1048576).toFixed(2)} GiB (target: under 1 GiB)`)
+    log(`${verdict ? 'OK' : 'NOT MET'}: ${still}/${o.conns} connections held, gateway RSS ${(during.rss / 1048576).toFixed(2)} GiB (target: under 1 GiB)`)
     await children.stopAll()
     clearTimeout(deadline)
     if (problems === 0) rmSync(tmp, { recursive: true, force: true })
