@@ -12,7 +12,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
-import { acceptKey, deflateOffers, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
+import { acceptKey, deflateOffers, HandshakeCancel, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders, targetParts, upstreamPath } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
@@ -167,9 +167,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }, skipForWs)
     // permessage-deflate is negotiated end to end: the relay passes compressed frames as they are.
     const extensions = deflateOffers(request.headers['sec-websocket-extensions'])
-    const abort = new AbortController()
+    const cancel = new HandshakeCancel()
     const sock = raw.socket
-    const onGone = (): void => abort.abort()
+    const onGone = (): void => { cancel.cancel() }
     // The client socket is not read until the upgrade, so a client that hangs up would go
     // unnoticed until the connect timeout: read it meanwhile (a client may not send frames
     // before its 101, so anything read is kept and put back), and watch for its end.
@@ -182,7 +182,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
     const attempt = async (target: BridgeTarget): Promise<HandshakeResult> => {
       const r = await openUpstream({
-        url: toWsUrl(target.target) + target.path, headers, protocols: offered, extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, signal: abort.signal
+        url: target.target + target.path, headers, protocols: offered, extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel
       })
       const id = target.upstream ?? target.target
       if (r.ok) target.pool?.markSuccess(id)
@@ -261,7 +261,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       subprotocol: protocol === '' || protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : protocol,
       upstream: upstreamUrl,
       instanceId: fastify.instanceId,
-      expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0
+      expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0,
+      url: request.url,
+      remotePort: sock.remotePort,
+      handshakeMs: reply.elapsedTime
     }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, compressed: result.extensions !== '', onEnd, onRtt, messageLimit: t.messageLimit })
     fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
     if (t.pool !== undefined) {
@@ -272,8 +275,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
-    // The handshake's access-log line (a hijacked request has no 'request completed' line).
-    request.log.info({ req: request, connId: bridge.info.id, route: t.route, upstream: upstreamUrl, responseTime: reply.elapsedTime }, 'websocket bridged')
+    // The access-log line comes when the connection ends, with its totals (as nginx logs a
+    // WebSocket): one line per connection instead of two. At debug level, one now too.
+    request.log.debug({ req: request, connId: bridge.info.id, route: t.route, upstream: upstreamUrl, responseTime: reply.elapsedTime }, 'websocket bridged')
     // The upstream answered just before shutdown began: this connection goes the way of the others.
     if (state.draining) bridge.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
     return true
@@ -293,7 +297,26 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     registry.remove(bridge)
     sweeper.delete(bridge)
     active--
-    fastify.log.info({ connId: bridge.info.id, by: end.by, clientCode: end.clientCode, upstreamCode: end.upstreamCode }, 'websocket closed')
+    const i = bridge.info
+    fastify.log.info({
+      reqId: i.id,
+      // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
+      req: { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } },
+      connId: i.id,
+      route: i.route,
+      upstream: i.upstream,
+      userId: i.userId,
+      statusCode: 101,
+      responseTime: i.handshakeMs,
+      durationMs: Date.now() - bridge.connectedAt,
+      by: end.by,
+      clientCode: end.clientCode,
+      upstreamCode: end.upstreamCode,
+      messagesFromClient: bridge.messagesFromClient,
+      messagesToClient: bridge.messagesToClient,
+      bytesFromClient: bridge.bytesFromClient,
+      bytesToClient: bridge.bytesToClient
+    }, 'websocket closed')
     settled()
   }
 
@@ -324,10 +347,6 @@ function handshakeError (reason: 'refused' | 'timeout' | 'rejected' | 'protocol'
     case 'protocol': if (status === 400) return new codes.GW_ERR_BAD_HANDSHAKE(error?.message ?? 'invalid subprotocol')
   }
   return new codes.GW_ERR_UPSTREAM_UNAVAILABLE()
-}
-
-function toWsUrl (target: string): string {
-  return target.replace(/^http(s?):\/\//, 'ws$1://')
 }
 
 /**

@@ -25,8 +25,50 @@ export interface UpstreamHandshakeOptions {
   connectTimeout: number
   /** Extra CA (PEM) for wss:// targets. */
   ca?: string
-  /** Aborts the attempt (the client went away). */
-  signal?: AbortSignal
+  /** Cancels the attempt (the client went away). */
+  cancel?: HandshakeCancel
+}
+
+/**
+ * Cancels an upstream handshake in flight: `cancel()` ends it with 499 'aborted'. One per
+ * handshake, so it is a plain object rather than an AbortController (an EventTarget and its
+ * listener bookkeeping cost a few percent of a handshake).
+ */
+export class HandshakeCancel {
+  cancelled = false
+  /** Set by openUpstream while its attempt runs. */
+  onCancel: (() => void) | null = null
+  cancel (): void {
+    if (this.cancelled) return
+    this.cancelled = true
+    this.onCancel?.()
+  }
+}
+
+interface Origin { secure: boolean, host: string, port: number, hostHeader: string }
+const origins = new Map<string, Origin>()
+
+/**
+ * The connection parts of a target origin (`ws://host:port`), parsed once: targets come from
+ * the configuration, so the cache stays small; it stops growing at 10,000 entries all the same.
+ * @throws when the origin is not a ws, wss, http or https URL
+ */
+function parseOrigin (origin: string): Origin {
+  let o = origins.get(origin)
+  if (o === undefined) {
+    const url = new URL(origin)
+    const secure = url.protocol === 'wss:' || url.protocol === 'https:'
+    if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
+    o = {
+      secure,
+      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
+      // The target's own host, without a default port (as ws and browsers send it).
+      hostHeader: url.host
+    }
+    if (origins.size < 10_000) origins.set(origin, o)
+  }
+  return o
 }
 
 export type HandshakeResult =
@@ -80,7 +122,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       if (settled) return
       settled = true
       clearTimeout(timer)
-      opts.signal?.removeEventListener('abort', onAbort)
+      if (opts.cancel !== undefined) opts.cancel.onCancel = null
       resolve(r)
     }
     const elapsed = (): number => performance.now() - started
@@ -111,20 +153,19 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     let port: number
     let secure: boolean
     try {
-      const url = new URL(opts.url)
-      secure = url.protocol === 'wss:' || url.protocol === 'https:'
-      if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
-      host = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname
-      port = url.port === '' ? (secure ? 443 : 80) : Number(url.port)
       // The path and query as given, not as URL parsing normalizes them: `/a/%2e%2e/b` must not
       // become `/b` (which would step outside the route's rewritePrefix or the target's base path).
-      const origin = /^[a-z]+:\/\/[^/?#]*/i.exec(opts.url)?.[0] ?? ''
+      const origin = /^[a-z]+:\/\/[^/?#]*/i.exec(opts.url)?.[0]
+      if (origin === undefined) throw new Error(`invalid upstream URL ${JSON.stringify(opts.url)}`)
+      const o = parseOrigin(origin)
+      secure = o.secure
+      host = o.host
+      port = o.port
       let target = opts.url.slice(origin.length).split('#', 1)[0]
       if (target === '' || target[0] === '?') target = '/' + target
       // eslint-disable-next-line no-control-regex -- control characters are what is refused
       if (/[\x00-\x20\x7f]/.test(target)) throw new Error('invalid characters in the upstream path')
-      // The target's own host, without a default port (as ws and browsers send it).
-      let head = `GET ${target} HTTP/1.1\r\nHost: ${url.host}\r\n`
+      let head = `GET ${target} HTTP/1.1\r\nHost: ${o.hostHeader}\r\n`
       for (const name of Object.keys(opts.headers)) {
         const lower = name.toLowerCase()
         if (lower === 'host' || lower === 'connection' || lower === 'upgrade' || lower.startsWith('sec-websocket-')) continue
@@ -148,9 +189,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       fail(400, 'protocol', err as Error)
       return
     }
-    if (opts.signal !== undefined) {
-      if (opts.signal.aborted) { onAbort(); return }
-      opts.signal.addEventListener('abort', onAbort, { once: true })
+    if (opts.cancel !== undefined) {
+      if (opts.cancel.cancelled) { onAbort(); return }
+      opts.cancel.onCancel = onAbort
     }
     const s = secure
       ? tls.connect({ host, port, ca: opts.ca, servername: net.isIP(host) === 0 ? host : undefined, ALPNProtocols: ['http/1.1'] })

@@ -8,6 +8,7 @@ import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, nextMessage, HandshakeError } from '../helpers/ws.js'
 import { SECRET, sign, unsigned, hmacWith, rsaPair, ecPair, now, startJwks } from '../helpers/jwt.js'
+import { waitFor } from '../helpers/resources.js'
 import { buildGateway } from '../../src/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
@@ -261,6 +262,29 @@ test('tokens never reach the logs (request logs, rejections, 404s, bridged socke
     assert.ok(!text.includes(tok.split('.')[2]), 'token signature found in logs')
   }
   assert.ok(text.includes('[REDACTED]'))
+})
+
+test('a bridged WebSocket gets one access-log line, when it ends: request, user, 101, times, totals, codes; no token', async (t) => {
+  const { up, gw } = await setup(t, {}, { captureLogs: true })
+  const tok = valid({ sub: 'carol' })
+  const ws = await connect(`${gw.wsUrl}/private/room?x=1&access_token=${tok}`)
+  ws.send('hello')
+  await nextMessage(ws)
+  ws.close(4001, 'bye')
+  await closed(ws)
+  await waitFor(() => gw.logs.some((l) => l.msg === 'websocket closed'), () => 'the "websocket closed" line')
+  const line = gw.logs.find((l) => l.msg === 'websocket closed') as Record<string, unknown> & { req: Record<string, unknown> }
+  assert.equal(line.reqId, line.connId)
+  assert.deepEqual(line.req, { method: 'GET', url: '/private/room?x=1&access_token=[REDACTED]', remoteAddress: '127.0.0.1', remotePort: line.req.remotePort })
+  assert.equal(typeof line.req.remotePort, 'number')
+  assert.deepEqual(
+    [line.route, line.userId, line.statusCode, line.by, line.clientCode, line.upstreamCode, line.messagesFromClient, line.messagesToClient, line.bytesFromClient, line.bytesToClient],
+    ['/private', 'carol', 101, 'client', 4001, 4001, 1, 1, 5, 5])
+  assert.equal(line.upstream, up.url)
+  assert.ok(typeof line.responseTime === 'number' && typeof line.durationMs === 'number' && line.durationMs >= 0)
+  // Info level: no separate line at the upgrade, and the token is nowhere.
+  assert.equal(gw.logs.filter((l) => l.msg === 'websocket bridged').length, 0)
+  assert.ok(!gw.logText().includes(tok.split('.')[2]))
 })
 
 test('custom plugins can require auth with fastify.authenticate and read the claims', async (t) => {

@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import http, { type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { acceptKey, deflateOffers, openUpstream } from '../../src/bridge/upstream-handshake.js'
+import { acceptKey, deflateOffers, HandshakeCancel, openUpstream } from '../../src/bridge/upstream-handshake.js'
 
 /** An upstream that answers each upgrade with `answer(req)` (extra 101 header lines, or a full raw answer). */
 async function upstream (t: TestContext, answer: (req: IncomingMessage) => { extra?: string[], raw?: string }): Promise<{ url: string, seen: IncomingMessage[] }> {
@@ -132,13 +132,34 @@ test('non-101 answers: 4xx/5xx keep their status (rejected), others are 502; not
   assert.deepEqual(timedOut.ok ? null : [timedOut.status, timedOut.reason], [504, 'timeout'])
 })
 
-test('an abort signal ends the attempt at once (499 aborted)', async (t) => {
+test('cancel() ends the attempt at once (499 aborted), also when it came before the attempt', async (t) => {
   const silent = await upstream(t, () => ({ raw: '' }))
-  const ac = new AbortController()
-  const pending = openUpstream({ ...base, url: silent.url, signal: ac.signal })
-  ac.abort()
+  const cancel = new HandshakeCancel()
+  const pending = openUpstream({ ...base, url: silent.url, cancel })
+  cancel.cancel()
   const r = await pending
   assert.deepEqual(r.ok ? null : [r.status, r.reason], [499, 'aborted'])
+  assert.equal(cancel.onCancel, null, 'the finished attempt is no longer reachable from its canceller')
+  const early = new HandshakeCancel()
+  early.cancel()
+  const r2 = await openUpstream({ ...base, url: silent.url, cancel: early })
+  assert.deepEqual(r2.ok ? null : [r2.status, r2.reason], [499, 'aborted'])
+})
+
+test('an http:// target URL is opened as ws:// (targets are configured as http URLs); other URLs are refused (400)', async (t) => {
+  const up = await upstream(t, () => ({}))
+  const r = await openUpstream({ ...base, url: up.url.replace(/^ws:/, 'http:') + '/a?b=1' })
+  assert.equal(r.ok, true)
+  if (r.ok) r.socket.destroy()
+  assert.equal(up.seen[0].url, '/a?b=1')
+  // A second attempt on the same origin (parsed once, then cached) goes to the same place.
+  const again = await openUpstream({ ...base, url: up.url.replace(/^ws:/, 'http:') + '/c' })
+  if (again.ok) again.socket.destroy()
+  assert.deepEqual([again.ok, up.seen[1].url], [true, '/c'])
+  for (const url of ['localhost:1/x', 'ftp://127.0.0.1/x', 'http://[::1/x']) {
+    const bad = await openUpstream({ ...base, url })
+    assert.deepEqual(bad.ok ? null : [bad.status, bad.reason], [400, 'protocol'], url)
+  }
 })
 
 test('deflateOffers keeps the client\'s permessage-deflate offers as written and drops other extensions', () => {
