@@ -21,22 +21,33 @@ const target = new URL(upstream)
 const origin = target.origin
 const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 })
 
+// Hop-by-hop request headers undici refuses or acts on (the bench's clients send none of them).
+const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-connection'])
+
 const server = http.createServer((req, res) => {
+  const headers = {}
+  for (const name in req.headers) if (!HOP.has(name)) headers[name] = req.headers[name]
+  let resume = null
   agent.dispatch({
     origin,
     path: req.url,
     method: req.method,
-    headers: req.headers,
+    headers,
     body: req.method === 'GET' || req.method === 'HEAD' ? null : req
   }, {
     onConnect () {},
-    onHeaders (status, raw) {
-      const headers = []
-      for (let i = 0; i < raw.length; i += 2) headers.push(raw[i].toString('latin1'), raw[i + 1].toString('latin1'))
-      res.writeHead(status, headers)
+    onHeaders (status, raw, resumeFn) {
+      resume = resumeFn
+      const out = []
+      for (let i = 0; i < raw.length; i += 2) out.push(raw[i].toString('latin1'), raw[i + 1].toString('latin1'))
+      res.writeHead(status, out)
       return true
     },
-    onData (chunk) { return res.write(chunk) },
+    onData (chunk) {
+      if (res.write(chunk)) return true
+      res.once('drain', () => resume?.())
+      return false
+    },
     onComplete () { res.end() },
     onError () { if (res.headersSent) res.destroy(); else { res.statusCode = 502; res.end() } }
   })

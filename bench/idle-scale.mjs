@@ -168,14 +168,25 @@ function treeMemKiB (pid) {
   }
   let rss = 0
   let pss = 0
+  let pssKnown = true
   for (const p of want) {
-    try {
-      const t = readFileSync(`/proc/${p}/smaps_rollup`, 'latin1')
-      rss += Number(/^Rss:\s+(\d+)/m.exec(t)?.[1] ?? 0)
-      pss += Number(/^Pss:\s+(\d+)/m.exec(t)?.[1] ?? 0)
-    } catch { /* gone */ }
+    let t = null
+    try { t = readFileSync(`/proc/${p}/smaps_rollup`, 'latin1') } catch { /* older kernel, or hidden */ }
+    const r = t === null ? null : /^Rss:\s+(\d+)/m.exec(t)
+    const s = t === null ? null : /^Pss:\s+(\d+)/m.exec(t)
+    if (r !== null && s !== null) {
+      rss += Number(r[1])
+      pss += Number(s[1])
+      continue
+    }
+    // No smaps_rollup: RSS from /proc/<pid>/status, PSS unknown. No reading at all is an error,
+    // not a zero (a zero would pass the 1 GiB check).
+    pssKnown = false
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'latin1'))
+    if (m === null) throw new Error(`no memory reading for process ${p}`)
+    rss += Number(m[1])
   }
-  return { rss, pss, processes: want.size }
+  return { rss, pss: pssKnown ? pss : null, processes: want.size }
 }
 
 /**
@@ -194,7 +205,7 @@ async function settledMem (pid, seconds) {
   return { ...last, peak, seconds }
 }
 
-const mib = (kib) => `${(kib / 1024).toFixed(0)} MiB`
+const mib = (kib) => kib === null ? 'unknown' : `${(kib / 1024).toFixed(0)} MiB`
 
 function request (child, msg, key) {
   return new Promise((resolve) => {
@@ -258,9 +269,9 @@ async function main () {
     log(`${open} open, ${failed} failed${failed > 0 ? ` (${Object.entries(reasons).map(([k, n]) => `${n}x ${k}`).join(', ')})` : ''}, in ${((Date.now() - t0) / 1000).toFixed(1)} s`)
     const during = await settledMem(gw.pid, o.settle)
     const per = open > 0 ? (during.rss - before.rss) / open : 0
-    const perPss = open > 0 ? (during.pss - before.pss) / open : 0
+    const perPss = open > 0 && during.pss !== null && before.pss !== null ? (during.pss - before.pss) / open : null
     log(`holding ${open} idle bridged connections, after ${during.seconds} s: gateway RSS ${mib(during.rss)} in all (${(during.rss / 1048576).toFixed(2)} GiB), PSS ${mib(during.pss)}; peak RSS ${mib(during.peak)}`)
-    log(`per connection: ${per.toFixed(2)} KiB RSS, ${perPss.toFixed(2)} KiB PSS (over ${mib(before.rss)} RSS / ${mib(before.pss)} PSS before)`)
+    log(`per connection: ${per.toFixed(2)} KiB RSS, ${perPss === null ? 'unknown' : perPss.toFixed(2)} KiB PSS (over ${mib(before.rss)} RSS / ${mib(before.pss)} PSS before)`)
     // Every connection must still be open after the wait (the gateway's pings are answered).
     const still = (await Promise.all(clients.map((p) => request(p.child, { cmd: 'count' }, 'count')))).reduce((a, r) => a + r.count, 0)
     if (still !== open) log(`PROBLEM: ${open - still} connection(s) closed while held`)

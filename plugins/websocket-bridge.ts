@@ -18,6 +18,7 @@ import { forwardHeaders, targetParts, upstreamPath } from '../src/bridge/forward
 import { HeartbeatSweeper } from '../src/heartbeat.js'
 import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes, errorBody } from '../src/errors.js'
+import { redactUrl } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import type { RouteConfig, UpstreamConfig } from '../src/config/types.js'
@@ -84,6 +85,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   const registry = fastify.connections
   const state = fastify.gatewayState
   const closeOnExpiry = fastify.gatewayConfig.auth.closeOnExpiry
+  const tokenParam = fastify.gatewayConfig.auth.queryParam
   /** Bridged connections not yet fully closed. */
   let active = 0
   /** Handshakes between the upstream attempt and the client's upgrade. */
@@ -262,7 +264,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       upstream: upstreamUrl,
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0,
-      url: request.url,
+      // Kept with the token parameter already masked: the bridge outlives the request, and
+      // its info is reachable from plugins through the registry.
+      url: request.url.includes('?') ? redactUrl(request.url, tokenParam) : request.url,
       remotePort: sock.remotePort,
       handshakeMs: reply.elapsedTime
     }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, compressed: result.extensions !== '', onEnd, onRtt, messageLimit: t.messageLimit })

@@ -186,6 +186,8 @@ function restartOnly (a: GatewayConfig, b: GatewayConfig): string[] {
   if (a.admin.port !== b.admin.port) out.push('admin.port')
   if (JSON.stringify(a.redis) !== JSON.stringify(b.redis)) out.push('redis')
   if (a.server.trustProxy !== b.server.trustProxy && JSON.stringify(a.server.trustProxy) !== JSON.stringify(b.server.trustProxy)) out.push('server.trustProxy')
+  // The process's logger masks this query parameter in every logged URL; it is set at start.
+  if (a.auth.queryParam !== b.auth.queryParam) out.push('auth.queryParam')
   return out
 }
 
@@ -194,6 +196,7 @@ function keepRestartOnly (next: GatewayConfig, prev: GatewayConfig): GatewayConf
     ...next,
     server: { ...next.server, host: prev.server.host, port: prev.server.port, trustProxy: prev.server.trustProxy, tls: prev.server.tls === undefined ? undefined : next.server.tls },
     admin: { ...next.admin, port: prev.admin.port },
+    auth: { ...next.auth, queryParam: prev.auth.queryParam },
     redis: prev.redis
   }
 }

@@ -28,7 +28,7 @@ export interface RunningGateway {
 export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<RunningGateway> {
   const first = loadConfig({ argv, env })
   // Loaded here, not at the top: a --workers primary only validates the config and forks, and
-  // without Fastify, the plugins and their dependencies it stays about 70 MiB smaller.
+  // without Fastify, the plugins and their dependencies it stays about 60 MiB smaller.
   const [{ GatewayRuntime }, { startEchoServer }] = await Promise.all([import('./runtime.js'), import('./demo.js')])
   // Buffered writes: lines go out 4 KiB at a time under load (one syscall for dozens of
   // requests instead of one per line) and at least every 200 ms when it is quiet; what is left

@@ -31,9 +31,9 @@ export interface BridgeInfo {
   /** Token expiry (ms since epoch) for closeOnExpiry; 0 = none. */
   expiresAt?: number
   /**
-   * For the access-log line written when the connection ends: the URL as the client sent it
-   * (query included; the logger's serializer masks the token parameter), the client's TCP port,
-   * and the time from the request's arrival to the 101 (ms).
+   * For the access-log line written when the connection ends: the URL the client asked for
+   * (query included, token parameters masked), the client's TCP port, and the time from the
+   * request's arrival to the 101 (ms).
    */
   url?: string
   remotePort?: number

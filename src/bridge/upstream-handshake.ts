@@ -12,7 +12,7 @@ import { randomInto } from './frames.js'
 import type { Duplex } from 'node:stream'
 
 export interface UpstreamHandshakeOptions {
-  /** ws:// or wss:// URL with path and query. */
+  /** ws://, wss://, http:// or https:// URL with path and query (http(s) as targets are configured). */
   url: string
   headers: Record<string, string | string[]>
   /** Subprotocols to offer (already without any bearer.<jwt> entry). */
@@ -36,7 +36,7 @@ export interface UpstreamHandshakeOptions {
  */
 export class HandshakeCancel {
   cancelled = false
-  /** Set by openUpstream while its attempt runs. */
+  /** Set by openUpstream while its attempt runs (one attempt at a time). */
   onCancel: (() => void) | null = null
   cancel (): void {
     if (this.cancelled) return
@@ -122,7 +122,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       if (settled) return
       settled = true
       clearTimeout(timer)
-      if (opts.cancel !== undefined) opts.cancel.onCancel = null
+      if (opts.cancel !== undefined && opts.cancel.onCancel === onAbort) opts.cancel.onCancel = null
       resolve(r)
     }
     const elapsed = (): number => performance.now() - started
@@ -191,6 +191,8 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     }
     if (opts.cancel !== undefined) {
       if (opts.cancel.cancelled) { onAbort(); return }
+      // One attempt at a time per canceller (a retry starts after the first attempt finished).
+      if (opts.cancel.onCancel !== null) { fail(500, 'protocol', new Error('HandshakeCancel is already in use by another attempt')); return }
       opts.cancel.onCancel = onAbort
     }
     const s = secure

@@ -1,6 +1,6 @@
 /**
- * openUpstream against hand-written upstream answers: what it sends (Host, key, Basic auth from
- * URL credentials) and which 101s it refuses (wrong accept key, unrequested subprotocol or
+ * openUpstream against hand-written upstream answers: what it sends (path as given, Host, key,
+ * headers) and which 101s it refuses (wrong accept key, unrequested subprotocol or
  * extension), each with the status the client would get.
  */
 import { test, type TestContext } from 'node:test'
@@ -10,6 +10,7 @@ import http, { type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
 import { acceptKey, deflateOffers, HandshakeCancel, openUpstream } from '../../src/bridge/upstream-handshake.js'
+import { waitFor, within } from '../helpers/resources.js'
 
 /** An upstream that answers each upgrade with `answer(req)` (extra 101 header lines, or a full raw answer). */
 async function upstream (t: TestContext, answer: (req: IncomingMessage) => { extra?: string[], raw?: string }): Promise<{ url: string, seen: IncomingMessage[] }> {
@@ -132,18 +133,31 @@ test('non-101 answers: 4xx/5xx keep their status (rejected), others are 502; not
   assert.deepEqual(timedOut.ok ? null : [timedOut.status, timedOut.reason], [504, 'timeout'])
 })
 
-test('cancel() ends the attempt at once (499 aborted), also when it came before the attempt', async (t) => {
+test('cancel() ends the attempt at once (499 aborted) and closes its upstream connection; a cancel before the attempt connects nowhere', async (t) => {
   const silent = await upstream(t, () => ({ raw: '' }))
   const cancel = new HandshakeCancel()
   const pending = openUpstream({ ...base, url: silent.url, cancel })
+  await waitFor(() => silent.seen.length === 1, 'the upgrade request at the upstream')
+  const upstreamSide = silent.seen[0].socket
+  // The upstream sees the connection end (its own side stays half-open: http servers allow that).
+  const gone = once(upstreamSide, 'end')
   cancel.cancel()
   const r = await pending
   assert.deepEqual(r.ok ? null : [r.status, r.reason], [499, 'aborted'])
+  await within(gone, 5000, 'the cancelled attempt\'s connection to end at the upstream')
   assert.equal(cancel.onCancel, null, 'the finished attempt is no longer reachable from its canceller')
   const early = new HandshakeCancel()
   early.cancel()
   const r2 = await openUpstream({ ...base, url: silent.url, cancel: early })
   assert.deepEqual(r2.ok ? null : [r2.status, r2.reason], [499, 'aborted'])
+  // A second attempt sharing a canceller still in use is refused, not left uncancellable.
+  const shared = new HandshakeCancel()
+  const first = openUpstream({ ...base, url: silent.url, cancel: shared })
+  const second = await openUpstream({ ...base, url: silent.url, cancel: shared })
+  assert.deepEqual(second.ok ? null : [second.status, second.reason], [500, 'protocol'])
+  shared.cancel()
+  const f = await first
+  assert.deepEqual(f.ok ? null : [f.status, f.reason], [499, 'aborted'])
 })
 
 test('an http:// target URL is opened as ws:// (targets are configured as http URLs); other URLs are refused (400)', async (t) => {
