@@ -15,6 +15,7 @@ import {
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import { closeFrame, encodeFrame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, unmask } from './frames.js'
+import type { ReusedReads } from './upstream-handshake.js'
 
 export interface BridgeInfo {
   id: string
@@ -69,6 +70,11 @@ export interface BridgeOptions {
   messageLimit?: { rate: number, burst: number }
   /** How long a side may take to finish its close handshake before its socket is destroyed (ms). */
   closeTimeout?: number
+  /**
+   * The upstream socket's reads when it was opened with them (openUpstream's `reads`, plain
+   * TCP): chunks come from one reused buffer instead of 'data' events.
+   */
+  upstreamReads?: ReusedReads | null
 }
 
 export interface HeartbeatSettings {
@@ -165,23 +171,36 @@ export class Bridge {
     this.client.peer = this.up
     this.up.peer = this.client
     this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
-    if (upstreamHead.length > 0) upstream.unshift(upstreamHead)
+    const reads = opts.upstreamReads ?? null
+    if (reads === null && upstreamHead.length > 0) upstream.unshift(upstreamHead)
     this.listen(this.client)
-    this.listen(this.up)
+    this.listen(this.up, reads)
+    // With reused reads there are no 'data' events to put the head back into: it goes first.
+    if (reads !== null && upstreamHead.length > 0) this.onData(this.up, upstreamHead)
+    client.resume()
+    upstream.resume()
   }
 
   get closed (): boolean { return this.closing }
 
-  private listen (side: Side): void {
+  private listen (side: Side, reads: ReusedReads | null = null): void {
     const s = side.socket
-    s.on('data', (chunk: Buffer) => this.onData(side, chunk))
+    if (reads === null) s.on('data', (chunk: Buffer) => this.onData(side, chunk))
+    else {
+      const to = side.peer.socket
+      reads.onChunk = (chunk: Buffer) => {
+        this.onData(side, chunk)
+        // What onData keeps of a chunk it copies (partial headers, close frames), except what
+        // it wrote: a write that did not finish at once still points into the chunk.
+        if (to.writableLength > 0) reads.keep()
+      }
+    }
     // A peer that half-closes its TCP gets the other half closed too (the upgraded socket of an
     // HTTP server allows half-open connections).
     s.on('end', () => { if (!s.writableEnded) s.end() })
     s.on('close', () => this.onSocketClose(side))
     // 'close' always follows 'error'; the error itself needs nothing more.
     s.on('error', noop)
-    s.resume()
   }
 
   /** Sends a message to the client from the gateway (admin push). Returns false when closing or busy. */

@@ -45,6 +45,32 @@ export class HandshakeCancel {
   }
 }
 
+/** Bytes per read of an upstream socket (Node's own read size). */
+const READ_SIZE = 64 * 1024
+
+/**
+ * Reads of an upstream socket into one buffer used again and again (net's `onread`), instead of
+ * a new 64 KiB buffer, Buffer object and 'data' event for every read. Streaming large messages,
+ * those buffers are most of the process's allocation, and the external memory they add brings on
+ * full garbage collections: reusing one buffer roughly halves a relay's CPU per byte.
+ *
+ * A chunk given to `onChunk` is only valid until it returns: the next read overwrites it. A
+ * consumer that keeps it (a write that could not finish at once still points at it) calls
+ * `keep()`, and the next read goes to a fresh buffer.
+ */
+export class ReusedReads {
+  private buf = Buffer.allocUnsafe(READ_SIZE)
+  onChunk: (chunk: Buffer) => void = noop
+  /** net.connect's `onread` option. */
+  readonly onread = {
+    buffer: (): Buffer => this.buf,
+    // true: keep reading (false would pause the socket; backpressure pauses it explicitly).
+    callback: (n: number, buf: Uint8Array): boolean => { this.onChunk((buf as Buffer).subarray(0, n)); return true }
+  }
+
+  keep (): void { this.buf = Buffer.allocUnsafe(READ_SIZE) }
+}
+
 interface Origin { secure: boolean, host: string, port: number, hostHeader: string }
 const origins = new Map<string, Origin>()
 
@@ -77,6 +103,11 @@ export type HandshakeResult =
       /** The upstream connection, paused; frames start at `head`, then the socket's data. */
       socket: Duplex
       head: Buffer
+      /**
+       * For a plain-TCP upstream: its reads, which go to `reads.onChunk` instead of 'data'
+       * events (null for TLS, whose socket emits 'data' as usual).
+       */
+      reads: ReusedReads | null
       /** The subprotocol the upstream selected ('' for none). */
       protocol: string
       /** The extension the upstream accepted (its `Sec-WebSocket-Extensions` answer; '' for none). */
@@ -195,14 +226,16 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       if (opts.cancel.onCancel !== null) { fail(500, 'protocol', new Error('HandshakeCancel is already in use by another attempt')); return }
       opts.cancel.onCancel = onAbort
     }
+    const reads = secure ? null : new ReusedReads()
     const s = secure
       ? tls.connect({ host, port, ca: opts.ca, servername: net.isIP(host) === 0 ? host : undefined, ALPNProtocols: ['http/1.1'] })
-      : net.connect({ host, port, noDelay: true })
+      : net.connect({ host, port, noDelay: true, onread: reads!.onread })
     socket = s
     s.once(secure ? 'secureConnect' : 'connect', onConnect)
     function onConnect (): void { s.write(request) }
     let received: Buffer | null = null
     function detach (x: net.Socket): void {
+      if (reads !== null) reads.onChunk = noop
       x.removeListener('data', onData)
       x.removeListener('error', onError)
       x.removeListener('close', onClose)
@@ -240,7 +273,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       // relay sees the socket closed.
       s.on('error', noop)
       const chosen = answer.headers['sec-websocket-protocol']
-      finish({ ok: true, socket: s, head: received.subarray(end + 4), protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
+      finish({ ok: true, socket: s, head: received.subarray(end + 4), reads, protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
     }
     function onError (err: Error): void {
       // Connection errors (ECONNREFUSED, ETIMEDOUT, ERR_TLS_... handshake failures) make the
@@ -250,7 +283,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       fail(502, code === undefined || code.startsWith('E') ? 'refused' : 'protocol', err)
     }
     function onClose (): void { fail(502, 'refused', new Error('the upstream closed the connection before answering')) }
-    s.on('data', onData)
+    // The answer head is kept across reads: each read is copied out of the reused buffer.
+    if (reads !== null) reads.onChunk = (chunk) => { onData(Buffer.from(chunk)) }
+    else s.on('data', onData)
     s.on('error', onError)
     s.on('close', onClose)
   })

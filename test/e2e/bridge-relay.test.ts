@@ -6,6 +6,12 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import { randomBytes } from 'node:crypto'
+import { once } from 'node:events'
+import http from 'node:http'
+import type { AddressInfo } from 'node:net'
+import type { Duplex } from 'node:stream'
+import { acceptKey } from '../../src/bridge/upstream-handshake.js'
+import { encodeFrame as serverFrame } from '../../src/bridge/frames.js'
 import WebSocket from 'ws'
 import { type TestUpstream, upstreamFor as up } from '../helpers/upstream.js'
 import { type TestGateway, gatewayFor as gateway } from '../helpers/gateway.js'
@@ -156,6 +162,37 @@ test('a burst sent by the upstream right on connect is neither lost nor reordere
   ws.close(1000)
   await done
   await drained(gw, u)
+})
+
+test('frames that come in the same read as the upstream\'s 101 reach the client first, in order', { timeout: 10_000 }, async (t) => {
+  // A raw upstream that writes its 101 and two frames with one write: they reach the gateway in
+  // one read, so the frames are the handshake's leftover, relayed before anything read later.
+  const server = http.createServer()
+  const upstreamSockets: Duplex[] = []
+  server.on('upgrade', (req, socket: Duplex) => {
+    upstreamSockets.push(socket)
+    socket.on('error', () => {})
+    const accept = acceptKey(String(req.headers['sec-websocket-key']))
+    socket.write(Buffer.concat([
+      Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`),
+      serverFrame(0x1, Buffer.from('glued one'), false),
+      serverFrame(0x2, Buffer.from([1, 2, 3]), false)
+    ]))
+    setImmediate(() => socket.write(serverFrame(0x1, Buffer.from('later'), false)))
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => { server.close() })
+  const gw = await gateway(t, { routes: [{ prefix: '/glued', upstream: `http://127.0.0.1:${(server.address() as AddressInfo).port}` }] })
+  const { ws, open } = client(`${gw.wsUrl}/glued`)
+  const got = collect(ws, 3)
+  await open
+  assert.deepEqual((await got).map((m) => [m.isBinary, m.isBinary ? [...m.data] : m.data.toString()]), [[false, 'glued one'], [true, [1, 2, 3]], [false, 'later']])
+  // This upstream never answers a close: it drops the connection, and the client gets 1014.
+  const done = closed(ws)
+  for (const s of upstreamSockets) s.destroy()
+  assert.equal((await done).code, 1014)
+  await waitFor(() => gw.app.connections.size === 0 && gw.app.websocketBridge.active === 0, 'the registry to empty')
 })
 
 // ---------------------------------------------------------------------------------------------
