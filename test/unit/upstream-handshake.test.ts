@@ -9,7 +9,7 @@ import { once } from 'node:events'
 import http, { type IncomingMessage } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import type { Duplex } from 'node:stream'
-import { acceptKey, deflateOffers, HandshakeCancel, openUpstream } from '../../src/bridge/upstream-handshake.js'
+import { acceptKey, deflateOffers, HandshakeCancel, openUpstream, ReusedReads } from '../../src/bridge/upstream-handshake.js'
 import { waitFor, within } from '../helpers/resources.js'
 
 /** An upstream that answers each upgrade with `answer(req)` (extra 101 header lines, or a full raw answer). */
@@ -181,4 +181,32 @@ test('deflateOffers keeps the client\'s permessage-deflate offers as written and
   assert.equal(deflateOffers('x-webkit-deflate-frame'), '')
   assert.equal(deflateOffers('permessage-deflate; client_max_window_bits, x-foo, Permessage-Deflate; server_no_context_takeover'),
     'permessage-deflate; client_max_window_bits, Permessage-Deflate; server_no_context_takeover')
+})
+
+test('ReusedReads: one buffer, read after read; a fresh one after keep(); 64 KiB once a read fills it, small again after a run of short reads', () => {
+  const r = new ReusedReads()
+  const chunks: Buffer[] = []
+  r.onChunk = (c) => { chunks.push(c) }
+  const read = (n: number): Buffer => {
+    const buf = r.onread.buffer()
+    buf.fill(n & 0xff, 0, n)
+    r.onread.callback(n, buf)
+    return buf
+  }
+  const first = read(10)
+  assert.equal(first.length, 2048)
+  assert.deepEqual([...chunks[0]], Array(10).fill(10))
+  assert.equal(read(20), first, 'the same buffer again')
+  r.keep()
+  read(30)
+  assert.notEqual(r.onread.buffer(), first, 'a chunk kept: the next read goes elsewhere')
+  read(2048)
+  assert.equal(r.onread.buffer().length, 64 * 1024, 'a full read: the buffer grows')
+  const large = r.onread.buffer()
+  for (let i = 0; i < 7; i++) read(100)
+  read(10_000)
+  for (let i = 0; i < 7; i++) read(100)
+  assert.equal(r.onread.buffer(), large, 'short reads among longer ones keep it')
+  read(100)
+  assert.equal(r.onread.buffer().length, 2048, 'a run of 8 short reads: small again')
 })
