@@ -46,35 +46,35 @@ export class HandshakeCancel {
 }
 
 /** Read buffer of a busy upstream socket: Node's own read size. */
-const LARGE_READ = 64 * 1024
+const MAX_READ = 64 * 1024
 /**
- * Read buffer of a quiet one (handshakes, small messages, idle connections): a slice of Node's
- * shared Buffer pool, so that an upstream socket costs no allocation of its own until it
- * streams. Below half the pool size, allocUnsafe takes it from the pool.
+ * Read buffer of a quiet one (handshakes, pongs, small messages, idle connections): a slice of
+ * Node's shared Buffer pool (allocUnsafe takes sizes under 4 KiB from it), so that an idle
+ * upstream socket holds half a KiB, not 64.
  */
-const SMALL_READ = 2 * 1024
-/** Short reads in a row after which a 64 KiB read buffer goes back to small. */
+const MIN_READ = 512
+/** Short reads in a row (a quarter of the buffer or less) after which the buffer shrinks a step. */
 const SHRINK_AFTER = 8
 
 /**
  * Reads of an upstream socket into a buffer used again and again (net's `onread`), instead of
  * a new 64 KiB buffer, Buffer object and 'data' event for every read. Streaming large messages,
  * those buffers are most of the process's allocation, and the external memory they add brings on
- * full garbage collections: reusing one buffer roughly halves a relay's CPU per byte.
+ * full garbage collections: reusing one buffer cuts the relay's CPU per byte.
  *
- * The buffer starts small and grows to 64 KiB when a read fills it, and goes back to small after
- * a run of short reads, so that a connection that streamed once does not keep 64 KiB resident
- * for good. (A connection that goes silent after a burst keeps it until its next reads: the
- * heartbeat's pongs get it back to small within a few ping intervals.)
+ * The buffer follows the traffic: a read that fills it makes the next one 4 times larger (512 B
+ * to 64 KiB in four reads), a run of short reads makes it 4 times smaller again, so that a
+ * connection that streamed once does not keep 64 KiB (a connection that goes silent after a burst
+ * keeps it until its next reads: the heartbeat's pongs shrink it within a few ping intervals).
  *
  * A chunk given to `onChunk` is only valid until it returns: the next read overwrites it. A
  * consumer that keeps it (a write that could not finish at once still points at it) calls
  * `keep()`, and the next read goes to a fresh buffer.
  */
 export class ReusedReads {
-  private buf = Buffer.allocUnsafe(SMALL_READ)
+  private buf = Buffer.allocUnsafe(MIN_READ)
   private kept = false
-  private smallReads = 0
+  private shortReads = 0
   onChunk: (chunk: Buffer) => void = noop
   /** net.connect's `onread` option: `buffer` is asked for the next read's buffer after each read. */
   readonly onread = {
@@ -88,17 +88,17 @@ export class ReusedReads {
   private read (n: number, buf: Buffer): void {
     this.onChunk(buf.subarray(0, n))
     let size = buf.length
-    if (n === buf.length) {
-      size = LARGE_READ
-      this.smallReads = 0
-    } else if (n <= SMALL_READ && buf.length > SMALL_READ) {
+    if (n === size) {
+      if (size < MAX_READ) size = Math.min(size * 4, MAX_READ)
+      this.shortReads = 0
+    } else if (size > MIN_READ && n <= size / 4) {
       // A stream of large frames has its short reads too (a frame's last bytes): only a run of
-      // them means the connection went quiet.
-      if (++this.smallReads >= SHRINK_AFTER) {
-        size = SMALL_READ
-        this.smallReads = 0
+      // them means the traffic got lighter.
+      if (++this.shortReads >= SHRINK_AFTER) {
+        size = Math.max(size / 4, MIN_READ)
+        this.shortReads = 0
       }
-    } else this.smallReads = 0
+    } else this.shortReads = 0
     if (this.kept || size !== buf.length) {
       this.kept = false
       this.buf = Buffer.allocUnsafe(size)

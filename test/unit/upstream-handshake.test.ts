@@ -183,7 +183,7 @@ test('deflateOffers keeps the client\'s permessage-deflate offers as written and
     'permessage-deflate; client_max_window_bits, Permessage-Deflate; server_no_context_takeover')
 })
 
-test('ReusedReads: one buffer, read after read; a fresh one after keep(); 64 KiB once a read fills it, small again after a run of short reads', () => {
+test('ReusedReads: one buffer, read after read; a fresh one after keep(); 4 times larger after a read that fills it, up to 64 KiB; 4 times smaller after 8 short reads in a row', () => {
   const r = new ReusedReads()
   const chunks: Buffer[] = []
   r.onChunk = (c) => { chunks.push(c) }
@@ -194,19 +194,22 @@ test('ReusedReads: one buffer, read after read; a fresh one after keep(); 64 KiB
     return buf
   }
   const first = read(10)
-  assert.equal(first.length, 2048)
+  assert.equal(first.length, 512)
   assert.deepEqual([...chunks[0]], Array(10).fill(10))
   assert.equal(read(20), first, 'the same buffer again')
   r.keep()
   read(30)
   assert.notEqual(r.onread.buffer(), first, 'a chunk kept: the next read goes elsewhere')
-  read(2048)
-  assert.equal(r.onread.buffer().length, 64 * 1024, 'a full read: the buffer grows')
+  const sizes: number[] = []
+  for (let i = 0; i < 5; i++) { read(r.onread.buffer().length); sizes.push(r.onread.buffer().length) }
+  assert.deepEqual(sizes, [2048, 8192, 32768, 65536, 65536], 'full reads: the buffer grows to 64 KiB')
   const large = r.onread.buffer()
   for (let i = 0; i < 7; i++) read(100)
-  read(10_000)
+  read(60_000)
   for (let i = 0; i < 7; i++) read(100)
-  assert.equal(r.onread.buffer(), large, 'short reads among longer ones keep it')
+  assert.equal(r.onread.buffer(), large, 'short reads among long ones keep it')
   read(100)
-  assert.equal(r.onread.buffer().length, 2048, 'a run of 8 short reads: small again')
+  assert.equal(r.onread.buffer().length, 16384, 'a run of 8 short reads: 4 times smaller')
+  for (let i = 0; i < 24; i++) read(100)
+  assert.equal(r.onread.buffer().length, 512, 'and down to 512 bytes')
 })
