@@ -11,6 +11,8 @@
 import http from 'node:http'
 import net from 'node:net'
 import { Agent } from 'undici'
+// The gateway's own list (the harness builds dist/ before it starts any proxy).
+import { HOP_BY_HOP } from '../dist/src/bridge/forward-headers.js'
 
 const upstream = process.env.UPSTREAM
 if (upstream === undefined) {
@@ -21,12 +23,11 @@ const target = new URL(upstream)
 const origin = target.origin
 const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 })
 
-// Hop-by-hop request headers undici refuses or acts on (the bench's clients send none of them).
-const HOP = new Set(['connection', 'keep-alive', 'transfer-encoding', 'upgrade', 'te', 'trailer', 'proxy-connection'])
 
 const server = http.createServer((req, res) => {
   const headers = {}
-  for (const name in req.headers) if (!HOP.has(name)) headers[name] = req.headers[name]
+  // Hop-by-hop headers: undici refuses or acts on them (the bench's clients send none).
+  for (const name in req.headers) if (!HOP_BY_HOP.has(name)) headers[name] = req.headers[name]
   let resume = null
   agent.dispatch({
     origin,

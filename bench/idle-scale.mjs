@@ -20,8 +20,9 @@
 // Usage: npm run bench:idle [-- --conns N] [--workers N] [--settle SEC] [--timeout SEC]
 import { createChildren } from './children.mjs'
 import { cleanEnv, freePort, sleep, waitHttp } from './util.mjs'
+import { childPids, memKiB } from './proc.mjs'
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createHash, randomBytes } from 'node:crypto'
 import http from 'node:http'
 import net from 'node:net'
@@ -153,53 +154,27 @@ function parseArgs (argv) {
 }
 
 /**
- * RSS and PSS (KiB) of a process and all its descendants, summed. RSS counts a page shared by
- * several processes (the node binary's code, about 44 MiB) in each of them; PSS splits it
- * between them, so the sum of PSS is the memory the processes take together.
+ * Memory of the gateway: its process and its workers (node:cluster forks them from it). No
+ * reading at all is an error, not a zero: a zero would pass the 1 GiB check.
  */
-function treeMemKiB (pid) {
-  const out = spawnSync('ps', ['-o', 'pid=,ppid=', '-e'], { encoding: 'utf8' }).stdout
-  const rows = out.trim().split('\n').map((l) => l.trim().split(/\s+/).map(Number))
-  const want = new Set([pid])
-  let grew = true
-  while (grew) {
-    grew = false
-    for (const [p, pp] of rows) if (want.has(pp) && !want.has(p)) { want.add(p); grew = true }
-  }
-  let rss = 0
-  let pss = 0
-  let pssKnown = true
-  for (const p of want) {
-    let t = null
-    try { t = readFileSync(`/proc/${p}/smaps_rollup`, 'latin1') } catch { /* older kernel, or hidden */ }
-    const r = t === null ? null : /^Rss:\s+(\d+)/m.exec(t)
-    const s = t === null ? null : /^Pss:\s+(\d+)/m.exec(t)
-    if (r !== null && s !== null) {
-      rss += Number(r[1])
-      pss += Number(s[1])
-      continue
-    }
-    // No smaps_rollup: RSS from /proc/<pid>/status, PSS unknown. No reading at all is an error,
-    // not a zero (a zero would pass the 1 GiB check).
-    pssKnown = false
-    const m = /^VmRSS:\s+(\d+) kB/m.exec(readFileSync(`/proc/${p}/status`, 'latin1'))
-    if (m === null) throw new Error(`no memory reading for process ${p}`)
-    rss += Number(m[1])
-  }
-  return { rss, pss: pssKnown ? pss : null, processes: want.size }
+function gatewayMem (pid) {
+  const pids = [pid, ...childPids(pid)]
+  const m = memKiB(pids)
+  if (m.rss === 0) throw new Error(`no memory reading for the gateway (pid ${pid})`)
+  return { ...m, processes: pids.length }
 }
 
 /**
- * Samples treeMemKiB every second for `seconds`; returns the last sample and the peak RSS seen.
+ * Samples gatewayMem every second for `seconds`; returns the last sample and the peak RSS seen.
  * The wait is fixed rather than "until it stops changing": V8's memory reducer shrinks the young
  * generation in one step some 10-20 s after the process went quiet, after a flat stretch.
  */
 async function settledMem (pid, seconds) {
-  let last = treeMemKiB(pid)
+  let last = gatewayMem(pid)
   let peak = last.rss
   for (let i = 0; i < seconds; i++) {
     await sleep(1000)
-    last = treeMemKiB(pid)
+    last = gatewayMem(pid)
     peak = Math.max(peak, last.rss)
   }
   return { ...last, peak, seconds }

@@ -45,6 +45,31 @@ export function rssKiB (pids) {
   return kib
 }
 
+/**
+ * RSS and PSS (KiB) of processes, summed. RSS counts a page shared by several processes (the node
+ * binary's code, about 44 MiB) in each of them; PSS splits it between them, so the sum of PSS is
+ * the memory they take together. PSS is null when a process has no /proc/<pid>/smaps_rollup
+ * (kernels before 4.14); RSS then comes from VmRSS, as rssKiB reads it.
+ */
+export function memKiB (pids) {
+  let rss = 0
+  let pss = 0
+  for (const pid of pids) {
+    let t = null
+    try { t = readFileSync(`/proc/${pid}/smaps_rollup`, 'latin1') } catch { /* older kernel, hidden, or gone */ }
+    const r = t === null ? null : /^Rss:\s+(\d+)/m.exec(t)
+    const p = t === null ? null : /^Pss:\s+(\d+)/m.exec(t)
+    if (r !== null && p !== null) {
+      rss += Number(r[1])
+      if (pss !== null) pss += Number(p[1])
+    } else {
+      rss += rssKiB([pid])
+      pss = null
+    }
+  }
+  return { rss, pss }
+}
+
 /** Busy and steal time (µs) of the given CPUs (all when null), from /proc/stat. */
 export function coreTimes (cores) {
   let busy = 0

@@ -105,15 +105,14 @@ export default fp(async function authPlugin (fastify) {
    * does the same check behind a second decode and a callback chain. A JWKS key needs the
    * token's kid, so it goes that way.
    */
-  const verifyStatic = jwt !== undefined && (jwt.secret !== undefined || jwt.publicKey !== undefined)
-    ? (request: FastifyRequest, token: string): void => { request.user = fastify.jwt.verify<JwtClaims>(token) }
-    : null
+  const staticKey = jwt !== undefined && (jwt.secret !== undefined || jwt.publicKey !== undefined)
   const verify = async (request: FastifyRequest, token: string): Promise<void> => {
-    if (verifyStatic !== null) verifyStatic(request, token)
-    else {
-      ;(request as WithToken)[kToken] = token
-      await request.jwtVerify()
+    if (staticKey) {
+      request.user = fastify.jwt.verify<JwtClaims>(token)
+      return
     }
+    ;(request as WithToken)[kToken] = token
+    await request.jwtVerify()
   }
 
   async function checkAuth (request: FastifyRequest, reply: FastifyReply, mode: AuthMode): Promise<boolean> {

@@ -171,12 +171,10 @@ export class Bridge {
     this.client.peer = this.up
     this.up.peer = this.client
     this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
-    const reads = opts.upstreamReads ?? null
-    if (reads === null && upstreamHead.length > 0) upstream.unshift(upstreamHead)
     this.listen(this.client)
-    this.listen(this.up, reads)
-    // With reused reads there are no 'data' events to put the head back into: it goes first.
-    if (reads !== null && upstreamHead.length > 0) this.onData(this.up, upstreamHead)
+    this.listen(this.up, opts.upstreamReads ?? null)
+    // What the upstream sent right after its 101 comes before anything read from now on.
+    if (upstreamHead.length > 0) this.onData(this.up, upstreamHead)
     client.resume()
     upstream.resume()
   }

@@ -71,18 +71,39 @@ export function upstreamPath (pathname: string, prefix: string, rewritePrefix: s
   return targetBasePath === '' ? p : targetBasePath + (p === '/' && rest === '' ? '' : p)
 }
 
-export interface TargetParts { origin: string, host: string, pathname: string }
+export interface TargetParts {
+  origin: string
+  /** The Host header for it: no default port. */
+  host: string
+  pathname: string
+  /** https: or wss:. */
+  secure: boolean
+  /** What to connect to: the host name, an IPv6 address without its brackets. */
+  hostname: string
+  /** The port, the scheme's default when none is given. */
+  port: number
+}
 const parsedTargets = new Map<string, TargetParts>()
 
 /**
- * The parts of a target URL, parsed once: targets come from the configuration (or a plugin's
- * few), so the cache stays small; it stops growing at 10,000 entries all the same.
+ * The parts of a target URL, parsed once, for HTTP requests and WebSocket handshakes alike:
+ * targets come from the configuration (or a plugin's few), so the cache stays small; it stops
+ * growing at 10,000 entries all the same.
+ * @throws when it is not a URL
  */
 export function targetParts (target: string): TargetParts {
   let parts = parsedTargets.get(target)
   if (parts === undefined) {
     const url = new URL(target)
-    parts = { origin: url.origin, host: url.host, pathname: url.pathname }
+    const secure = url.protocol === 'https:' || url.protocol === 'wss:'
+    parts = {
+      origin: url.origin,
+      host: url.host,
+      pathname: url.pathname,
+      secure,
+      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port)
+    }
     if (parsedTargets.size < 10_000) parsedTargets.set(target, parts)
   }
   return parts

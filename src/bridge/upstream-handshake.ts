@@ -9,6 +9,7 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { createHash } from 'node:crypto'
 import { randomInto } from './frames.js'
+import { targetParts } from './forward-headers.js'
 import type { Duplex } from 'node:stream'
 
 export interface UpstreamHandshakeOptions {
@@ -106,32 +107,6 @@ export class ReusedReads {
   }
 }
 
-interface Origin { secure: boolean, host: string, port: number, hostHeader: string }
-const origins = new Map<string, Origin>()
-
-/**
- * The connection parts of a target origin (`ws://host:port`), parsed once: targets come from
- * the configuration, so the cache stays small; it stops growing at 10,000 entries all the same.
- * @throws when the origin is not a ws, wss, http or https URL
- */
-function parseOrigin (origin: string): Origin {
-  let o = origins.get(origin)
-  if (o === undefined) {
-    const url = new URL(origin)
-    const secure = url.protocol === 'wss:' || url.protocol === 'https:'
-    if (!secure && url.protocol !== 'ws:' && url.protocol !== 'http:') throw new Error(`unsupported upstream URL ${url.protocol}`)
-    o = {
-      secure,
-      host: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port),
-      // The target's own host, without a default port (as ws and browsers send it).
-      hostHeader: url.host
-    }
-    if (origins.size < 10_000) origins.set(origin, o)
-  }
-  return o
-}
-
 export type HandshakeResult =
   | {
       ok: true
@@ -221,17 +196,17 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     try {
       // The path and query as given, not as URL parsing normalizes them: `/a/%2e%2e/b` must not
       // become `/b` (which would step outside the route's rewritePrefix or the target's base path).
-      const origin = /^[a-z]+:\/\/[^/?#]*/i.exec(opts.url)?.[0]
-      if (origin === undefined) throw new Error(`invalid upstream URL ${JSON.stringify(opts.url)}`)
-      const o = parseOrigin(origin)
+      const origin = /^(?:wss?|https?):\/\/[^/?#]*/i.exec(opts.url)?.[0]
+      if (origin === undefined) throw new Error(`unsupported upstream URL ${JSON.stringify(opts.url)}`)
+      const o = targetParts(origin)
       secure = o.secure
-      host = o.host
+      host = o.hostname
       port = o.port
       let target = opts.url.slice(origin.length).split('#', 1)[0]
       if (target === '' || target[0] === '?') target = '/' + target
       // eslint-disable-next-line no-control-regex -- control characters are what is refused
       if (/[\x00-\x20\x7f]/.test(target)) throw new Error('invalid characters in the upstream path')
-      let head = `GET ${target} HTTP/1.1\r\nHost: ${o.hostHeader}\r\n`
+      let head = `GET ${target} HTTP/1.1\r\nHost: ${o.host}\r\n`
       for (const name of Object.keys(opts.headers)) {
         const lower = name.toLowerCase()
         if (lower === 'host' || lower === 'connection' || lower === 'upgrade' || lower.startsWith('sec-websocket-')) continue

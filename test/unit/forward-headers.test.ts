@@ -126,7 +126,9 @@ test('upstreamPath: the target\'s base path goes first', () => {
 })
 
 test('targetParts: origin, host without a default port, and path of a target URL; the same object for the same target', () => {
-  assert.deepEqual(targetParts('http://10.0.0.1:80/base'), { origin: 'http://10.0.0.1', host: '10.0.0.1', pathname: '/base' })
-  assert.deepEqual(targetParts('https://[::1]:8443'), { origin: 'https://[::1]:8443', host: '[::1]:8443', pathname: '/' })
+  assert.deepEqual(targetParts('http://10.0.0.1:80/base'), { origin: 'http://10.0.0.1', host: '10.0.0.1', pathname: '/base', secure: false, hostname: '10.0.0.1', port: 80 })
+  assert.deepEqual(targetParts('https://[::1]:8443'), { origin: 'https://[::1]:8443', host: '[::1]:8443', pathname: '/', secure: true, hostname: '::1', port: 8443 })
+  // A WebSocket handshake asks for a target's origin as ws:// or wss:// too.
+  assert.deepEqual(targetParts('wss://example.com'), { origin: 'wss://example.com', host: 'example.com', pathname: '/', secure: true, hostname: 'example.com', port: 443 })
   assert.equal(targetParts('http://a:1/x'), targetParts('http://a:1/x'))
 })
