@@ -4,10 +4,10 @@
  * `/chat/x`, not `/chatroom`.
  */
 import fp from 'fastify-plugin'
-import fastifyStatic from '@fastify/static'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
 import type WebSocket from 'ws'
 import { checkHandshake, routeTarget, type BridgeTarget } from './websocket-bridge.js'
+import { registerStatic } from './static-routes.js'
 import { codes, errorBody } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
@@ -50,31 +50,6 @@ function hasBody (request: FastifyRequest): boolean {
 
 function urls (prefix: string): string[] {
   return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
-}
-
-async function registerStatic (scope: FastifyInstance, route: RouteConfig): Promise<void> {
-  const limits = scope.routeLimits(route.rateLimit, route.prefix)
-  // A scope of its own, so the route's auth and HTTP limits guard its files like any route's.
-  await scope.register(async function staticScope (inner) {
-    inner.addHook('onRequest', async (request, reply) => {
-      if (route.auth !== 'none') {
-        if (!await inner.checkAuth(request, reply, route.auth)) return
-      } else if (route.rateLimit?.keyBy === 'user') {
-        await inner.identify(request)
-      }
-      if (limits !== null) await limits.http(request, reply)
-    })
-    await inner.register(fastifyStatic, {
-      root: route.static!,
-      // Without the trailing slash: @fastify/static then serves `${prefix}/*` and, with `redirect`,
-      // answers the bare prefix with a 301 to the folder (as nginx does); given `/static/` it would
-      // register no redirect and `/static` would be a 404.
-      prefix: route.prefix,
-      decorateReply: false,
-      redirect: true,
-      wildcard: true
-    })
-  })
 }
 
 function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: UpstreamPool): void {

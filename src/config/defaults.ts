@@ -15,6 +15,12 @@ export const DEFAULT_CONNECT_TIMEOUT = 10_000
 export const DEFAULT_HIGH_WATER_MARK = 1024 * 1024
 
 export const DEFAULT_ADMIN_PREFIX = '/admin'
+/** Shorter admin tokens are refused at startup. */
+export const MIN_ADMIN_TOKEN_LENGTH = 16
+/** Failed admin authentications per minute from one IP before 429. */
+export const ADMIN_AUTH_FAILURES_PER_MINUTE = 10
+/** Bytes a client may send before its 101 that the gateway holds; past that it stops reading. */
+export const EARLY_DATA_LIMIT = 64 * 1024
 export const DEFAULT_REDIS_KEY_PREFIX = 'gw:'
 export const DEFAULT_TOKEN_SOURCES = ['header', 'query', 'cookie', 'protocol'] as const
 export const DEFAULT_QUERY_PARAM = 'access_token'

@@ -89,7 +89,8 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
   }
 
   const topLimit = cfg.rateLimit === undefined ? null : resolveRateLimit(cfg.rateLimit)
-  const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, topLimit, abs))
+  const serverMaxBody = cfg.server?.maxBodySize === undefined ? null : parseSize(cfg.server.maxBodySize) as number
+  const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, topLimit, abs, serverMaxBody))
   if (cfg.auth?.jwt === undefined) {
     const r = routes.find((x) => x.auth !== 'none')
     if (r !== undefined) throw new ConfigError(`routes[${r.index}].auth`, `"${r.auth}" needs auth.jwt (a secret, publicKey or jwksUrl; or JWT_SECRET / JWT_PUBLIC_KEY)`)
@@ -115,7 +116,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       trustProxy: s.trustProxy ?? false,
       drainTimeout: dur(s.drainTimeout, D.DEFAULT_DRAIN_TIMEOUT),
       reloadDrain: dur(s.reloadDrain, D.DEFAULT_RELOAD_DRAIN),
-      proxyTimeout: dur(s.proxyTimeout, D.DEFAULT_PROXY_TIMEOUT)
+      proxyTimeout: dur(s.proxyTimeout, D.DEFAULT_PROXY_TIMEOUT),
+      encodedSlashes: s.encodedSlashes ?? 'refuse',
+      underscoresInHeaders: s.underscoresInHeaders ?? false,
+      maxBodySize: serverMaxBody
     },
     auth: {
       tokenSources: [...(cfg.auth?.tokenSources ?? D.DEFAULT_TOKEN_SOURCES)],
@@ -133,7 +137,8 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       maxPayload: size(ws.maxPayload, D.DEFAULT_MAX_PAYLOAD),
       connectTimeout: dur(ws.connectTimeout, D.DEFAULT_CONNECT_TIMEOUT),
       highWaterMark: size(ws.highWaterMark, D.DEFAULT_HIGH_WATER_MARK),
-      allowedOrigins: ws.allowedOrigins ?? []
+      allowedOrigins: ws.allowedOrigins ?? [],
+      compression: ws.compression ?? 'passthrough'
     },
     rateLimit: topLimit,
     admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? 0 },
@@ -147,6 +152,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
   if (out.websocket.pongTimeout === 0) throw new ConfigError('websocket.pongTimeout', 'must be greater than 0')
   if (out.websocket.connectTimeout === 0) throw new ConfigError('websocket.connectTimeout', 'must be greater than 0')
   if (out.websocket.maxPayload === 0) throw new ConfigError('websocket.maxPayload', 'must be greater than 0')
+  // A short admin token falls to guessing: the admin API can close every connection.
+  if (admin.token !== undefined && admin.token.length < D.MIN_ADMIN_TOKEN_LENGTH) {
+    throw new ConfigError('admin.token', `must be at least ${D.MIN_ADMIN_TOKEN_LENGTH} characters (got ${admin.token.length})`)
+  }
   if (s.tls !== undefined) {
     const certPath = abs(s.tls.cert)
     const keyPath = abs(s.tls.key)
@@ -171,7 +180,8 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       algorithms,
       issuer: jwt.issuer,
       audience: jwt.audience,
-      clockToleranceSec: jwt.clockToleranceSec ?? 0
+      clockToleranceSec: jwt.clockToleranceSec ?? 0,
+      requiredClaims: [...new Set(jwt.requiredClaims ?? [])]
     }
   }
   if (cfg.redis?.url !== undefined) {
@@ -206,12 +216,16 @@ function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p:
   }
 }
 
-function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, UpstreamConfig>, top: RateLimitConfig | null, abs: (p: string) => string): RouteConfig {
+function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, UpstreamConfig>, top: RateLimitConfig | null, abs: (p: string) => string, maxBodySize: number | null): RouteConfig {
   const path = `routes[${i}]`
   const prefix = normalisePrefix(r.prefix)
   let upstream: UpstreamConfig | null = null
   let staticDir: string | null = null
   if (r.static !== undefined && r.upstream !== undefined) throw new ConfigError(`${path}.static`, 'a route has either upstream or static, not both')
+  if (r.static === undefined) {
+    if (r.dotfiles !== undefined) throw new ConfigError(`${path}.dotfiles`, 'only applies to static routes')
+    if (r.followSymlinks !== undefined) throw new ConfigError(`${path}.followSymlinks`, 'only applies to static routes')
+  }
   if (r.static !== undefined) {
     staticDir = abs(r.static)
     if (r.websocket === true) throw new ConfigError(`${path}.websocket`, 'a static route cannot serve WebSockets')
@@ -236,7 +250,10 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
     http,
     auth: r.auth ?? 'none',
     rateLimit: r.rateLimit === false ? null : r.rateLimit === undefined ? top : resolveRateLimit({ ...r.rateLimit, keyBy: r.rateLimit.keyBy ?? top?.keyBy }),
-    headers: lowerKeys(r.headers ?? {})
+    headers: lowerKeys(r.headers ?? {}),
+    maxBodySize: r.maxBodySize === undefined ? maxBodySize : parseSize(r.maxBodySize) as number,
+    dotfiles: r.dotfiles ?? 'deny',
+    followSymlinks: r.followSymlinks ?? false
   }
 }
 

@@ -41,7 +41,10 @@ export const RouteSchema = Closed({
   http: Opt(Type.Boolean()),
   auth: Opt(Type.Union([Type.Literal('required'), Type.Literal('optional'), Type.Literal('none')])),
   rateLimit: Opt(Type.Union([RateLimitSchema, Type.Literal(false)])),
-  headers: Opt(Type.Record(Type.String(), Type.String()))
+  headers: Opt(Type.Record(Type.String(), Type.String())),
+  maxBodySize: Opt(Size),
+  dotfiles: Opt(Type.Union([Type.Literal('deny'), Type.Literal('allow')])),
+  followSymlinks: Opt(Type.Boolean())
 })
 
 export const HealthCheckSchema = Closed({
@@ -71,7 +74,10 @@ export const ConfigSchema = Closed({
     tls: Opt(Closed({ cert: Type.String({ minLength: 1 }), key: Type.String({ minLength: 1 }) })),
     drainTimeout: Opt(Duration),
     reloadDrain: Opt(Duration),
-    proxyTimeout: Opt(Duration)
+    proxyTimeout: Opt(Duration),
+    encodedSlashes: Opt(Type.Union([Type.Literal('refuse'), Type.Literal('keep')])),
+    underscoresInHeaders: Opt(Type.Boolean()),
+    maxBodySize: Opt(Size)
   })),
   auth: Opt(Closed({
     jwt: Opt(Closed({
@@ -81,7 +87,8 @@ export const ConfigSchema = Closed({
       algorithms: Opt(Type.Array(Type.String(), { minItems: 1 })),
       issuer: Opt(Type.String()),
       audience: Opt(Type.String()),
-      clockToleranceSec: Opt(Type.Number({ minimum: 0 }))
+      clockToleranceSec: Opt(Type.Number({ minimum: 0 })),
+      requiredClaims: Opt(Type.Array(Type.String({ minLength: 1 })))
     })),
     tokenSources: Opt(Type.Array(Type.Union([
       Type.Literal('header'), Type.Literal('query'), Type.Literal('cookie'), Type.Literal('protocol')
@@ -100,7 +107,8 @@ export const ConfigSchema = Closed({
     maxPayload: Opt(Size),
     connectTimeout: Opt(Duration),
     highWaterMark: Opt(Size),
-    allowedOrigins: Opt(Type.Array(Type.String()))
+    allowedOrigins: Opt(Type.Array(Type.String())),
+    compression: Opt(Type.Union([Type.Literal('passthrough'), Type.Literal('off')]))
   })),
   rateLimit: Opt(RateLimitSchema),
   admin: Opt(Closed({

@@ -42,6 +42,12 @@ export interface RouteConfig {
   /** The limits in force on this route (route override, else top level); null when none. */
   rateLimit: RateLimitConfig | null
   headers: Record<string, string>
+  /** Largest request body proxied (route's own, else server.maxBodySize); null: unlimited. */
+  maxBodySize: number | null
+  /** Static routes: serve files and folders whose name starts with a dot (default deny: 404). */
+  dotfiles: 'deny' | 'allow'
+  /** Static routes: follow symlinks that lead out of the root (default false: 404). */
+  followSymlinks: boolean
 }
 
 export interface JwtConfig {
@@ -53,6 +59,8 @@ export interface JwtConfig {
   issuer?: string
   audience?: string
   clockToleranceSec: number
+  /** Claims a token must carry (e.g. exp); a token lacking one is 401. */
+  requiredClaims: string[]
 }
 
 export interface GatewayConfig {
@@ -64,6 +72,12 @@ export interface GatewayConfig {
     drainTimeout: number
     reloadDrain: number
     proxyTimeout: number
+    /** `%2F`/`%5C` in a path: refused with 400, or kept (routed as `/`, sent upstream encoded). */
+    encodedSlashes: 'refuse' | 'keep'
+    /** Keep client header names with `_` (default false: dropped before proxying). */
+    underscoresInHeaders: boolean
+    /** Default largest request body for every route; null: unlimited. */
+    maxBodySize: number | null
   }
   auth: {
     jwt?: JwtConfig
@@ -83,6 +97,8 @@ export interface GatewayConfig {
     connectTimeout: number
     highWaterMark: number
     allowedOrigins: string[]
+    /** permessage-deflate: negotiated end to end (passthrough) or not offered upstream (off). */
+    compression: 'passthrough' | 'off'
   }
   rateLimit: RateLimitConfig | null
   admin: { token?: string, prefix: string, port: number }

@@ -24,7 +24,7 @@ async function setup (t: T, extra: Partial<GatewayConfigInput> = {}, opts: { cap
       { prefix: '/maybe', upstream: up.url, auth: 'optional' },
       { prefix: '/public', upstream: up.url }
     ],
-    admin: { token: 'adm' },
+    admin: { token: 'admin-token-0123456789' },
     ...extra
   }, opts)
   t.after(() => gw.close())
@@ -140,7 +140,7 @@ test('optional: none is fine, valid is used, invalid is 401', async (t) => {
   assert.equal((await fetch(`${gw.url}/maybe/x`, { headers: { authorization: 'Bearer junk' } })).status, 401)
   const anon = await connect(`${gw.wsUrl}/maybe`)
   const authed = await connect(`${gw.wsUrl}/maybe`, undefined, { headers: { authorization: `Bearer ${valid({ sub: 'bob' })}` } })
-  const list = await (await fetch(`${gw.url}/admin/connections`, { headers: { authorization: 'Bearer adm' } })).json() as { connections: Array<{ userId: string | null }> }
+  const list = await (await fetch(`${gw.url}/admin/connections`, { headers: { authorization: 'Bearer admin-token-0123456789' } })).json() as { connections: Array<{ userId: string | null }> }
   assert.deepEqual(list.connections.map((c) => c.userId), [null, 'bob'])
   assert.equal(up.upgrades.at(-1)!.headers['x-user-id'], 'bob')
   anon.close(); authed.close()

@@ -16,7 +16,7 @@ import type WebSocket from 'ws'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 import { freePort, waitFor } from '../helpers/resources.js'
 
-const TOKEN = 'cluster-admin'
+const TOKEN = 'cluster-admin-token-0123'
 const auth = { authorization: `Bearer ${TOKEN}` }
 const PING = 300
 

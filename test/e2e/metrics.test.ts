@@ -71,11 +71,11 @@ test('metrics after a known scenario: handshakes, messages, bytes, closes, HTTP,
 test('/metrics is public by default; metrics.protected requires the admin token', async (t) => {
   const up = await startUpstream()
   t.after(() => up.close())
-  const gw = await startGateway({ routes: [{ prefix: '/chat', upstream: up.url }], admin: { token: 'tok' }, metrics: { protected: true } })
+  const gw = await startGateway({ routes: [{ prefix: '/chat', upstream: up.url }], admin: { token: 'admin-token-0123456789' }, metrics: { protected: true } })
   t.after(() => gw.close())
   assert.equal((await fetch(`${gw.url}/metrics`)).status, 401)
   assert.equal((await fetch(`${gw.url}/metrics`, { headers: { authorization: 'Bearer wrong' } })).status, 401)
-  const ok = await fetch(`${gw.url}/metrics`, { headers: { authorization: 'Bearer tok' } })
+  const ok = await fetch(`${gw.url}/metrics`, { headers: { authorization: 'Bearer admin-token-0123456789' } })
   assert.equal(ok.status, 200)
   assert.match(ok.headers.get('content-type') ?? '', /^text\/plain/)
 })

@@ -413,7 +413,7 @@ describe('example plugins', () => {
     const gw = await gateway(t, {
       auth: { jwt: { secret: SECRET }, forwardClaims: { sub: 'x-user-id' } },
       upstreams: { acme: { targets: [acme.url] } },
-      admin: { token: 'adm' },
+      admin: { token: 'admin-token-0123456789' },
       plugins: [{
         path: join(EXAMPLES, 'tenant-routing.js'),
         prefix: '/tenant',
@@ -444,12 +444,12 @@ describe('example plugins', () => {
 
     // Listed like any connection, under the plugin's prefix; closed from the admin API like any.
     const list = await json<{ total: number, connections: Array<{ id: string, userId: string, route: string, upstream: string }> }>(
-      `${gw.url}/admin/connections?route=/tenant`, { headers: { authorization: 'Bearer adm' } })
+      `${gw.url}/admin/connections?route=/tenant`, { headers: { authorization: 'Bearer admin-token-0123456789' } })
     assert.equal(list.body.total, 2)
     assert.deepEqual(list.body.connections.map((c) => [c.userId, c.upstream]).sort(), [['alice', acme.url], ['bob', globex.wsUrl]])
     const bobClosed = closed(bob)
     const bobId = list.body.connections.find((c) => c.userId === 'bob')!.id
-    assert.equal((await fetch(`${gw.url}/admin/connections/${bobId}`, { method: 'DELETE', headers: { authorization: 'Bearer adm' } })).status, 204)
+    assert.equal((await fetch(`${gw.url}/admin/connections/${bobId}`, { method: 'DELETE', headers: { authorization: 'Bearer admin-token-0123456789' } })).status, 204)
     assert.equal((await bobClosed).code, 1008)
 
     // Refusals, each a plain HTTP status before any upgrade and before any upstream is contacted.
@@ -480,7 +480,7 @@ describe('library use', () => {
     const app: FastifyInstance = Fastify({ logger: false })
     app.get('/mine', async () => ({ mine: true }))
     await app.register(gatewayPlugin, {
-      config: { routes: [{ prefix: '/echo', upstream: up.url }], admin: { token: 'adm' }, plugins: ['./hello.js'] },
+      config: { routes: [{ prefix: '/echo', upstream: up.url }], admin: { token: 'admin-token-0123456789' }, plugins: ['./hello.js'] },
       baseDir: FIX
     })
     await app.listen({ host: '127.0.0.1', port: 0 })
@@ -497,7 +497,7 @@ describe('library use', () => {
     assert.equal((await got).data.toString(), 'relayed')
     // The decorators are the app's own (gatewayPlugin is fastify-plugin wrapped).
     assert.equal(app.connections.size, 1)
-    const listed = await fetch(`http://127.0.0.1:${port}/admin/connections`, { headers: { authorization: 'Bearer adm' } })
+    const listed = await fetch(`http://127.0.0.1:${port}/admin/connections`, { headers: { authorization: 'Bearer admin-token-0123456789' } })
     assert.equal(((await listed.json()) as { total: number }).total, 1)
   })
 })

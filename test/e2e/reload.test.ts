@@ -19,7 +19,7 @@ import { makeCert } from '../helpers/tls.js'
 import type WebSocket from 'ws'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
-const TOKEN = 'reload-admin'
+const TOKEN = 'reload-admin-token-0123'
 const auth = { authorization: `Bearer ${TOKEN}` }
 
 interface Harness { gw: RunningGateway, url: string, wsUrl: string, write (c: GatewayConfigInput | string): void, file: string, dir: string }

@@ -208,7 +208,7 @@ describe('defaults', () => {
       server: { host: '127.0.0.1', port: 0 },
       auth: { tokenSources: ['cookie'], queryParam: 'token', cookieName: 'sid', closeOnExpiry: false, forwardClaims: { sub: 'X-User-Id', role: 'x-role' } },
       websocket: { allowedOrigins: ['https://app.example'] },
-      admin: { token: 't0ken', prefix: '/ops/', port: 9090 },
+      admin: { token: 't0ken-0123456789ab', prefix: '/ops/', port: 9090 },
       metrics: { protected: true }
     })
     assert.equal(cfg.server.host, '127.0.0.1')
@@ -219,7 +219,7 @@ describe('defaults', () => {
     assert.equal(cfg.auth.closeOnExpiry, false)
     assert.deepEqual(cfg.auth.forwardClaims, { sub: 'x-user-id', role: 'x-role' }, 'header names lower-cased')
     assert.deepEqual(cfg.websocket.allowedOrigins, ['https://app.example'])
-    assert.deepEqual(cfg.admin, { token: 't0ken', prefix: '/ops', port: 9090 })
+    assert.deepEqual(cfg.admin, { token: 't0ken-0123456789ab', prefix: '/ops', port: 9090 })
     assert.equal(cfg.metrics.protected, true)
   })
 
@@ -647,10 +647,10 @@ describe('environment variables over the file', () => {
 
   test('ADMIN_TOKEN overrides admin.token and keeps the rest of admin', async (t) => {
     const dir = await tmp(t)
-    const file = await writeJson(join(dir, 'gw.json'), { admin: { token: 'from-file', prefix: '/ops', port: 9091 } })
-    assert.deepEqual(loadConfig({ env: { GATEWAY_CONFIG: file, ADMIN_TOKEN: 'from-env' } }).config.admin, { token: 'from-env', prefix: '/ops', port: 9091 })
-    assert.equal(loadConfig({ env: { GATEWAY_CONFIG: file } }).config.admin.token, 'from-file')
-    assert.equal(loadConfig({ env: { ADMIN_TOKEN: 'only-env' } }).config.admin.token, 'only-env')
+    const file = await writeJson(join(dir, 'gw.json'), { admin: { token: 'from-file-0123456789', prefix: '/ops', port: 9091 } })
+    assert.deepEqual(loadConfig({ env: { GATEWAY_CONFIG: file, ADMIN_TOKEN: 'from-env-0123456789' } }).config.admin, { token: 'from-env-0123456789', prefix: '/ops', port: 9091 })
+    assert.equal(loadConfig({ env: { GATEWAY_CONFIG: file } }).config.admin.token, 'from-file-0123456789')
+    assert.equal(loadConfig({ env: { ADMIN_TOKEN: 'only-env-0123456789' } }).config.admin.token, 'only-env-0123456789')
   })
 
   test('JWT_SECRET overrides the file, replaces a file publicKey, keeps the other jwt keys', async (t) => {
@@ -666,7 +666,7 @@ describe('environment variables over the file', () => {
 
     const file2 = await writeJson(join(dir, 'gw2.json'), { auth: { jwt: { secret: 'file-secret' } } })
     assert.equal(loadConfig({ env: { GATEWAY_CONFIG: file2, JWT_SECRET: 'env-secret' } }).config.auth.jwt?.secret, 'env-secret')
-    assert.equal(loadConfig({ env: { JWT_SECRET: 'only-env' } }).config.auth.jwt?.secret, 'only-env')
+    assert.equal(loadConfig({ env: { JWT_SECRET: 'only-env-0123456789' } }).config.auth.jwt?.secret, 'only-env-0123456789')
   })
 
   test('JWT_PUBLIC_KEY: PEM text or a path; replaces a file secret', async (t) => {
@@ -955,7 +955,7 @@ describe('demo mode', () => {
   })
 
   test('HOST, PORT, LOG_LEVEL and other server settings do not turn it off', () => {
-    const loaded = loadConfig({ env: { HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'debug', ADMIN_TOKEN: 't', JWT_SECRET: 's', REDIS_URL: 'redis://127.0.0.1:6379', GATEWAY_CONFIG: '' } })
+    const loaded = loadConfig({ env: { HOST: '127.0.0.1', PORT: '0', LOG_LEVEL: 'debug', ADMIN_TOKEN: 'admin-token-0123456789', JWT_SECRET: 's', REDIS_URL: 'redis://127.0.0.1:6379', GATEWAY_CONFIG: '' } })
     assert.equal(loaded.demo, true)
     assert.equal(loaded.config.server.port, 0)
     assert.equal(loaded.logLevel, 'debug')
@@ -998,7 +998,7 @@ describe('shipped examples', () => {
   })
 
   test('gateway.example.yaml still validates with the environment set', () => {
-    const { config } = loadConfig({ argv: ['--config', exampleFile], env: { PORT: '0', ADMIN_TOKEN: 'x', JWT_SECRET: 'y', UPSTREAM_URL: 'http://127.0.0.1:1' } })
+    const { config } = loadConfig({ argv: ['--config', exampleFile], env: { PORT: '0', ADMIN_TOKEN: 'admin-token-0123456789', JWT_SECRET: 'y', UPSTREAM_URL: 'http://127.0.0.1:1' } })
     assert.equal(config.server.port, 0)
     assert.equal(config.routes.at(-1)?.prefix, '/')
   })
