@@ -2,13 +2,14 @@
  * JWT auth (@fastify/jwt) for HTTP routes and WebSocket handshakes. The check runs in an
  * onRequest hook, so a WebSocket handshake without a valid token gets a plain 401 before any
  * upgrade or upstream connection. Keys: an HMAC secret, a public key, or a JWKS endpoint
- * (get-jwks: keys chosen by kid and cached, so rotation needs no restart).
+ * (src/auth/jwks.ts: keys chosen by kid, fetched at most once per interval whatever the tokens
+ * say, so rotation needs no restart and bogus kids cannot make the gateway hammer the provider).
  */
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
-import buildGetJwks from 'get-jwks'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import { findToken, type FoundToken } from '../src/auth/token.js'
+import { JwksKeys } from '../src/auth/jwks.js'
 import type { AuthMode } from '../src/config/types.js'
 import { codes, errorBody } from '../src/errors.js'
 
@@ -42,8 +43,17 @@ declare module 'fastify' {
 const kToken = Symbol('tollgate.token')
 type WithToken = FastifyRequest & { [kToken]?: string }
 
+/** Marks an error thrown by this plugin's own checks: the value is the reason sent to the client. */
+const kReason = Symbol('tollgate.reason')
+type AuthError = Error & { code?: string, [kReason]?: string }
+
+function refusal (reason: string): AuthError {
+  return Object.assign(new Error(reason), { [kReason]: reason })
+}
+
 /** Maps verification errors to a short, token-free reason for the 401 body. */
-function reasonOf (err: Error & { code?: string }): string {
+function reasonOf (err: AuthError): string {
+  if (err[kReason] !== undefined) return err[kReason]
   // fast-jwt's own codes (static keys are checked with its verifier directly) and the ones
   // @fastify/jwt wraps them in (request.jwtVerify, used with JWKS).
   switch (err.code) {
@@ -56,11 +66,14 @@ function reasonOf (err: Error & { code?: string }): string {
     case 'FAST_JWT_INVALID_KEY': case 'FAST_JWT_INVALID_SIGNATURE': case 'FAST_JWT_INVALID_CLAIM_VALUE': case 'FAST_JWT_MISSING_REQUIRED_CLAIM':
       return reasonOfDetail(err.message)
     default:
-      return err.name === 'GetJwksError' || /jwk/i.test(err.message) ? 'unknown signing key' : 'invalid token'
+      return 'invalid token'
   }
 }
 
 function reasonOfDetail (detail: string): string {
+  // fast-jwt's requiredClaims message; the name is one from the configuration, not the token.
+  const claim = /^The (.+) claim is required\.$/.exec(detail)?.[1]
+  if (claim !== undefined) return /^[\x21\x23-\x5b\x5d-\x7e]{1,64}$/.test(claim) ? `missing required claim ${claim}` : 'missing required claim'
   if (/malformed|base64url|serialized/i.test(detail)) return 'malformed token'
   if (/signature/i.test(detail)) return 'invalid signature'
   if (/iss claim/i.test(detail)) return 'invalid issuer'
@@ -80,9 +93,18 @@ export default fp(async function authPlugin (fastify) {
     if (jwt.secret !== undefined) secret = jwt.secret
     else if (jwt.publicKey !== undefined) secret = { public: jwt.publicKey }
     else {
-      const url = new URL(jwt.jwksUrl!)
-      const jwks = buildGetJwks({ jwksPath: url.pathname + url.search, ttl: 10 * 60_000, max: 100 })
-      secret = async (_request, token) => jwks.getPublicKey({ domain: url.origin, kid: token.header.kid, alg: token.header.alg })
+      const jwks = new JwksKeys({ url: jwt.jwksUrl!, log: fastify.log })
+      fastify.addHook('onClose', async () => { jwks.close() })
+      const allowed = new Set(jwt.algorithms)
+      secret = async (_request, token) => {
+        const alg = token.header.alg
+        // Refused before the key lookup: a token that no key could verify never causes a fetch.
+        if (alg === 'none') throw refusal('token is not signed')
+        if (alg === undefined || !allowed.has(alg)) throw refusal('token algorithm not allowed')
+        const pem = await jwks.getKey(token.header.kid, alg)
+        if (pem === undefined) throw refusal('unknown signing key')
+        return pem
+      }
     }
     await fastify.register(fastifyJwt, {
       secret: secret as never,
@@ -93,6 +115,8 @@ export default fp(async function authPlugin (fastify) {
         allowedIss: jwt.issuer,
         allowedAud: jwt.audience,
         clockTolerance: jwt.clockToleranceSec * 1000,
+        // Checked by fast-jwt on both paths (the static verifier and request.jwtVerify).
+        requiredClaims: jwt.requiredClaims.length > 0 ? jwt.requiredClaims : undefined,
         extractToken: (request: FastifyRequest) => (request as WithToken)[kToken]
       },
       messages: { authorizationTokenInvalid: (err: Error) => `Authorization token is invalid: ${err.message}` }
@@ -127,7 +151,7 @@ export default fp(async function authPlugin (fastify) {
     try {
       await verify(request, found.token)
     } catch (err) {
-      const reason = reasonOf(err as Error & { code?: string })
+      const reason = reasonOf(err as AuthError)
       request.log.info({ reason, code: (err as { code?: string }).code, source: found.source }, 'token rejected')
       await reply.code(401).header('www-authenticate', `Bearer error="invalid_token", error_description="${reason}"`).send(errorBody(new codes.GW_ERR_AUTH_INVALID(reason)))
       return false

@@ -216,10 +216,13 @@ test('JWKS: keys by kid, cached, and rotation picked up without a restart', asyn
   const t1 = sign({ sub: 'a', exp: now() + 60 }, { key: k1.privateKey, algorithm: 'RS256', kid: 'k1' })
   for (let i = 0; i < 3; i++) assert.equal((await fetch(`${gw.url}/private/x`, { headers: { authorization: `Bearer ${t1}` } })).status, 200)
   assert.equal(jwks.requests, 1, 'the key is fetched once and cached')
-  // Rotation: the provider now publishes k2 only.
+  // Rotation: the provider now publishes k2 only. An unknown kid refetches at most once per
+  // 10 s (test/e2e/security/jwks.test.ts): the clock moves past that interval.
   jwks.setKeys([{ kid: 'k2', key: k2.privateKey }])
   const t2 = sign({ sub: 'b', exp: now() + 60 }, { key: k2.privateKey, algorithm: 'RS256', kid: 'k2' })
+  t.mock.timers.enable({ apis: ['Date'], now: Date.now() + 11_000 })
   assert.equal((await fetch(`${gw.url}/private/x`, { headers: { authorization: `Bearer ${t2}` } })).status, 200)
+  assert.equal(jwks.requests, 2, 'one refetch found the new kid')
   const ws = await connect(`${gw.wsUrl}/private`, [`bearer.${t2}`])
   ws.close()
   // A kid nobody publishes, and a token signed by the right kid with the wrong key.
