@@ -5,6 +5,7 @@
 import fp from 'fastify-plugin'
 import type { GatewayConfig, UpstreamConfig } from '../src/config/types.js'
 import { buildPools, type UpstreamPool } from '../src/upstreams/pool.js'
+import { headerPolicy, type HeaderPolicy } from '../src/bridge/forward-headers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -14,6 +15,8 @@ declare module 'fastify' {
     instanceId: string
     /** Target pools by upstream. */
     upstreamPools: Map<UpstreamConfig, UpstreamPool>
+    /** Which client headers go upstream (underscores, trusted proxies): server.underscoresInHeaders, server.trustProxy. */
+    headerPolicy: HeaderPolicy
     /** Lifecycle state: `draining` turns true when shutdown starts. */
     gatewayState: { draining: boolean }
   }
@@ -25,6 +28,7 @@ export default fp<ConfigPluginOptions>(async function configPlugin (fastify, opt
   const config = opts.config
   const upstreams = [...Object.values(config.upstreams), ...config.routes.flatMap((r) => r.upstream === null ? [] : [r.upstream])]
   fastify.decorate('gatewayConfig', config)
+  fastify.decorate('headerPolicy', headerPolicy(config.server))
   const pools = buildPools(upstreams, { log: fastify.log })
   fastify.decorate('upstreamPools', pools)
   // Active health checks run while the gateway is up.

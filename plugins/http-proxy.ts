@@ -24,6 +24,13 @@ export interface HttpTarget {
   /** Client headers not to forward (e.g. forwarded-claim header names). */
   strip?: readonly string[]
   /**
+   * Largest request body in bytes (a route's `maxBodySize`); null or undefined: unlimited. A larger
+   * declared Content-Length gets 413 before the upstream is contacted; a chunked body is counted
+   * as it streams, and past the limit the upstream request is aborted and the client gets 413
+   * (or, when the upstream's answer had already started, its connection is closed).
+   */
+  maxBodySize?: number | null
+  /**
    * Told of a failure to reach the upstream (`connect`: nothing was sent, safe to retry). Return
    * true when it took over the reply (a retry on another target); else the client gets 502/504.
    */
@@ -61,15 +68,18 @@ export default fp(async function httpProxyPlugin (fastify) {
   const timeout = cfg.server.proxyTimeout
   const state = fastify.gatewayState
 
-  /** Answers a request that could not be proxied with the gateway's JSON error. */
-  const answerError = (reply: FastifyReply, err: Error & { statusCode?: number }): void => {
+  /**
+   * Answers a request that could not be proxied with the gateway's JSON error. `close`: the
+   * connection ends after it (the rest of a refused body is not read and passed over).
+   */
+  const answerError = (reply: FastifyReply, err: Error & { statusCode?: number }, close = false): void => {
     const res = reply.raw
     if (res.headersSent || res.destroyed) return
     const body = JSON.stringify(errorBody(err))
     res.writeHead(err.statusCode ?? 502, {
       'content-type': 'application/json; charset=utf-8',
       'content-length': Buffer.byteLength(body),
-      ...(state.draining ? { connection: 'close' } : {})
+      ...(close || state.draining ? { connection: 'close' } : {})
     })
     res.end(body)
   }
@@ -85,23 +95,42 @@ export default fp(async function httpProxyPlugin (fastify) {
       host: request.host,
       requestId: request.id,
       extra: target.headers,
-      strip: target.strip
+      strip: target.strip,
+      policy: fastify.headerPolicy,
+      httpVersion: request.raw.httpVersion
     }, skipForHttp)
     headers.host = targetParts(target.origin).host
     const q = request.url.indexOf('?')
     const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
     const method = request.method
-    const hasBody = method !== 'GET' && method !== 'HEAD' && (request.headers['transfer-encoding'] !== undefined || (request.headers['content-length'] !== undefined && request.headers['content-length'] !== '0'))
+    const declared = request.headers['content-length']
+    const hasBody = method !== 'GET' && method !== 'HEAD' && (request.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0'))
+    const limit = target.maxBodySize ?? null
+    if (limit !== null && hasBody && declared !== undefined && Number(declared) > limit) {
+      request.log.info({ upstream: target.origin, limit, declared }, 'request body too large')
+      answerError(reply, new codes.GW_ERR_BODY_TOO_LARGE(limit), true)
+      return reply
+    }
+    const body = hasBody ? (request.body as IncomingMessage | undefined) ?? request.raw : null
     forwardRequest(agent, reply.raw, {
       origin: target.origin,
       path: query === '' ? target.path : `${target.path}?${query}`,
       method,
       headers,
-      body: hasBody ? (request.body as IncomingMessage | undefined) ?? request.raw : null,
+      body,
+      // Node's parser never hands on more than Content-Length bytes of the raw request, so only
+      // a chunked body (or one a preParsing hook replaced) needs counting.
+      maxBodySize: limit !== null && body !== null && (declared === undefined || body !== request.raw) ? limit : null,
+      acceptTrailers: acceptsTrailers(request.headers.te),
       timeout,
       extraHeaders: () => state.draining ? { ...reply.getHeaders(), connection: 'close' } : reply.getHeaders(),
       onFailure: (e) => {
         const err = e as Error & { code?: string, cause?: { code?: string } }
+        if (err.code === 'GW_ERR_BODY_TOO_LARGE') {
+          request.log.info({ upstream: target.origin, limit }, 'request body too large')
+          answerError(reply, err, true)
+          return
+        }
         const code = err.cause?.code ?? err.code ?? ''
         const timedOut = TIMEOUT_CODES.has(code)
         request.log.warn({ upstream: target.origin, code, err: err.message }, 'upstream request failed')
@@ -113,6 +142,16 @@ export default fp(async function httpProxyPlugin (fastify) {
     return reply
   })
 }, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics'] })
+
+/** Whether a request's TE header lists `trailers` (`TE: trailers, deflate;q=0.5`). */
+function acceptsTrailers (te: string | string[] | undefined): boolean {
+  if (te === undefined) return false
+  for (const part of (Array.isArray(te) ? te.join(',') : te).split(',')) {
+    const semi = part.indexOf(';')
+    if ((semi === -1 ? part : part.slice(0, semi)).trim().toLowerCase() === 'trailers') return true
+  }
+  return false
+}
 
 /** Client headers not copied upstream: Host is the upstream's; undici does not send Expect. */
 function skipForHttp (name: string): boolean {

@@ -6,10 +6,13 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
 import type WebSocket from 'ws'
-import { checkHandshake, routeTarget, type BridgeTarget } from './websocket-bridge.js'
+import { asksForWebSocket, checkHandshake, isWebSocketUpgrade, type BridgeTarget } from './websocket-bridge.js'
+import { requestTarget } from './edge.js'
 import { registerStatic } from './static-routes.js'
 import { codes, errorBody } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
+import { joinUpstreamPath, targetParts } from '../src/bridge/forward-headers.js'
+import { prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, queryWithout } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
@@ -69,11 +72,23 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     const claims = (request as { user?: JwtClaims | null }).user
     return hasClaims && claims != null ? { ...route.headers, ...claimHeaders(claims, forwardClaims) } : route.headers
   }
-  /** The request URL as sent upstream: the gateway's token parameter is removed. */
-  const upstreamUrl = (request: FastifyRequest): string => {
-    if (tokenParam === null || !request.url.includes('?')) return request.url
-    const q = queryWithout(request.url, tokenParam)
-    return request.url.slice(0, request.url.indexOf('?')) + (q === '' ? '' : `?${q}`)
+  const segments = prefixSegments(route.prefix)
+  const unchanged = route.rewritePrefix === route.prefix
+  /**
+   * Where `request` goes on `target`: the normalised path after the prefix, under rewritePrefix
+   * and the target's base path, and the client's query minus the gateway's token parameter.
+   */
+  const upstreamOf = (request: FastifyRequest, target: string): { origin: string, path: string, search: string } => {
+    const rt = requestTarget(request)
+    const base = targetParts(target)
+    let search = rt.search
+    if (tokenParam !== null && search !== '') {
+      const q = queryWithout(search, tokenParam)
+      search = q === '' ? '' : `?${q}`
+    }
+    // rewritePrefix left as the prefix forwards the path unchanged, path parameters included.
+    const rest = unchanged ? rt.after(0) : rt.after(segments)
+    return { origin: base.origin, path: joinUpstreamPath(rest, unchanged ? '/' : route.rewritePrefix, base.pathname === '/' ? '' : base.pathname), search }
   }
 
   const limits = scope.routeLimits(route.rateLimit, route.prefix)
@@ -86,9 +101,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
 
   /** Proxies to `target`; a target that cannot be reached costs one retry on another one. */
   const forward = (request: FastifyRequest, reply: FastifyReply, target: string, retry: boolean): FastifyReply => {
-    const url = upstreamUrl(request)
-    const t = routeTarget(route, upstream, target, url)
-    const q = t.path.indexOf('?')
+    const t = upstreamOf(request, target)
     let failed = false
     pool.requestStarted(target)
     reply.raw.once('close', () => {
@@ -96,11 +109,12 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       if (!failed) pool.markSuccess(target)
     })
     return scope.proxyHttp(request, reply, {
-      origin: t.target,
-      path: q === -1 ? t.path : t.path.slice(0, q),
-      query: tokenParam === null ? undefined : (q === -1 ? '' : t.path.slice(q + 1)),
+      origin: t.origin,
+      path: t.path,
+      query: t.search === '' ? '' : t.search.slice(1),
       headers: extraHeaders(request),
       strip,
+      maxBodySize: route.maxBodySize,
       onUpstreamError: (kind, connect) => {
         failed = true
         // Passive health counts failures to connect, not slow or failing answers.
@@ -126,31 +140,52 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   }
   const keyByUser = route.rateLimit?.keyBy === 'user'
   const refuseWhenRedisDown = scope.gatewayConfig.redis !== undefined && !scope.gatewayConfig.redis.failOpen
-  // Handshake checks, then auth, then limits: all answered with a plain HTTP status before any upgrade.
+  /**
+   * Everything decided before a request is proxied or upgraded, each answered with a plain HTTP
+   * status: the HTTP limit (every request counts, handshakes and requests auth will refuse
+   * included), the upgrade checks, the handshake limits, then auth. With keyBy user the token
+   * is verified first, so the limits know the user; a request without a valid one counts by IP.
+   */
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (keyByUser) await scope.identify(request)
+    if (limits !== null && !await limits.http(request, reply)) return
     if (request.ws) {
-      if (!route.websocket) { await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET())); return }
-      if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
-      // Cluster mode with Redis away: new handshakes follow redis.failOpen.
-      if (refuseWhenRedisDown && !scope.redisState.up) { await reply.code(503).send(errorBody(new codes.GW_ERR_CLUSTER_UNAVAILABLE())); return }
+      if (route.websocket) {
+        if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
+        // Cluster mode with Redis away: new handshakes follow redis.failOpen.
+        if (refuseWhenRedisDown && !scope.redisState.up) { await reply.code(503).send(errorBody(new codes.GW_ERR_CLUSTER_UNAVAILABLE())); return }
+        if (limits !== null && !await limits.handshake(request, reply)) return
+      } else if (isWebSocketUpgrade(request.headers)) {
+        await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET())); return
+      } else if (hasBody(request)) {
+        // Another upgrade (h2c) on an HTTP route is served as plain HTTP, without its Upgrade;
+        // Node leaves an upgrade request's body unparsed, so one with a body cannot be.
+        await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_UPGRADE())); return
+      }
+    } else if (route.websocket && asksForWebSocket(request.headers)) {
+      // Upgrade: websocket without Connection: upgrade is neither a handshake nor plain HTTP.
+      await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('Connection must include upgrade'))); return
     }
-    if (route.auth !== 'none') {
-      if (!await scope.checkAuth(request, reply, route.auth)) return
-    } else if (keyByUser) {
-      await scope.identify(request)
-    }
-    if (limits !== null) {
-      if (request.ws) await limits.handshake(request, reply)
-      else await limits.http(request, reply)
+    if (route.auth !== 'none' && (request as { user?: JwtClaims | null }).user == null) {
+      await scope.checkAuth(request, reply, route.auth)
     }
   }
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     if (!request.ws) return
     const target = pick(request)
     if (target === null) { await reply.code(502).send(errorBody(new codes.GW_ERR_NO_TARGET())); return }
-    const url = upstreamUrl(request)
+    if (!route.websocket) {
+      // The upgrade was refused by ignoring it (RFC 9110 7.8): answered as HTTP/1.1 on a socket
+      // Node no longer parses, so it closes after the answer.
+      void reply.header('connection', 'close')
+      forward(request, reply, target, true)
+      return
+    }
     const headers = extraHeaders(request)
-    const bridgeTarget = (target: string): BridgeTarget => ({ ...routeTarget(route, upstream, target, url), headers, strip, messageLimit: limits?.messages, pool, retarget })
+    const bridgeTarget = (target: string): BridgeTarget => {
+      const t = upstreamOf(request, target)
+      return { target: t.origin, upstream: target, path: t.path + t.search, route: route.prefix, headers, strip, ca: upstream.ca, messageLimit: limits?.messages, pool, retarget }
+    }
     const retarget = (failed: ReadonlySet<string>): BridgeTarget | null => {
       const next = pick(request, failed)
       return next === null ? null : { ...bridgeTarget(next), retarget: undefined }
@@ -174,6 +209,6 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       preHandler,
       ...(route.websocket ? { wsHandler: (socket: WebSocket, request: FastifyRequest) => bridge.attach(socket, request) } : {})
     })
-    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse, onRequest })
+    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse, onRequest, preHandler })
   }
 }

@@ -93,11 +93,12 @@ export default fp(async function rateLimitPlugin (fastify) {
     return false
   }
 
-  async function acquire (max: number | undefined, keyBy: 'ip' | 'user', request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
+  async function acquire (max: number | undefined, owner: string, keyBy: 'ip' | 'user', request: FastifyRequest, reply: FastifyReply): Promise<boolean> {
     if (max === undefined) return true
     let lease: Lease | null
     try {
-      lease = await concurrency.acquire(keyOf(request, keyBy), max)
+      // Counted per owner: a route's own limit never shares the top-level counter.
+      lease = await concurrency.acquire(owner === '*' ? keyOf(request, keyBy) : `${owner}|${keyOf(request, keyBy)}`, max)
       storeOk()
     } catch (err) {
       if (storeFailed(err)) return true
@@ -129,7 +130,7 @@ export default fp(async function rateLimitPlugin (fastify) {
       ? NO_LIMITS
       : {
           http: (request, reply) => checkWindow(http, request, reply),
-          handshake: async (request, reply) => await checkWindow(hs, request, reply) && await acquire(limits.concurrent, keyBy, request, reply),
+          handshake: async (request, reply) => await checkWindow(hs, request, reply) && await acquire(limits.concurrent, owner, keyBy, request, reply),
           messages: limits.messages
         }
     compiled.set(limits, c)

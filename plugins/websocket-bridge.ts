@@ -8,20 +8,20 @@
 import fp from 'fastify-plugin'
 import websocket from '@fastify/websocket'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, IncomingMessage, ServerResponse } from 'node:http'
 import type { Socket } from 'node:net'
 import type WebSocket from 'ws'
 import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
 import { acceptKey, deflateOffers, HandshakeCancel, openUpstream, SUBPROTOCOL_RE, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
-import { forwardHeaders, targetParts, upstreamPath } from '../src/bridge/forward-headers.js'
+import { forwardHeaders } from '../src/bridge/forward-headers.js'
 import { HeartbeatSweeper } from '../src/heartbeat.js'
 import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes, errorBody } from '../src/errors.js'
+import { EARLY_DATA_LIMIT } from '../src/config/defaults.js'
 import { redactUrl } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
-import type { RouteConfig, UpstreamConfig } from '../src/config/types.js'
 
 const kHead = Symbol('tollgate.upgradeHead')
 type RawWithHead = IncomingMessage & { [kHead]?: Buffer }
@@ -165,19 +165,30 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       host: request.host,
       requestId: request.id,
       extra: first.headers,
-      strip: first.strip
+      strip: first.strip,
+      policy: fastify.headerPolicy,
+      httpVersion: request.raw.httpVersion
     }, skipForWs)
     // permessage-deflate is negotiated end to end: the relay passes compressed frames as they are.
-    const extensions = deflateOffers(request.headers['sec-websocket-extensions'])
+    // compression: off asks for none, so neither hop compresses (and maxPayload needs no inflating).
+    const extensions = cfg.compression === 'off' ? '' : deflateOffers(request.headers['sec-websocket-extensions'])
     const cancel = new HandshakeCancel()
     const sock = raw.socket
     const onGone = (): void => { cancel.cancel() }
     // The client socket is not read until the upgrade, so a client that hangs up would go
     // unnoticed until the connect timeout: read it meanwhile (a client may not send frames
-    // before its 101, so anything read is kept and put back), and watch for its end.
+    // before its 101, so anything read is kept and put back), and watch for its end. What is
+    // kept is bounded: past EARLY_DATA_LIMIT the socket is paused (TCP backpressure) until
+    // the upgrade completes or fails.
     const early: Buffer[] = []
-    const onData = (chunk: Buffer): void => { early.push(chunk) }
-    sock.on('data', onData)
+    let earlyBytes = (raw as RawWithHead)[kHead]?.length ?? 0
+    const onData = (chunk: Buffer): void => {
+      early.push(chunk)
+      earlyBytes += chunk.length
+      if (earlyBytes >= EARLY_DATA_LIMIT) { sock.removeListener('data', onData); sock.pause() }
+    }
+    if (earlyBytes >= EARLY_DATA_LIMIT) sock.pause()
+    if (earlyBytes < EARLY_DATA_LIMIT) sock.on('data', onData)
     sock.once('end', onGone)
     sock.once('close', onGone)
     inflight++
@@ -371,31 +382,37 @@ export function checkHandshake (request: FastifyRequest, reply: FastifyReply, dr
   return validHandshake(request, reply)
 }
 
+/**
+ * Whether the request asks for a WebSocket upgrade: `Upgrade` lists `websocket` and
+ * `Connection` lists `upgrade` (RFC 6455 4.2.1, both case-insensitive). Any other upgrade token
+ * (`h2c`, `websockets`) is not a WebSocket handshake and is never switched or forwarded.
+ */
+export function isWebSocketUpgrade (headers: IncomingHttpHeaders): boolean {
+  return listHas(headers.upgrade, 'websocket') && listHas(headers.connection, 'upgrade')
+}
+
+/** Whether `Upgrade` lists `websocket` (whatever `Connection` says). */
+export function asksForWebSocket (headers: IncomingHttpHeaders): boolean {
+  return listHas(headers.upgrade, 'websocket')
+}
+
+function listHas (value: string | string[] | undefined, token: string): boolean {
+  if (value === undefined) return false
+  const s = Array.isArray(value) ? value.join(',') : value
+  if (s.length === token.length) return s.toLowerCase() === token
+  return s.split(',').some((t) => t.trim().toLowerCase() === token)
+}
+
 /** RFC 6455 4.2.1 checks of the client's handshake; a malformed one is answered 400 (false). */
 function validHandshake (request: FastifyRequest, reply: FastifyReply): boolean {
   const key = request.headers['sec-websocket-key']
   const version = request.headers['sec-websocket-version']
   if (request.method !== 'GET') { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('method must be GET'))); return false }
+  if (!isWebSocketUpgrade(request.headers)) { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('Upgrade must be websocket and Connection must include upgrade'))); return false }
   if (typeof key !== 'string' || !WS_KEY_RE.test(key.trim())) { void reply.code(400).send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('missing or invalid Sec-WebSocket-Key'))); return false }
   if (version !== '13' && version !== '8') {
     void reply.code(400).header('sec-websocket-version', '13, 8').send(errorBody(new codes.GW_ERR_BAD_HANDSHAKE('unsupported Sec-WebSocket-Version')))
     return false
   }
   return true
-}
-
-/** The BridgeTarget for a configured route and a chosen target. */
-export function routeTarget (route: RouteConfig, upstream: UpstreamConfig, target: string, url: string): BridgeTarget {
-  const q = url.indexOf('?')
-  const pathname = q === -1 ? url : url.slice(0, q)
-  const search = q === -1 ? '' : url.slice(q)
-  const base = targetParts(target)
-  return {
-    target: base.origin,
-    upstream: target,
-    path: upstreamPath(pathname, route.prefix, route.rewritePrefix, base.pathname === '/' ? '' : base.pathname) + search,
-    route: route.prefix,
-    headers: route.headers,
-    ca: upstream.ca
-  }
 }

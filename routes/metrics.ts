@@ -1,16 +1,23 @@
 /**
  * GET /metrics: Prometheus text. Never rate limited; needs the admin token when
- * `metrics.protected` is true. Served on the admin port instead when `admin.port` is set.
+ * `metrics.protected` is true, and then wrong tokens count against the IP as on the admin API
+ * (the same counts: 429 once an IP is past the limit). Served on the admin port instead when
+ * `admin.port` is set.
  */
 import type { FastifyPluginAsync } from 'fastify'
-import { bearerMatches } from '../src/admin-auth.js'
+import { adminAuthFailures, authenticateAdmin } from '../src/admin-auth.js'
 import { codes, errorBody } from '../src/errors.js'
 
 const metricsRoute: FastifyPluginAsync = async (fastify) => {
   const { metrics: metricsCfg, admin } = fastify.gatewayConfig
+  const failures = adminAuthFailures(fastify.gatewayState)
   fastify.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (request, reply) => {
-    if (metricsCfg.protected && (admin.token === undefined || !bearerMatches(request.headers.authorization, admin.token))) {
-      return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(new codes.GW_ERR_ADMIN_UNAUTHORIZED()))
+    if (metricsCfg.protected) {
+      const r = admin.token === undefined ? { ok: false, retryAfter: 0 } : authenticateAdmin(failures, request.ip, request.headers.authorization, admin.token)
+      if (!r.ok && r.retryAfter > 0) {
+        return reply.code(429).header('retry-after', r.retryAfter).send(errorBody(new codes.GW_ERR_RATE_LIMITED(`${r.retryAfter} seconds`)))
+      }
+      if (!r.ok) return reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(new codes.GW_ERR_ADMIN_UNAUTHORIZED()))
     }
     const body = await fastify.metrics.text()
     return reply.type(fastify.metrics.contentType).send(body)

@@ -9,6 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { ensureResolved, gatewayPlugin } from './plugin.js'
 import { loggerOptions } from './logger.js'
 import { codes, errorBody } from './errors.js'
+import { tollgateRewriteUrl } from '../plugins/edge.js'
 import type { GatewayConfigInput } from './config/schema.js'
 import type { GatewayConfig } from './config/types.js'
 
@@ -42,6 +43,8 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     logController: new AccessLog(),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
     forceCloseConnections: 'idle',
+    // The request target is normalised once, before routing (plugins/edge.ts).
+    rewriteUrl: tollgateRewriteUrl(s.encodedSlashes),
     ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})
   } as FastifyServerOptions)
   // Fastify's default 404 logs and echoes the full URL, query included: it could carry a token.

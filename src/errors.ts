@@ -11,8 +11,11 @@ export const codes = {
   GW_ERR_UPSTREAM_UNAVAILABLE: createError('GW_ERR_UPSTREAM_UNAVAILABLE', 'upstream unavailable', 502),
   GW_ERR_UPSTREAM_REJECTED: createError('GW_ERR_UPSTREAM_REJECTED', 'upstream refused the WebSocket handshake with status %s', 502),
   GW_ERR_UPSTREAM_TIMEOUT: createError('GW_ERR_UPSTREAM_TIMEOUT', 'upstream did not answer in time', 504),
+  GW_ERR_BODY_TOO_LARGE: createError('GW_ERR_BODY_TOO_LARGE', 'request body larger than the limit of %s bytes', 413),
   GW_ERR_UPGRADE_REQUIRED: createError('GW_ERR_UPGRADE_REQUIRED', 'this route only accepts WebSocket connections', 426),
   GW_ERR_BAD_HANDSHAKE: createError('GW_ERR_BAD_HANDSHAKE', 'invalid WebSocket handshake: %s', 400),
+  GW_ERR_BAD_PATH: createError('GW_ERR_BAD_PATH', 'request target refused: %s', 400),
+  GW_ERR_BAD_UPGRADE: createError('GW_ERR_BAD_UPGRADE', 'an upgrade request with a body cannot be served', 400),
   GW_ERR_NO_WEBSOCKET: createError('GW_ERR_NO_WEBSOCKET', 'this route does not accept WebSocket connections', 404),
   GW_ERR_NOT_FOUND: createError('GW_ERR_NOT_FOUND', 'Route %s not found', 404),
   GW_ERR_DRAINING: createError('GW_ERR_DRAINING', 'gateway is shutting down', 503),
@@ -63,6 +66,6 @@ export function errorBody (err: Error & { code?: string, statusCode?: number }):
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 426: 'Upgrade Required', 501: 'Not Implemented',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 426: 'Upgrade Required', 501: 'Not Implemented',
   429: 'Too Many Requests', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'
 }

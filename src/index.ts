@@ -32,4 +32,6 @@ export { checkHandshake, type BridgeTarget } from '../plugins/websocket-bridge.j
 export type { HttpTarget } from '../plugins/http-proxy.js'
 // Helpers for route plugins that bridge or proxy on their own routes, as the configured routes do.
 export { upstreamPath } from './bridge/forward-headers.js'
+export { tollgateRewriteUrl, requestTarget } from '../plugins/edge.js'
+export { normaliseTarget, type RequestTarget, type TargetProblem } from './edge/request-target.js'
 export { queryWithout, claimHeaders } from './auth/token.js'

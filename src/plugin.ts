@@ -12,6 +12,7 @@ import { dirname, isAbsolute, join, relative, sep } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { FastifyInstance, FastifyPluginAsync, FastifyPluginCallback, FastifyPluginOptions } from 'fastify'
 import configPlugin from '../plugins/config.js'
+import edgePlugin from '../plugins/edge.js'
 import registryPlugin from '../plugins/registry.js'
 import websocketBridgePlugin from '../plugins/websocket-bridge.js'
 import httpProxyPlugin from '../plugins/http-proxy.js'
@@ -64,6 +65,7 @@ export function ensureResolved (config: GatewayConfigInput | GatewayConfig, base
 
 async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): Promise<void> {
   const config = ensureResolved(opts.config, opts.baseDir)
+  await fastify.register(edgePlugin, { encodedSlashes: config.server.encodedSlashes })
   await fastify.register(configPlugin, { config })
   await fastify.register(redisPlugin, { shared: opts.shared })
   fastify.decorate('reloadGateway', opts.reload ?? null)

@@ -3,12 +3,48 @@
  * hop-by-hop ones, plus X-Forwarded-*, X-Real-IP, X-Request-Id and the route's own headers.
  */
 import type { IncomingHttpHeaders } from 'node:http'
+import proxyAddr from '@fastify/proxy-addr'
 
 /** RFC 9110 7.6.1 hop-by-hop headers, plus the ones proxies conventionally drop. */
 export const HOP_BY_HOP = new Set([
   'connection', 'keep-alive', 'proxy-authenticate', 'proxy-authorization', 'proxy-connection',
   'te', 'trailer', 'transfer-encoding', 'upgrade', 'http2-settings'
 ])
+
+/**
+ * Forwarding headers a client could use to tell the upstream a story of its own (scheme, port,
+ * prefix, or a URL that some frameworks route by: X-Original-URL). Kept only from a trusted
+ * proxy; the X-Forwarded-For/-Proto/-Host and X-Real-IP the gateway writes itself.
+ */
+export const PROXY_ONLY = new Set([
+  'forwarded', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-forwarded-ssl',
+  'x-forwarded-scheme', 'x-original-url', 'x-rewrite-url'
+])
+
+/** What the gateway accepts of a client's headers, decided once per app from the configuration. */
+export interface HeaderPolicy {
+  /** Keep header names with `_` (default: dropped, as nginx's underscores_in_headers off). */
+  underscores: boolean
+  /** Whether the TCP peer is a trusted proxy (server.trustProxy), whose PROXY_ONLY headers are kept. */
+  trusted: (address: string) => boolean
+}
+
+/** No underscores, no proxy trusted: what applies when no policy is given. */
+export const STRICT_POLICY: HeaderPolicy = { underscores: false, trusted: () => false }
+
+/** The policy for `server.underscoresInHeaders` and `server.trustProxy` (Fastify's meaning of it). */
+export function headerPolicy (server: { underscoresInHeaders: boolean, trustProxy: boolean | number | string | string[] }): HeaderPolicy {
+  const tp = server.trustProxy
+  let trusted: (address: string) => boolean
+  // A hop count cannot vouch for the peer itself: as Fastify does, it trusts no peer.
+  if (tp === true) trusted = () => true
+  else if (tp === false || typeof tp === 'number') trusted = () => false
+  else {
+    const fn = proxyAddr.compile(typeof tp === 'string' ? tp.split(',').map((x) => x.trim()) : tp)
+    trusted = (address) => address !== '' && fn(address, 0)
+  }
+  return { underscores: server.underscoresInHeaders, trusted }
+}
 
 export interface ForwardContext {
   /** Address of the TCP peer (the client, or the proxy in front of us). */
@@ -24,6 +60,10 @@ export interface ForwardContext {
   extra?: Record<string, string>
   /** Header names removed before `extra` is applied (forwardClaims targets: no spoofing). */
   strip?: readonly string[]
+  /** Underscores and trusted proxies; default STRICT_POLICY. */
+  policy?: HeaderPolicy
+  /** The client's HTTP version (`1.1`), for Via. */
+  httpVersion?: string
 }
 
 /** Names listed in the Connection header are hop-by-hop too (RFC 9110 7.6.1). */
@@ -39,11 +79,16 @@ export function connectionTokens (value: string | string[] | undefined): string[
  */
 export function forwardHeaders (headers: IncomingHttpHeaders, ctx: ForwardContext, skip?: (name: string) => boolean): Record<string, string | string[]> {
   const listed = connectionTokens(headers.connection)
+  const policy = ctx.policy ?? STRICT_POLICY
+  const trusted = policy.trusted(ctx.remoteAddress)
   const out: Record<string, string | string[]> = {}
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name) || (skip !== undefined && skip(name))) continue
     if (listed.length > 0 && listed.includes(name)) continue
+    // x_user_id reaches a CGI/WSGI/Rack upstream as HTTP_X_USER_ID, the same as x-user-id.
+    if (name.includes('_') && (!policy.underscores || stripped(name, ctx.strip))) continue
+    if (!trusted && PROXY_ONLY.has(name)) continue
     out[name] = value
   }
   if (ctx.strip !== undefined) for (const name of ctx.strip) delete out[name]
@@ -54,16 +99,32 @@ export function forwardHeaders (headers: IncomingHttpHeaders, ctx: ForwardContex
   out['x-forwarded-host'] = ctx.host
   out['x-real-ip'] = ctx.clientIp
   out['x-request-id'] = ctx.requestId
+  // RFC 9110 7.6.3: each proxy appends itself to Via.
+  const via = `${ctx.httpVersion ?? '1.1'} tollgate`
+  const priorVia = headers.via
+  out.via = priorVia === undefined || priorVia === '' ? via : `${Array.isArray(priorVia) ? priorVia.join(', ') : priorVia}, ${via}`
   if (ctx.extra !== undefined) Object.assign(out, ctx.extra)
   return out
+}
+
+/** Whether `name` (with `_`) is a variant of a stripped name (`x_user_id` of `x-user-id`). */
+function stripped (name: string, strip: readonly string[] | undefined): boolean {
+  if (strip === undefined || strip.length === 0) return false
+  const dashed = name.replace(/_/g, '-')
+  return strip.includes(dashed)
 }
 
 /**
  * The path sent upstream: the part after `prefix` appended to `rewritePrefix`, under the
  * target's own base path. `/chat/x` with prefix `/chat` and rewritePrefix `/` gives `/x`.
+ * `pathname` must be normalised (a route's `request.url` is).
  */
 export function upstreamPath (pathname: string, prefix: string, rewritePrefix: string, targetBasePath = ''): string {
-  const rest = prefix === '/' ? pathname : pathname.slice(prefix.length)
+  return joinUpstreamPath(prefix === '/' ? pathname : pathname.slice(prefix.length), rewritePrefix, targetBasePath)
+}
+
+/** `rest` (what follows the route prefix, '' or starting with `/`) under rewritePrefix and the target's base path. */
+export function joinUpstreamPath (rest: string, rewritePrefix: string, targetBasePath = ''): string {
   const head = rewritePrefix === '/' ? '' : rewritePrefix
   let p = head + rest
   if (p === '') p = '/'

@@ -6,8 +6,13 @@
  * is the hot path of every proxied request.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Transform, type Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import { connectionTokens, HOP_BY_HOP } from '../bridge/forward-headers.js'
+import { codes } from '../errors.js'
+
+/** What the gateway adds to the response's Via (RFC 9110 7.6.3): it received it over HTTP/1.1. */
+const VIA = '1.1 tollgate'
 
 export interface ForwardOptions {
   /** Target origin, e.g. http://127.0.0.1:9001 */
@@ -18,6 +23,20 @@ export interface ForwardOptions {
   headers: Record<string, string | string[]>
   /** The client's request body, or null when there is none. */
   body: IncomingMessage | null
+  /**
+   * Largest body forwarded, in bytes; null or undefined: no limit. The body is counted as it
+   * streams: the chunk that goes past the limit is not sent, the upstream request is aborted (its
+   * connection closed mid-body, so the upstream never sees a complete request) and `onFailure`
+   * gets GW_ERR_BODY_TOO_LARGE, unless the answer had started (then the client's connection is
+   * destroyed).
+   */
+  maxBodySize?: number | null
+  /**
+   * The client said it takes trailers (`TE: trailers`, RFC 9110 10.1.4): the upstream's trailers
+   * (and its Trailer header) are then passed on when the answer goes out chunked; otherwise they
+   * are dropped, as the hop-by-hop fields they were in HTTP/1.1's first definition.
+   */
+  acceptTrailers?: boolean
   /** Time to wait for the answer's headers, then between body chunks (ms). */
   timeout: number
   /**
@@ -33,20 +52,39 @@ export interface ForwardOptions {
   onFailure: (err: Error & { code?: string }) => void
 }
 
-/** Response header names never copied from the upstream (hop-by-hop, RFC 9110 7.6.1). */
+/**
+ * Response header names never copied from the upstream (hop-by-hop, RFC 9110 7.6.1). Via and
+ * Trailer are not in this test: forwardRequest handles them itself.
+ */
 function isHopByHop (name: string, listed: readonly string[]): boolean {
   return HOP_BY_HOP.has(name) || (listed.length > 0 && listed.includes(name))
 }
+
+/** undici hands on raw header bytes (its types say strings); field values are latin1 (RFC 9110 5.5). */
+function latin1 (b: Buffer | string): string {
+  return typeof b === 'string' ? b : b.toString('latin1')
+}
+
+function noop (): void {}
 
 /** Forwards one request; the response `res` is answered in every case. */
 export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: ForwardOptions): void {
   let abort: ((err?: Error) => void) | null = null
   let resume: (() => void) | null = null
   let failed = false
+  // Set when the body went past maxBodySize: whatever undici reports then, that is the failure.
+  let tooLarge: Error | null = null
+  // Connection-listed names of the answer, and whether its trailers can be passed on.
+  let listed: string[] = []
+  let passTrailers = false
   const onDrain = (): void => { resume?.() }
   // A client that leaves before the answer is complete: the upstream request stops too.
   const onClose = (): void => { if (!res.writableFinished) abort?.() }
   res.once('close', onClose)
+  let body: Readable | null = o.body
+  if (body !== null && o.maxBodySize !== undefined && o.maxBodySize !== null) {
+    body = limitBody(body, o.maxBodySize, (err) => { tooLarge = err })
+  }
   const handler: Dispatcher.DispatchHandler = {
     onConnect (a) {
       abort = a
@@ -56,18 +94,38 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       if (status < 200) return true
       resume = resumeFn
       // Names listed in any Connection header line are hop-by-hop too.
-      let listed: string[] = []
       for (let i = 0; i < raw.length; i += 2) {
         if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
       }
       const headers: string[] = []
       const extra = o.extraHeaders?.()
+      let via: string | null = null
+      let announced: string | null = null
+      let length = extra?.['content-length'] !== undefined
       for (let i = 0; i < raw.length; i += 2) {
         const name = raw[i].toString('latin1')
         const lower = name.toLowerCase()
+        if (lower === 'via') {
+          const v = raw[i + 1].toString('latin1')
+          via = via === null ? v : `${via}, ${v}`
+          continue
+        }
+        if (lower === 'trailer') {
+          const v = raw[i + 1].toString('latin1')
+          announced = announced === null ? v : `${announced}, ${v}`
+          continue
+        }
+        if (lower === 'content-length') length = true
         if (isHopByHop(lower, listed) || (extra !== undefined && extra[lower] !== undefined)) continue
         headers.push(name, raw[i + 1].toString('latin1'))
       }
+      const hasBody = status !== 204 && status !== 304 && o.method !== 'HEAD'
+      // Trailers can only follow a chunked body: Node chunks an answer that has a body and no
+      // Content-Length when the client speaks HTTP/1.1 (an HTTP/1.0 client gets the body up to
+      // the connection's end, and no trailers). Node refuses a Trailer header on anything else.
+      passTrailers = o.acceptTrailers === true && hasBody && res.useChunkedEncodingByDefault && !length
+      if (passTrailers && announced !== null && !listed.includes('trailer')) headers.push('Trailer', announced)
+      if (extra === undefined || extra.via === undefined) headers.push('Via', via === null ? VIA : `${via}, ${VIA}`)
       if (extra !== undefined) {
         for (const name in extra) {
           const v = extra[name]
@@ -77,6 +135,10 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
         }
       }
       res.writeHead(status, headers)
+      // HEAD, 204 and 304 answers end with their head (Node writes no body for them): the client
+      // has its whole answer even when the upstream then breaks its own framing (a 204 with a
+      // Content-Length, say), which undici reports as an error once the head is through.
+      if (!hasBody) res.end()
       return true
     },
     onData (chunk) {
@@ -84,13 +146,29 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       res.once('drain', onDrain)
       return false
     },
-    onComplete () {
+    onComplete (trailers) {
+      if (res.writableEnded) return
+      if (passTrailers && trailers !== null && trailers.length > 0) {
+        const fields: Array<[string, string]> = []
+        for (let i = 0; i < trailers.length; i += 2) {
+          const name = latin1(trailers[i])
+          if (!isHopByHop(name.toLowerCase(), listed)) fields.push([name, latin1(trailers[i + 1])])
+        }
+        try {
+          res.addTrailers(fields)
+        } catch {
+          // Node checks names and values again: trailers it refuses are left out, not the body.
+        }
+      }
       res.end()
     },
-    onError (err: Error & { code?: string }) {
+    onError (e: Error & { code?: string }) {
       if (failed) return
       failed = true
+      const err = tooLarge ?? e
       res.removeListener('close', onClose)
+      // The client already has its whole answer.
+      if (res.writableEnded) return
       if (res.headersSent) res.destroy(err)
       else if (!res.destroyed) o.onFailure(err)
     }
@@ -101,7 +179,7 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       path: o.path,
       method: o.method as Dispatcher.HttpMethod,
       headers: o.headers,
-      body: o.body,
+      body,
       headersTimeout: o.timeout,
       bodyTimeout: o.timeout
     }, handler)
@@ -109,4 +187,29 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     // undici refuses some header values synchronously (e.g. an invalid character).
     handler.onError!(err as Error)
   }
+}
+
+/**
+ * `body` counted as it streams to undici, without holding it: a chunk that would take it past
+ * `max` bytes is not passed on; the stream errors instead, and undici then aborts the upstream
+ * request (it closes that connection mid-body; before the request was written, it writes none of
+ * it). The client's own stream is only unpiped, never destroyed, so its connection can still
+ * carry the 413.
+ */
+function limitBody (body: Readable, max: number, onTooLarge: (err: Error) => void): Transform {
+  let seen = 0
+  const counted = new Transform({
+    transform (chunk: Buffer, _encoding, cb) {
+      seen += chunk.length
+      if (seen <= max) { cb(null, chunk); return }
+      const err = new codes.GW_ERR_BODY_TOO_LARGE(max)
+      onTooLarge(err)
+      cb(err)
+    }
+  })
+  // undici listens for the error while it owns the stream; this keeps an error after that from
+  // being an uncaught exception.
+  counted.on('error', noop)
+  body.pipe(counted)
+  return counted
 }

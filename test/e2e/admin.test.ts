@@ -36,10 +36,14 @@ async function get (url: string, headers: Record<string, string> = auth): Promis
 }
 
 test('admin routes need the bearer token: missing or wrong gets 401 JSON', async (t) => {
-  const { gw } = await setup(t)
+  // Each credential from an address of its own: more than 10 failures from one IP get 429
+  // (test/e2e/security/admin-auth.test.ts).
+  const { gw } = await setup(t, { server: { trustProxy: true } })
+  let n = 0
   for (const headers of [{} as Record<string, string>, { authorization: 'Bearer nope' }, { authorization: TOKEN }, { authorization: `Basic ${TOKEN}` }]) {
+    n++
     for (const path of ['/admin/connections', '/admin/connections/x', '/admin/upstreams', '/admin/openapi.json']) {
-      const res = await fetch(`${gw.url}${path}`, { headers })
+      const res = await fetch(`${gw.url}${path}`, { headers: { ...headers, 'x-forwarded-for': `192.0.2.${n}` } })
       assert.equal(res.status, 401, `${path} with ${JSON.stringify(headers)}`)
       assert.match(res.headers.get('www-authenticate') ?? '', /^Bearer/)
       const body = await res.json() as { code: string }

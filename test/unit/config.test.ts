@@ -79,7 +79,10 @@ describe('defaults', () => {
       trustProxy: false,
       drainTimeout: D.DEFAULT_DRAIN_TIMEOUT,
       reloadDrain: D.DEFAULT_RELOAD_DRAIN,
-      proxyTimeout: D.DEFAULT_PROXY_TIMEOUT
+      proxyTimeout: D.DEFAULT_PROXY_TIMEOUT,
+      encodedSlashes: 'refuse',
+      underscoresInHeaders: false,
+      maxBodySize: null
     })
     assert.deepEqual(cfg.websocket, {
       pingInterval: D.DEFAULT_PING_INTERVAL,
@@ -88,7 +91,8 @@ describe('defaults', () => {
       maxPayload: D.DEFAULT_MAX_PAYLOAD,
       connectTimeout: D.DEFAULT_CONNECT_TIMEOUT,
       highWaterMark: D.DEFAULT_HIGH_WATER_MARK,
-      allowedOrigins: []
+      allowedOrigins: [],
+      compression: 'passthrough'
     })
     assert.deepEqual(cfg.auth, {
       tokenSources: [...D.DEFAULT_TOKEN_SOURCES],
@@ -138,7 +142,10 @@ describe('defaults', () => {
       http: true,
       auth: 'none',
       rateLimit: null,
-      headers: {}
+      headers: {},
+      maxBodySize: null,
+      dotfiles: 'deny',
+      followSymlinks: false
     }])
     assert.equal(cfg.routes[0].upstream, cfg.upstreams.chat, 'routes share the upstream object')
   })
@@ -174,7 +181,8 @@ describe('defaults', () => {
       algorithms: D.DEFAULT_JWT_ALGORITHMS_SECRET,
       issuer: undefined,
       audience: undefined,
-      clockToleranceSec: 0
+      clockToleranceSec: 0,
+      requiredClaims: []
     })
     const pk = resolveConfig({ auth: { jwt: { publicKey: PEM } } }).auth.jwt
     assert.equal(pk?.publicKey, PEM, 'PEM text is kept as is')
@@ -183,7 +191,7 @@ describe('defaults', () => {
       auth: { jwt: { secret: 's', algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5 } }
     }).auth.jwt
     assert.deepEqual(full, {
-      secret: 's', publicKey: undefined, jwksUrl: undefined, algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5
+      secret: 's', publicKey: undefined, jwksUrl: undefined, algorithms: ['HS512'], issuer: 'https://issuer.example', audience: 'my-api', clockToleranceSec: 5, requiredClaims: []
     })
   })
 
@@ -198,7 +206,7 @@ describe('defaults', () => {
       [2000, 60_000, 1500]
     )
     assert.deepEqual(cfg.websocket, {
-      pingInterval: 15_000, pongTimeout: 500, idleTimeout: 3_600_000, maxPayload: 65_536, connectTimeout: 2000, highWaterMark: 4096, allowedOrigins: []
+      pingInterval: 15_000, pongTimeout: 500, idleTimeout: 3_600_000, maxPayload: 65_536, connectTimeout: 2000, highWaterMark: 4096, allowedOrigins: [], compression: 'passthrough'
     })
     assert.deepEqual(cfg.upstreams.chat.healthCheck, { path: '/h', interval: 10_000, timeout: 1500, unhealthyAfter: 3, healthyAfter: 2 })
   })
@@ -988,7 +996,8 @@ describe('shipped examples', () => {
       maxPayload: D.DEFAULT_MAX_PAYLOAD,
       connectTimeout: D.DEFAULT_CONNECT_TIMEOUT,
       highWaterMark: D.DEFAULT_HIGH_WATER_MARK,
-      allowedOrigins: []
+      allowedOrigins: [],
+      compression: 'passthrough'
     })
     assert.equal(config.admin.prefix, D.DEFAULT_ADMIN_PREFIX)
     assert.ok(config.routes.length >= 2)
@@ -1047,3 +1056,35 @@ describe('shipped examples', () => {
 function escapeRe (s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')
 }
+
+test('edge settings: encodedSlashes, underscoresInHeaders, maxBodySize, static dotfiles/followSymlinks, requiredClaims, compression', () => {
+  const cfg = resolveConfig({
+    server: { encodedSlashes: 'keep', underscoresInHeaders: true, maxBodySize: '1mb' },
+    auth: { jwt: { secret: 's', requiredClaims: ['exp', 'sub', 'exp'] } },
+    websocket: { compression: 'off' },
+    routes: [
+      { prefix: '/a', upstream: 'http://127.0.0.1:1' },
+      { prefix: '/b', upstream: 'http://127.0.0.1:1', maxBodySize: '16kb' },
+      { prefix: '/s', static: '/srv/www', dotfiles: 'allow', followSymlinks: true }
+    ]
+  })
+  assert.equal(cfg.server.encodedSlashes, 'keep')
+  assert.equal(cfg.server.underscoresInHeaders, true)
+  assert.deepEqual(cfg.routes.map((r) => r.maxBodySize), [1024 * 1024, 16 * 1024, 1024 * 1024])
+  assert.deepEqual([cfg.routes[2].dotfiles, cfg.routes[2].followSymlinks], ['allow', true])
+  assert.deepEqual(cfg.auth.jwt?.requiredClaims, ['exp', 'sub'])
+  assert.equal(cfg.websocket.compression, 'off')
+  throwsConfig(() => resolveConfig({ server: { encodedSlashes: 'decode' } }), 'server.encodedSlashes', /invalid value "decode"/)
+  throwsConfig(() => resolveConfig({ websocket: { compression: 'on' } }), 'websocket.compression', /invalid value "on"/)
+  throwsConfig(() => resolveConfig({ server: { maxBodySize: '1 lot' } }), 'server.maxBodySize', /invalid size/)
+  throwsConfig(() => resolveConfig({ routes: [{ prefix: '/a', upstream: 'http://127.0.0.1:1', dotfiles: 'allow' }] }), 'routes[0].dotfiles', 'routes[0].dotfiles: only applies to static routes')
+  throwsConfig(() => resolveConfig({ routes: [{ prefix: '/a', upstream: 'http://127.0.0.1:1', followSymlinks: true }] }), 'routes[0].followSymlinks', 'routes[0].followSymlinks: only applies to static routes')
+  throwsConfig(() => resolveConfig({ auth: { jwt: { secret: 's', requiredClaims: [''] } } }), 'auth.jwt.requiredClaims[0]', /auth\.jwt\.requiredClaims\[0\]/)
+})
+
+test('admin.token shorter than 16 characters is a configuration error', () => {
+  throwsConfig(() => resolveConfig({ admin: { token: 'short' } }), 'admin.token', 'admin.token: must be at least 16 characters (got 5)')
+  throwsConfig(() => resolveConfig({ admin: { token: 'x'.repeat(15) } }), 'admin.token', /at least 16/)
+  assert.equal(resolveConfig({ admin: { token: 'x'.repeat(16) } }).admin.token, 'x'.repeat(16))
+  throwsConfig(() => loadConfig({ env: { ADMIN_TOKEN: 'abc' } }), 'admin.token', /at least 16/)
+})

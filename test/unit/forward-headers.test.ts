@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
-import { forwardHeaders, upstreamPath, HOP_BY_HOP, type ForwardContext, targetParts } from '../../src/bridge/forward-headers.js'
+import { forwardHeaders, upstreamPath, HOP_BY_HOP, PROXY_ONLY, headerPolicy, type ForwardContext, targetParts } from '../../src/bridge/forward-headers.js'
 
 const ctx: ForwardContext = { remoteAddress: '10.0.0.9', clientIp: '198.51.100.4', proto: 'https', host: 'gw.example:8443', requestId: 'req-1' }
 
@@ -17,7 +17,8 @@ test('forwardHeaders copies end-to-end headers and adds X-Forwarded-*, X-Real-IP
     'x-forwarded-proto': 'https',
     'x-forwarded-host': 'gw.example:8443',
     'x-real-ip': '198.51.100.4',
-    'x-request-id': 'req-1'
+    'x-request-id': 'req-1',
+    via: '1.1 tollgate'
   })
 })
 
@@ -131,4 +132,35 @@ test('targetParts: origin, host without a default port, and path of a target URL
   // A WebSocket handshake asks for a target's origin as ws:// or wss:// too.
   assert.deepEqual(targetParts('wss://example.com'), { origin: 'wss://example.com', host: 'example.com', pathname: '/', secure: true, hostname: 'example.com', port: 443 })
   assert.equal(targetParts('http://a:1/x'), targetParts('http://a:1/x'))
+})
+
+test('forwardHeaders drops header names with underscores unless the policy keeps them; claim variants always go', () => {
+  const h: IncomingHttpHeaders = { x_user_id: 'admin', 'x-user_id': 'admin', x_other: '1', 'x-user-id': 'spoof', 'x-ok': '1' }
+  const strict = forwardHeaders(h, { ...ctx, strip: ['x-user-id'] })
+  for (const n of ['x_user_id', 'x-user_id', 'x_other', 'x-user-id']) assert.equal(n in strict, false, n)
+  assert.equal(strict['x-ok'], '1')
+  const keep = forwardHeaders(h, { ...ctx, strip: ['x-user-id'], policy: headerPolicy({ underscoresInHeaders: true, trustProxy: false }) })
+  assert.equal(keep.x_other, '1', 'kept when asked')
+  for (const n of ['x_user_id', 'x-user_id', 'x-user-id']) assert.equal(n in keep, false, `${n}: a variant of a stripped claim header`)
+  assert.equal(forwardHeaders(h, { ...ctx, strip: ['x-user-id'], extra: { 'x-user-id': 'alice' } })['x-user-id'], 'alice')
+})
+
+test('forwardHeaders: Forwarded, X-Forwarded-Port/-Prefix, X-Original-URL only from a trusted proxy', () => {
+  const h: IncomingHttpHeaders = {}
+  for (const n of PROXY_ONLY) h[n] = 'client-said'
+  const untrusted = forwardHeaders(h, ctx)
+  for (const n of PROXY_ONLY) assert.equal(n in untrusted, false, n)
+  for (const tp of [false, 2, '192.0.2.0/24', ['192.0.2.1']] as const) {
+    const out = forwardHeaders(h, { ...ctx, policy: headerPolicy({ underscoresInHeaders: false, trustProxy: tp as never }) })
+    assert.equal('forwarded' in out, false, `trustProxy ${JSON.stringify(tp)} does not vouch for 10.0.0.9`)
+  }
+  for (const tp of [true, '10.0.0.0/8', ['10.0.0.9'], '127.0.0.1, 10.0.0.9']) {
+    const out = forwardHeaders(h, { ...ctx, policy: headerPolicy({ underscoresInHeaders: false, trustProxy: tp }) })
+    for (const n of PROXY_ONLY) assert.equal(out[n], 'client-said', `${n} with trustProxy ${JSON.stringify(tp)}`)
+  }
+})
+
+test('forwardHeaders appends the gateway to Via with the client\'s HTTP version', () => {
+  assert.equal(forwardHeaders({}, { ...ctx, httpVersion: '1.0' }).via, '1.0 tollgate')
+  assert.equal(forwardHeaders({ via: '1.1 cdn' }, ctx).via, '1.1 cdn, 1.1 tollgate')
 })
