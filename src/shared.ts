@@ -51,7 +51,7 @@ export function createShared (config: GatewayConfig, log: FastifyBaseLogger): Sh
     watchRedis(redis, redisState, cfg.url, log)
   }
   const registry: ConnectionRegistry = redis !== null && cfg !== undefined
-    ? new RedisRegistry({ redis, prefix: cfg.keyPrefix, instanceId, pingInterval: config.websocket.pingInterval, log })
+    ? new RedisRegistry({ redis, prefix: cfg.keyPrefix, instanceId, pingInterval: config.websocket.pingInterval, maxPayload: config.websocket.maxPayload, log })
     : new MemoryRegistry()
   const live = (): IterableIterator<Bridge> => registry.values()
   let started: Promise<void> | null = null

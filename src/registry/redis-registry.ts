@@ -11,11 +11,20 @@
  * When Redis is unreachable, listings fall back to this instance with `partial: true`, and
  * everything is republished when it returns. Any instance reaps a dead one: its hash goes and
  * its share of the concurrent-connection counts is given back.
+ *
+ * What comes from Redis (bus messages, hash entries, set members) is checked by bus-messages.ts
+ * first: what does not fit is skipped with a rate-limited warning, and never throws.
  */
 import { randomUUID } from 'node:crypto'
 import type { Redis } from 'ioredis'
 import type { Bridge } from '../bridge/bridge.js'
 import { codes } from '../errors.js'
+import { DEFAULT_MAX_PAYLOAD } from '../config/defaults.js'
+import { isSendableCode } from '../close-codes.js'
+import {
+  encodeData, encodeEnvelope, encodeReply, fitReason, isInstanceId, parseConnectionEntry, parseEnvelope, parseReply,
+  RateLimitedWarning, type ConnectionView, type Envelope, type WireCommand
+} from './bus-messages.js'
 import { MemoryRegistry, pageOf, type ConnectionFilter, type ConnectionPage, type ConnectionRegistry } from './registry.js'
 
 export interface RedisRegistryOptions {
@@ -26,25 +35,24 @@ export interface RedisRegistryOptions {
   pingInterval: number
   /** How long a command to another instance may take (default 2000 ms). */
   commandTimeout?: number
+  /** The most bytes a message pushed over the bus may have (websocket.maxPayload; default 1 MiB). */
+  maxPayload?: number
   log?: { warn (o: object, msg: string): void, info (o: object, msg: string): void }
 }
 
-type Command =
-  | { op: 'close', id: string, code: number, reason: string }
-  | { op: 'send', id: string, data: string, binary: boolean }
-  | { op: 'broadcast', route?: string, user?: string, data: string, binary: boolean }
-
-interface Envelope { rid: string, from: string, cmd: Command }
-interface Reply { rid: string, result: number }
-
 // Gives back a dead instance's concurrent-connection counts and forgets it, atomically, so two
 // survivors reaping at once cannot both subtract. KEYS: conc:inst:<dead>, instances, conns:<dead>.
+// A share that is not a positive integer, or a count that is not an integer, is skipped: one
+// junk value must not leave the dead instance (and every other share of it) unreaped for ever.
 const REAP = `
 local h = redis.call('HGETALL', KEYS[1])
 for i = 1, #h, 2 do
-  local k = ARGV[1] .. h[i]
-  local n = redis.call('DECRBY', k, tonumber(h[i + 1]))
-  if n <= 0 then redis.call('DEL', k) end
+  local d = tonumber(h[i + 1])
+  if d and d > 0 and d == math.floor(d) then
+    local k = ARGV[1] .. h[i]
+    local n = redis.pcall('DECRBY', k, d)
+    if type(n) == 'number' and n <= 0 then redis.call('DEL', k) end
+  end
 end
 redis.call('DEL', KEYS[1], KEYS[3])
 redis.call('SREM', KEYS[2], ARGV[2])
@@ -61,7 +69,14 @@ export class RedisRegistry implements ConnectionRegistry {
   private readonly ttl: number
   private readonly period: number
   private readonly timeout: number
+  private readonly maxPayload: number
+  /** The channels this instance listens on: commands for it, and replies to its commands. */
+  private readonly cmdChannel: string
+  private readonly replyChannel: string
   private readonly log?: RedisRegistryOptions['log']
+  /** Bus messages that did not fit, and values read back from Redis that did not. */
+  private readonly busWarning: RateLimitedWarning
+  private readonly storeWarning: RateLimitedWarning
   /** What was last written per connection (counters), to write only what changed. */
   private readonly written = new WeakMap<Bridge, string>()
   /** Ids removed locally and not yet deleted from Redis. */
@@ -81,11 +96,23 @@ export class RedisRegistry implements ConnectionRegistry {
     this.ttl = 3 * opts.pingInterval
     this.period = Math.max(50, Math.min(1000, opts.pingInterval))
     this.timeout = opts.commandTimeout ?? 2000
+    this.maxPayload = opts.maxPayload ?? DEFAULT_MAX_PAYLOAD
+    this.cmdChannel = this.key(`cmd:${this.id}`)
+    this.replyChannel = this.key(`reply:${this.id}`)
     this.log = opts.log
+    const warn = (o: object, msg: string): void => { this.log?.warn(o, msg) }
+    this.busWarning = new RateLimitedWarning(warn, 'cluster bus: message ignored')
+    this.storeWarning = new RateLimitedWarning(warn, 'cluster registry: stored value skipped')
     if (typeof this.redis.gwReap !== 'function') this.redis.defineCommand('gwReap', { numberOfKeys: 3, lua: REAP })
     this.sub = opts.redis.duplicate({ lazyConnect: true })
     this.sub.on('error', () => { /* the main client reports outages */ })
-    this.sub.on('message', (channel: string, message: string) => { void this.onMessage(channel, message) })
+    // onMessage does not throw on any input; the catch is there so that no bug of it can ever
+    // become an unhandled rejection (which ends the process).
+    this.sub.on('message', (channel: string, message: string) => {
+      this.onMessage(channel, message).catch((err: unknown) => {
+        this.busWarning.hit({ channel: this.channelKind(channel), reason: 'handler-failed', err: (err as Error)?.message })
+      })
+    })
     // Everything is republished when Redis comes back (its state may have been lost or reaped).
     opts.redis.on('ready', () => { this.republish() })
   }
@@ -96,7 +123,7 @@ export class RedisRegistry implements ConnectionRegistry {
   async start (): Promise<void> {
     // (Re)subscribe on every connection: the client has no offline queue, so a subscription
     // asked for while Redis is away would be lost.
-    const channels = [this.key(`cmd:${this.id}`), this.key(`reply:${this.id}`)]
+    const channels = [this.cmdChannel, this.replyChannel]
     const subscribed = new Promise<void>((resolve) => {
       this.sub.on('ready', () => { this.sub.subscribe(...channels).then(() => resolve(), () => {}) })
     })
@@ -180,14 +207,21 @@ export class RedisRegistry implements ConnectionRegistry {
 
   /** Instance ids whose heartbeat is alive. */
   private async alive (): Promise<string[]> {
-    const ids = await this.redis.smembers(this.key('instances'))
+    const ids = (await this.redis.smembers(this.key('instances'))).filter(isInstanceId)
     if (ids.length === 0) return []
     const exists = await this.redis.mget(...ids.map((i) => this.key(`inst:${i}`)))
     return ids.filter((_, i) => exists[i] !== null)
   }
 
   private async reap (): Promise<void> {
-    const ids = await this.redis.smembers(this.key('instances'))
+    const members = await this.redis.smembers(this.key('instances'))
+    const ids = members.filter(isInstanceId)
+    if (ids.length < members.length) {
+      // Members no instance can have: not made into key names, just dropped from the set.
+      const junk = members.filter((m) => !isInstanceId(m))
+      await this.redis.srem(this.key('instances'), ...junk)
+      this.storeWarning.hit({ key: 'instances', reason: 'bad-instance-id', count: junk.length })
+    }
     if (ids.length === 0) return
     const exists = await this.redis.mget(...ids.map((i) => this.key(`inst:${i}`)))
     for (let i = 0; i < ids.length; i++) {
@@ -205,7 +239,10 @@ export class RedisRegistry implements ConnectionRegistry {
       for (const b of this.local.values()) all.push(b.toJSON())
       for (const inst of await this.alive()) {
         if (inst === this.id) continue
-        for (const v of await this.redis.hvals(this.key(`conns:${inst}`))) all.push(JSON.parse(v) as Record<string, unknown>)
+        for (const v of await this.redis.hvals(this.key(`conns:${inst}`))) {
+          const e = this.entry(v, inst)
+          if (e !== null) all.push(e)
+        }
       }
       return pageOf(all, filter)
     } catch {
@@ -219,29 +256,42 @@ export class RedisRegistry implements ConnectionRegistry {
     const owner = await this.owner(id)
     if (owner === null) return null
     const v = await this.redis.hget(this.key(`conns:${owner}`), id)
-    return v === null ? null : JSON.parse(v) as Record<string, unknown>
+    return v === null ? null : this.entry(v, owner, id)
+  }
+
+  /** One entry of an instance's hash, or null (and a warning) when it is not a connection view. */
+  private entry (raw: string, instance: string, id?: string): ConnectionView | null {
+    const e = parseConnectionEntry(raw, { instanceId: instance, id })
+    if (e.ok) return e.value
+    this.storeWarning.hit({ key: 'conns', instance, reason: e.reason, bytes: raw.length })
+    return null
   }
 
   async closeById (id: string, code: number, reason: string): Promise<boolean> {
     if (this.local.get(id) !== undefined) return this.local.closeById(id, code, reason)
+    // What the owner would refuse is not sent: a code no close frame may carry fails here as it
+    // would locally, and a long reason is cut as a local close frame cuts it.
+    if (!isSendableCode(code)) throw new codes.GW_ERR_BAD_CLOSE_CODE(code)
     const owner = await this.owner(id)
-    return owner !== null && await this.command(owner, { op: 'close', id, code, reason }) > 0
+    return owner !== null && await this.command(owner, { op: 'close', id, code, reason: fitReason(reason) }) > 0
   }
 
   async sendById (id: string, data: Buffer | string, isBinary: boolean): Promise<boolean> {
     if (this.local.get(id) !== undefined) return this.local.sendById(id, data, isBinary)
     const owner = await this.owner(id)
     if (owner === null) return false
-    const r = await this.command(owner, { op: 'send', id, data: encode(data), binary: isBinary })
+    // The owner ignores a message over maxPayload: no point waiting for its answer.
+    if (byteLength(data) > this.maxPayload) return false
+    const r = await this.command(owner, { op: 'send', id, data: encodeData(data), binary: isBinary })
     if (r === SEND_BUSY) throw new codes.GW_ERR_CLIENT_BUSY(id)
     return r > 0
   }
 
   async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {
     let n = await this.local.broadcast(filter, data, isBinary)
-    if (this.redis.status !== 'ready') return n
+    if (this.redis.status !== 'ready' || byteLength(data) > this.maxPayload) return n
     const others = (await this.alive().catch(() => [] as string[])).filter((i) => i !== this.id)
-    const results = await Promise.all(others.map((i) => this.command(i, { op: 'broadcast', ...filter, data: encode(data), binary: isBinary })))
+    const results = await Promise.all(others.map((i) => this.command(i, { op: 'broadcast', ...filter, data: encodeData(data), binary: isBinary })))
     for (const r of results) n += r
     return n
   }
@@ -256,52 +306,55 @@ export class RedisRegistry implements ConnectionRegistry {
   }
 
   /** Sends a command to another instance; resolves with its result (0 on timeout). */
-  private command (instance: string, cmd: Command): Promise<number> {
+  private command (instance: string, cmd: WireCommand): Promise<number> {
     const rid = randomUUID()
     return new Promise((resolve) => {
       const timer = setTimeout(() => { this.waiting.delete(rid); resolve(0) }, this.timeout)
       this.waiting.set(rid, (result) => { clearTimeout(timer); this.waiting.delete(rid); resolve(result) })
-      const env: Envelope = { rid, from: this.id, cmd }
-      this.redis.publish(this.key(`cmd:${instance}`), JSON.stringify(env)).then((receivers) => {
+      this.redis.publish(this.key(`cmd:${instance}`), encodeEnvelope(rid, this.id, cmd)).then((receivers) => {
         if (receivers === 0) this.waiting.get(rid)?.(0)
       }, () => this.waiting.get(rid)?.(0))
     })
   }
 
+  private channelKind (channel: string): string {
+    return channel === this.replyChannel ? 'reply' : channel === this.cmdChannel ? 'cmd' : 'other'
+  }
+
   private async onMessage (channel: string, message: string): Promise<void> {
-    let parsed: unknown
-    try { parsed = JSON.parse(message) } catch { return }
-    if (channel === this.key(`reply:${this.id}`)) {
-      const r = parsed as Reply
-      this.waiting.get(r.rid)?.(r.result)
+    const kind = this.channelKind(channel)
+    if (kind === 'reply') {
+      const r = parseReply(message)
+      // A reply for a request no longer waited for (it timed out) is normal, and dropped silently.
+      if (r.ok) this.waiting.get(r.value.rid)?.(r.value.result)
+      else this.busWarning.hit({ channel: kind, reason: r.reason, bytes: message.length })
       return
     }
-    const { rid, from, cmd } = parsed as Envelope
-    let result = 0
+    if (kind !== 'cmd') return
+    const env = parseEnvelope(message, this.maxPayload)
+    if (!env.ok) { this.busWarning.hit({ channel: kind, reason: env.reason, bytes: message.length }); return }
+    const result = await this.execute(env.value)
+    await this.redis.publish(this.key(`reply:${env.value.from}`), encodeReply(env.value.rid, result)).catch(() => {})
+  }
+
+  /** Runs a checked command on this instance's connections; its result is what the sender gets. */
+  private async execute ({ cmd }: Envelope): Promise<number> {
     switch (cmd.op) {
-      case 'close': result = await this.local.closeById(cmd.id, cmd.code, cmd.reason) ? 1 : 0; break
+      case 'close': return await this.local.closeById(cmd.id, cmd.code, cmd.reason) ? 1 : 0
       case 'send':
         try {
-          result = await this.local.sendById(cmd.id, decode(cmd.data, cmd.binary), cmd.binary) ? 1 : 0
+          return await this.local.sendById(cmd.id, cmd.payload, cmd.binary) ? 1 : 0
         } catch {
-          result = SEND_BUSY
+          return SEND_BUSY
         }
-        break
-      case 'broadcast': result = await this.local.broadcast({ route: cmd.route, user: cmd.user }, decode(cmd.data, cmd.binary), cmd.binary); break
+      case 'broadcast': return await this.local.broadcast({ route: cmd.route, user: cmd.user }, cmd.payload, cmd.binary)
     }
-    const reply: Reply = { rid, result }
-    await this.redis.publish(this.key(`reply:${from}`), JSON.stringify(reply)).catch(() => {})
   }
 }
 
 /** A remote send's answer when the client is not reading (GW_ERR_CLIENT_BUSY). */
 const SEND_BUSY = -1
 
-function encode (data: Buffer | string): string {
-  return (typeof data === 'string' ? Buffer.from(data) : data).toString('base64')
-}
-
-function decode (data: string, binary: boolean): Buffer | string {
-  const buf = Buffer.from(data, 'base64')
-  return binary ? buf : buf.toString('utf8')
+function byteLength (data: Buffer | string): number {
+  return typeof data === 'string' ? Buffer.byteLength(data) : data.length
 }

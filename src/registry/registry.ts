@@ -4,6 +4,7 @@
  */
 import type { Bridge } from '../bridge/bridge.js'
 import { codes } from '../errors.js'
+import { isSendableCode } from '../close-codes.js'
 
 export interface ConnectionFilter {
   route?: string
@@ -90,6 +91,8 @@ export class MemoryRegistry implements ConnectionRegistry {
   }
 
   async closeById (id: string, code: number, reason: string): Promise<boolean> {
+    // A plugin may call this with any number: never write a close frame ws would refuse.
+    if (!Number.isInteger(code) || !isSendableCode(code)) throw new codes.GW_ERR_BAD_CLOSE_CODE(code)
     const b = this.byId.get(id)
     if (b === undefined || b.closed) return false
     b.close(code, reason)
