@@ -3,7 +3,7 @@
  * returns a lease; releasing it is idempotent, so however a connection ends, its count drops
  * exactly once.
  */
-import type { Redis } from 'ioredis'
+import { ReplyError, type Redis } from 'ioredis'
 
 export interface Lease { release (): void }
 
@@ -37,23 +37,27 @@ export class MemoryConcurrency implements ConcurrencyLimiter {
 }
 
 // KEYS[1] = cluster-wide count, KEYS[2] = this instance's hash of counts (so that the counts of an
-// instance that dies can be given back). ARGV[1] = max, ARGV[2] = field (the key).
+// instance that dies can be given back). ARGV[1] = max, ARGV[2] = field (the key). A value that
+// is not a count (anyone with write access to Redis could leave one) counts as 0, so it can
+// neither turn the limit off nor make every acquisition fail.
 const ACQUIRE = `
-local n = redis.call('INCR', KEYS[1])
+local ok, n = pcall(redis.call, 'INCR', KEYS[1])
+if not ok then redis.call('SET', KEYS[1], 1); n = 1 end
 if n > tonumber(ARGV[1]) then
   redis.call('DECR', KEYS[1])
   return 0
 end
-redis.call('HINCRBY', KEYS[2], ARGV[2], 1)
+if not pcall(redis.call, 'HINCRBY', KEYS[2], ARGV[2], 1) then redis.call('HSET', KEYS[2], ARGV[2], 1) end
 return n`
 
 const RELEASE = `
-local left = redis.call('HINCRBY', KEYS[2], ARGV[1], -1)
+local ok, left = pcall(redis.call, 'HINCRBY', KEYS[2], ARGV[1], -1)
+if not ok then left = 0 end
 if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end
-if left < 0 then return 0 end
-local n = redis.call('DECR', KEYS[1])
-if n <= 0 then redis.call('DEL', KEYS[1]) end
-return n`
+if ok and left < 0 then return 0 end
+local ok2, n = pcall(redis.call, 'DECR', KEYS[1])
+if not ok2 or n <= 0 then redis.call('DEL', KEYS[1]) end
+return ok2 and n or 0`
 
 type RedisWithScripts = Redis & {
   gwConcAcquire (k1: string, k2: string, max: number, field: string): Promise<number>
@@ -86,7 +90,9 @@ export class RedisConcurrency implements ConcurrencyLimiter {
   }
 
   private release (key: string): void {
-    this.redis.gwConcRelease(this.countKey(key), this.instanceKey, key).catch(() => {
+    this.redis.gwConcRelease(this.countKey(key), this.instanceKey, key).catch((err: unknown) => {
+      // Owed only when Redis was away: an error reply would fail again on every reconnect.
+      if (err instanceof ReplyError) return
       this.pending.set(key, (this.pending.get(key) ?? 0) + 1)
     })
   }
@@ -115,6 +121,7 @@ export class RedisConcurrency implements ConcurrencyLimiter {
   }
 
   async count (key: string): Promise<number> {
-    return Number(await this.redis.get(this.countKey(key)) ?? 0)
+    const n = Number(await this.redis.get(this.countKey(key)) ?? 0)
+    return Number.isSafeInteger(n) && n > 0 ? n : 0
   }
 }

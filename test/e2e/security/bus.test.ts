@@ -241,3 +241,26 @@ test('hostile messages on the bus and junk in the registry: nothing crashes, rel
   }
   assert.ok(a.logs.some((l) => l.msg === STORE_WARNING) || b.logs.some((l) => l.msg === STORE_WARNING))
 })
+
+test('junk in the shared connection counts neither turns the limit off nor wedges it', async (t) => {
+  if (!await needRedis(t)) return
+  const { RedisConcurrency } = await import('../../../src/limits/concurrency.js')
+  const redis = new Redis(REDIS_URL, { lazyConnect: false })
+  t.after(() => redis.disconnect())
+  const prefix = testPrefix(t)
+  const conc = new RedisConcurrency(redis, prefix, 'inst-a')
+  await redis.set(conc.countKey('ip:1'), 'not a number')
+  await redis.hset(conc.instanceKey, 'ip:1', 'junk')
+  assert.equal(await conc.count('ip:1'), 0, 'a junk count reads as 0, not NaN')
+  const a = await conc.acquire('ip:1', 2)
+  const b = await conc.acquire('ip:1', 2)
+  assert.ok(a !== null && b !== null, 'junk counts as 0: two leases under a limit of 2')
+  assert.equal(await conc.acquire('ip:1', 2), null, 'and the limit holds')
+  a.release()
+  // A junk share at release time: the lease this instance holds is still given back.
+  await redis.hset(conc.instanceKey, 'ip:1', 'junk again')
+  b.release()
+  await waitFor(async () => await conc.count('ip:1') === 0, 'both releases to go through')
+  assert.equal(conc.owed, 0, 'nothing queued for a reconnect')
+  await redis.del(conc.countKey('ip:1'), conc.instanceKey)
+})
