@@ -5,8 +5,12 @@
 
 export const CLOSE_NORMAL = 1000
 export const CLOSE_GOING_AWAY = 1001
+/** A peer broke the framing rules (RFC 6455 7.4.1). */
+export const CLOSE_PROTOCOL_ERROR = 1002
 export const CLOSE_NO_STATUS = 1005
 export const CLOSE_ABNORMAL = 1006
+/** A message's data was invalid for its type: bad UTF-8 in a close reason, bad compressed data. */
+export const CLOSE_INVALID_DATA = 1007
 export const CLOSE_POLICY = 1008
 export const CLOSE_TOO_BIG = 1009
 export const CLOSE_INTERNAL = 1011

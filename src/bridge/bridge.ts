@@ -3,18 +3,31 @@
  * peer as they are (a client's masked frame is a valid masked frame from the gateway too, and an
  * upstream's frames are unmasked on both hops), and only frame headers are read: for the
  * counters, maxPayload, the message rate limit, close frames and the gateway's own heartbeat
- * pongs. Frames the gateway writes itself (pings, closes, admin pushes) go in at frame
- * boundaries, and a push at a message boundary. Every way the pair can end goes through one
- * path (`beginClose` ... `onSocketClose` -> `finish`).
+ * pongs. With permessage-deflate, the payload of compressed messages is also read, by a meter
+ * that counts what it inflates to (maxPayload) before it is passed on. Frames the gateway
+ * writes itself (pings, closes, admin pushes) go in at frame boundaries, and a push at a message
+ * boundary. Every way the pair can end goes through one path (`beginClose` ... `onSocketClose`
+ * -> `finish`).
+ *
+ * How one side's connection ends (the other side's is the same, mirrored):
+ *
+ *   open --(peer's close frame)--> close frame sent back --> TCP ended (end())
+ *   open --(gateway closes: beginClose)--> close frame sent --(peer's close frame)--> TCP ended
+ *   open --(bad framing from the peer: failed, RFC 6455 7.1.7)--> close frame sent, nothing
+ *        more read --> TCP ended right after the frame is flushed
+ *   open --(the stream to it stops inside a frame: cut)--> no close frame can follow --> TCP ended
+ *   any of these --(no TCP close within the close timeout; 1 s when failed or cut)--> destroyed
  */
 import type { Duplex } from 'node:stream'
 import { randomBytes } from 'node:crypto'
 import {
-  CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_POLICY, CLOSE_TOO_BIG, REASON_CLIENT_DEAD, REASON_IDLE, REASON_RATE,
+  CLOSE_ABNORMAL, CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_POLICY, REASON_CLIENT_DEAD, REASON_IDLE, REASON_RATE,
   REASON_TOKEN_EXPIRED, REASON_UPSTREAM_DEAD, relayClose
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
-import { closeFrame, encodeFrame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, unmask } from './frames.js'
+import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, unmask } from './frames.js'
+import { InflateMeter, METER_OK, METER_TOO_BIG, parseDeflateParams, type DeflateParams, type MeterVerdict } from './inflate-meter.js'
+import { ProtocolError } from './protocol-errors.js'
 import type { ReusedReads } from './upstream-handshake.js'
 
 export interface BridgeInfo {
@@ -55,10 +68,20 @@ export interface BridgeOptions {
   highWaterMark: number
   /**
    * Largest message (all its frames) either peer may send; more closes both sides with 1009.
-   * With permessage-deflate it counts compressed bytes, as they cross the gateway.
+   * With permessage-deflate it bounds both the compressed bytes of a message, as they cross the
+   * gateway, and what the message inflates to.
    */
   maxPayload: number
-  /** permessage-deflate was negotiated end to end: RSV1 marks a compressed message's first frame. */
+  /**
+   * The negotiated `Sec-WebSocket-Extensions` value (the upstream's answer; '' when none).
+   * permessage-deflate in it: RSV1 marks a compressed message's first frame, and compressed
+   * messages are inflated (counted, not kept) with its parameters to hold them to maxPayload.
+   */
+  extensions?: string
+  /**
+   * Older form of `extensions`: permessage-deflate was negotiated end to end, parameters
+   * unknown (counted as the most permissive ones allow). Ignored when `extensions` is given.
+   */
   compressed?: boolean
   /** Called once, when the pair starts closing (remove it from listings). */
   onClosing?: (bridge: Bridge) => void
@@ -99,6 +122,15 @@ interface Reader {
   messageBytes: number
   /** A close frame or a protocol error was read: the rest is ignored. */
   done: boolean
+  /** The message in transit is compressed: its payload goes through `meter` before it is relayed. */
+  inflating: boolean
+  /** The frame in transit is its message's last (the meter's message ends with it). */
+  fin: boolean
+  /** The masking key of the frame in transit (client frames), and how much of its payload was metered. */
+  key: Buffer | null
+  phase: number
+  /** Counts what this side's compressed messages inflate to; made at the first one. */
+  meter: InflateMeter | null
 }
 
 interface Side {
@@ -122,6 +154,12 @@ interface Side {
   ended: boolean
   closeSent: boolean
   closeReceived: boolean
+  /** The gateway failed this connection (bad framing): its TCP ends right after the close frame. */
+  failing: boolean
+  /** The stream to this side stopped inside a frame: nothing more is written to it, not even a close frame. */
+  cut: boolean
+  /** Destroys the socket of a failed or cut side that has not closed in time. */
+  endTimer: NodeJS.Timeout | null
   /** Control frames of the gateway's own (pings, close) waiting for a frame boundary on the stream to this side. */
   queue: Buffer[] | null
   /** Admin pushes waiting for a message boundary on the stream to this side. */
@@ -132,6 +170,8 @@ interface Side {
 const HEARTBEAT = randomBytes(8)
 const PING_TO_CLIENT = encodeFrame(OP_PING, HEARTBEAT, false)
 const DEFAULT_CLOSE_TIMEOUT = 10_000
+/** How long a failed (or cut) connection may take to close its TCP once the gateway ended it. */
+const FAIL_TIMEOUT = 1000
 const MAX_SAFE_HIGH = 0x1fffff
 
 export class Bridge {
@@ -148,6 +188,8 @@ export class Bridge {
   private readonly up: Side
   private readonly opts: BridgeOptions
   private readonly bucket: TokenBucket | null
+  /** permessage-deflate's parameters, when it was negotiated. */
+  private readonly deflate: DeflateParams | null
   private closing = false
   private endInfo: BridgeEnd | null = null
   private closeTimer: NodeJS.Timeout | null = null
@@ -171,6 +213,9 @@ export class Bridge {
     this.client.peer = this.up
     this.up.peer = this.client
     this.bucket = opts.messageLimit === undefined ? null : new TokenBucket(opts.messageLimit.rate, opts.messageLimit.burst, now)
+    this.deflate = opts.extensions !== undefined
+      ? parseDeflateParams(opts.extensions)
+      : opts.compressed === true ? parseDeflateParams('permessage-deflate') : null
     this.listen(this.client)
     this.listen(this.up, opts.upstreamReads ?? null)
     // What the upstream sent right after its 101 comes before anything read from now on.
@@ -325,7 +370,20 @@ export class Bridge {
       r.remaining -= n
       pos = n
       if (r.drop) start = pos
-      else data = true
+      else {
+        data = true
+        if (r.inflating) {
+          const v = this.metered(from, chunk, 0, n, r.remaining === 0)
+          if (v !== METER_OK) {
+            // The frame's start has already gone to the other side: none of the rest goes.
+            start = pos
+            if (r.remaining > 0) r.drop = true
+            this.inflateError(from, v, true)
+            // Malformed data fails the connection: nothing more of it is read.
+            if (r.done) start = pos = len
+          }
+        }
+      }
     }
     while (pos < len) {
       // A frame boundary on the stream to `to`: the gateway's own frames waiting for one go now,
@@ -356,24 +414,11 @@ export class Bridge {
       if (avail < hdr) break
       const opcode = b0 & 0x0f
       const fin = (b0 & 0x80) !== 0
-      let problem: string | null = null
-      const rsv = b0 & 0x70
-      if (rsv !== 0 && !(rsv === 0x40 && this.opts.compressed === true && (opcode === OP_TEXT || opcode === OP_BINARY))) {
-        problem = rsv === 0x40 && this.opts.compressed === true ? 'RSV1 must be clear' : 'RSV bits must be clear'
-      }
-      else if (masked !== from.masked) problem = from.masked ? 'MASK must be set' : 'MASK must be clear'
-      else if (opcode >= 8) {
-        if (opcode > OP_PONG) problem = 'invalid opcode'
-        else if (!fin) problem = 'control frames must not be fragmented'
-        else if (plen > 125) problem = 'control frame too long'
-      } else if (opcode === OP_CONTINUATION) {
-        if (!r.inMessage) problem = 'unexpected continuation frame'
-      } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
-        if (r.inMessage) problem = 'expected a continuation frame'
-      } else problem = 'invalid opcode'
+      const problem = frameError(b0, masked, plen, from.masked, r.inMessage, this.deflate !== null)
       if (problem !== null) {
+        // Framing that cannot be trusted: the connection is failed at this frame.
         this.relay(to, chunk, start, pos)
-        this.protocolError(from, 1002, problem)
+        this.protocolError(from, frameProblem(problem, b0, plen))
         start = pos = len
         break
       }
@@ -402,6 +447,9 @@ export class Bridge {
       // A data frame: relayed as it arrives, possibly over several chunks.
       if (opcode !== OP_CONTINUATION) {
         r.messageBytes = 0
+        // RSV1 (allowed by frameError only with permessage-deflate): a compressed message.
+        r.inflating = (b0 & 0x40) !== 0
+        if (r.inflating) (r.meter ??= this.newMeter(from)).begin()
         if (from === this.client && this.bucket !== null && !this.closing && !this.bucket.take(now)) {
           // Closing from here on: this frame and the rest are read and dropped, so that the
           // client's answer to the close frame is still found.
@@ -414,9 +462,25 @@ export class Bridge {
       if (r.messageBytes > this.opts.maxPayload && !this.closing) {
         this.relay(to, chunk, start, pos)
         start = pos
-        this.protocolError(from, CLOSE_TOO_BIG, 'message too big', false)
+        this.protocolError(from, new ProtocolError('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH'))
       }
       r.inMessage = !fin
+      if (r.inflating && !this.closing) {
+        // What this frame's payload in the chunk inflates to is counted before any of it is
+        // relayed: over maxPayload (or malformed), the frame is not relayed at all, and the
+        // other side, still between frames, gets a close frame.
+        r.fin = fin
+        r.phase = 0
+        if (masked) chunk.copy(r.key ??= Buffer.allocUnsafe(4), 0, pos + hdr - 4, pos + hdr)
+        const payloadEnd = pos + hdr + plen
+        const v = this.metered(from, chunk, pos + hdr, payloadEnd < len ? payloadEnd : len, payloadEnd <= len)
+        if (v !== METER_OK) {
+          this.relay(to, chunk, start, pos)
+          start = pos
+          this.inflateError(from, v, false)
+          if (r.done) { start = pos = len; break }
+        }
+      }
       const drop = this.closing
       if (drop) {
         this.relay(to, chunk, start, pos)
@@ -446,12 +510,12 @@ export class Bridge {
     // An incomplete header or control frame: a copy, so that the chunk it came in can be freed.
     if (pos < len) r.partial = Buffer.from(chunk.subarray(pos))
     if (to.queue !== null || to.pushes !== null) this.flush(to)
-    if (!from.paused && !r.done && to.socket.writableLength > this.opts.highWaterMark) this.pause(from, to)
+    if (!from.paused && !r.done && !to.cut && to.socket.writableLength > this.opts.highWaterMark) this.pause(from, to)
   }
 
   /** Writes chunk[start, end) to `to`: the chunk itself when it is all of it. */
   private relay (to: Side, chunk: Buffer, start: number, end: number): void {
-    if (end <= start || to.ended) return
+    if (end <= start || to.ended || to.cut) return
     to.socket.write(start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end))
   }
 
@@ -463,7 +527,7 @@ export class Bridge {
 
   /** Writes a control frame of the gateway's own to `side`, now or at the next frame boundary. */
   private control (side: Side, frame: Buffer, now = performance.now()): void {
-    if (side.ended) return
+    if (side.ended || side.cut) return
     if (side.queue === null && this.atFrameBoundary(side)) this.writeControl(side, frame, now)
     else (side.queue ??= []).push(frame)
   }
@@ -479,7 +543,7 @@ export class Bridge {
    * dropped, as nothing may follow a close.
    */
   private push (side: Side, frame: Buffer): void {
-    if (side.ended || side.closeSent) return
+    if (side.ended || side.cut || side.closeSent) return
     if (side.pushes === null && this.atFrameBoundary(side) && !side.peer.in.openToPeer) side.socket.write(frame)
     else (side.pushes ??= []).push(frame)
   }
@@ -491,10 +555,10 @@ export class Bridge {
     if (q !== null) {
       side.queue = null
       const now = performance.now()
-      if (!side.ended) for (const frame of q) this.writeControl(side, frame, now)
+      if (!side.ended && !side.cut) for (const frame of q) this.writeControl(side, frame, now)
     }
     const p = side.pushes
-    if (p !== null && (side.closeSent || side.ended)) side.pushes = null
+    if (p !== null && (side.closeSent || side.ended || side.cut)) side.pushes = null
     else if (p !== null && !side.peer.in.openToPeer) {
       side.pushes = null
       for (const frame of p) side.socket.write(frame)
@@ -513,16 +577,19 @@ export class Bridge {
     this.maybeEnd(side)
   }
 
-  /** Once close frames went both ways with `side` (and nothing is left to write), its TCP is ended. */
+  /**
+   * Once close frames went both ways with `side`, or the gateway's went to a side it failed (and
+   * nothing is left to write before it), its TCP is ended: end() writes what is buffered first.
+   */
   private maybeEnd (side: Side): void {
-    if (side.closeSent && side.closeReceived && side.queue === null && !side.ended && !side.socket.writableEnded) side.socket.end()
+    if (side.closeSent && (side.closeReceived || side.failing) && side.queue === null && !side.ended && !side.socket.writableEnded) side.socket.end()
   }
 
   private onCloseFrame (from: Side, payload: Buffer): void {
     from.closeReceived = true
     const parsed = parseClose(payload)
     if (!parsed.ok) {
-      this.protocolError(from, parsed.code, parsed.reason)
+      this.protocolError(from, parsed.error)
       return
     }
     if (!this.closing) {
@@ -538,23 +605,86 @@ export class Bridge {
   }
 
   /**
-   * A peer broke the protocol (a message over maxPayload: 1009, a bad close frame: 1002/1007,
-   * bad framing: 1002): both sides are closed with that code. Text is not UTF-8 validated here:
-   * the endpoints do that, and their 1007 passes through.
+   * A peer broke the protocol (a message over maxPayload: 1009; bad framing or a bad close
+   * frame: 1002; invalid compressed data or close reason: 1007): both sides are closed with that
+   * code. Text is not UTF-8 validated here: the endpoints do that, and their 1007 passes through.
    */
-  private protocolError (from: Side, code: number, reason: string, stopReading = true): void {
-    // Framing that cannot be trusted is not read any further; a message that is merely too big
-    // is read and dropped, so that the peer's answer to the close frame is still found.
-    if (stopReading) from.in.done = true
-    if (this.closing) {
-      this.sendClose(from, code, reason)
-      return
+  private protocolError (from: Side, err: ProtocolError): void {
+    const code = err.closeCode
+    const reason = err.message
+    if (err.fail) {
+      // Failing the connection (RFC 6455 7.1.7): framing that cannot be trusted is not read any
+      // further, and its TCP ends after the close frame, without waiting for one back (which
+      // would never be read). A message that is merely too big is read and dropped instead, so
+      // that the peer's answer to the close frame is still found.
+      from.in.done = true
+      from.failing = true
+      this.endSoon(from)
     }
-    this.beginClose(from === this.client
-      ? { by: 'client', clientCode: code, upstreamCode: code, reason }
-      : { by: 'upstream', clientCode: code, upstreamCode: code, reason })
+    if (!this.closing) {
+      // A side cut off inside a frame gets no close frame: for it, the end is abnormal.
+      const other = from.peer.cut ? CLOSE_ABNORMAL : code
+      this.beginClose(from === this.client
+        ? { by: 'client', clientCode: code, upstreamCode: other, reason }
+        : { by: 'upstream', clientCode: other, upstreamCode: code, reason })
+      this.sendClose(from.peer, code, reason)
+    }
     this.sendClose(from, code, reason)
-    this.sendClose(from.peer, code, reason)
+    this.maybeEnd(from)
+  }
+
+  /** A compressed message from `from` inflates past maxPayload (1009) or is malformed (1007). */
+  private inflateError (from: Side, verdict: MeterVerdict, midFrame: boolean): void {
+    // Part of the frame already went to the other side: a close frame would land inside it, so
+    // that side's TCP is ended instead; the message never arrives whole either way.
+    if (midFrame) this.cut(from.peer)
+    this.protocolError(from, verdict === METER_TOO_BIG
+      ? new ProtocolError('WS_ERR_UNSUPPORTED_MESSAGE_LENGTH')
+      : new ProtocolError('WS_ERR_INVALID_COMPRESSED_DATA', from.in.meter?.reason))
+  }
+
+  /**
+   * Counts payload bytes chunk[a, b) of the compressed message in transit from `from`; at the end
+   * of its last frame (`frameEnds` and FIN), the message's end too.
+   */
+  private metered (from: Side, chunk: Buffer, a: number, b: number, frameEnds: boolean): MeterVerdict {
+    const r = from.in
+    const meter = r.meter!
+    let v = meter.write(chunk, a, b, from.masked ? r.key : null, r.phase)
+    r.phase += b - a
+    if (v === METER_OK && frameEnds && r.fin) v = meter.end()
+    return v
+  }
+
+  private newMeter (from: Side): InflateMeter {
+    const d = this.deflate!
+    // Each direction inflates what its sender compressed, with the sender's parameters.
+    return new InflateMeter(this.opts.maxPayload, from === this.client ? d.client : d.server)
+  }
+
+  /**
+   * The stream to `side` stops inside a frame: nothing more is written to it (no close frame can
+   * follow part of a frame), and its TCP is ended once what was written is flushed.
+   */
+  private cut (side: Side): void {
+    if (side.cut || side.ended) return
+    side.cut = true
+    side.closeSent = true
+    side.queue = null
+    side.pushes = null
+    // Both are read on: this side until its TCP ends, the other for its answer to the close
+    // frame (nothing is written to this side any more, so its buffer holds nobody back).
+    if (side.paused) side.resume?.()
+    if (side.peer.paused) side.peer.resume?.()
+    if (!side.socket.writableEnded) side.socket.end()
+    this.endSoon(side)
+  }
+
+  /** A failed or cut side whose TCP has not closed within FAIL_TIMEOUT is destroyed. */
+  private endSoon (side: Side): void {
+    if (side.endTimer !== null || side.ended) return
+    side.endTimer = setTimeout(() => side.socket.destroy(), Math.min(FAIL_TIMEOUT, this.opts.closeTimeout ?? DEFAULT_CLOSE_TIMEOUT))
+    side.endTimer.unref()
   }
 
   /** Stops reading `from` until the socket under `to` drains. */
@@ -579,6 +709,7 @@ export class Bridge {
     side.ended = true
     side.queue = null
     side.pushes = null
+    if (side.endTimer !== null) { clearTimeout(side.endTimer); side.endTimer = null }
     // It ended in the middle of a frame being relayed: the stream to the other side can take no
     // close frame any more (it would land inside that frame), so that side's socket ends too.
     if (side.in.remaining > 0 && !side.in.drop) side.peer.socket.destroy()
@@ -611,6 +742,8 @@ export class Bridge {
     for (const side of [this.client, this.up]) {
       side.socket.removeAllListeners('data')
       side.in.partial = null
+      side.in.meter = null
+      if (side.endTimer !== null) { clearTimeout(side.endTimer); side.endTimer = null }
     }
     this.opts.onEnd?.(this, this.endInfo ?? { by: 'gateway', clientCode: 1006, upstreamCode: 1006, reason: '' })
   }
@@ -644,7 +777,7 @@ function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, 
     name,
     socket,
     masked,
-    in: { remaining: 0, drop: false, partial: null, inMessage: false, openToPeer: false, messageBytes: 0, done: false },
+    in: { remaining: 0, drop: false, partial: null, inMessage: false, openToPeer: false, messageBytes: 0, done: false, inflating: false, fin: false, key: null, phase: 0, meter: null },
     peer: undefined as unknown as Side,
     pingSentAt: 0,
     pingWrittenAt: 0,
@@ -654,6 +787,9 @@ function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, 
     ended: false,
     closeSent: false,
     closeReceived: false,
+    failing: false,
+    cut: false,
+    endTimer: null,
     queue: null,
     pushes: null
   }

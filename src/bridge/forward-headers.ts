@@ -96,7 +96,9 @@ export function forwardHeaders (headers: IncomingHttpHeaders, ctx: ForwardContex
   const priorList = Array.isArray(prior) ? prior.join(', ') : prior
   out['x-forwarded-for'] = priorList !== undefined && priorList !== '' ? `${priorList}, ${ctx.remoteAddress}` : ctx.remoteAddress
   out['x-forwarded-proto'] = ctx.proto
-  out['x-forwarded-host'] = ctx.host
+  // An HTTP/1.0 request may have no Host: then there is no host to tell (and none of the client's).
+  if (ctx.host !== '') out['x-forwarded-host'] = ctx.host
+  else delete out['x-forwarded-host']
   out['x-real-ip'] = ctx.clientIp
   out['x-request-id'] = ctx.requestId
   // RFC 9110 7.6.3: each proxy appends itself to Via.

@@ -8,7 +8,8 @@
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { once } from 'node:events'
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import { deflateRawSync, constants as zlibConstants } from 'node:zlib'
 import http from 'node:http'
 import type { AddressInfo, Socket } from 'node:net'
 import type { Duplex } from 'node:stream'
@@ -36,14 +37,19 @@ async function listen (t: TestContext, opts: ServerOptions = {}): Promise<{ url:
   }
 }
 
-/** The gateway's front door: answers each upgrade with a 101 and hands over the raw socket, paused. */
-async function frontDoor (t: TestContext): Promise<{ url: string, next: () => Promise<Duplex> }> {
+/**
+ * The gateway's front door: answers each upgrade with a 101 (with `extensions()` as its
+ * Sec-WebSocket-Extensions, when not empty) and hands over the raw socket, paused.
+ */
+async function frontDoor (t: TestContext, extensions: () => string = () => ''): Promise<{ url: string, next: () => Promise<Duplex> }> {
   const server = http.createServer()
   const waiting: Array<(s: Duplex) => void> = []
   const sockets = new Set<Duplex>()
   server.on('upgrade', (req: http.IncomingMessage, socket: Duplex, head: Buffer) => {
+    const ext = extensions()
     socket.write('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
-      `Sec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}\r\n\r\n`)
+      `Sec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}\r\n` +
+      (ext === '' ? '' : `Sec-WebSocket-Extensions: ${ext}\r\n`) + '\r\n')
     socket.pause()
     if (head.length > 0) socket.unshift(head)
     sockets.add(socket)
@@ -501,4 +507,251 @@ test('upstream reads go into one reused buffer: 16 MiB of messages of mixed size
   for (const m of messages) h.upstream.send(m, { binary: true })
   await within(all, 30_000, 'every message at the client')
   assert.equal(got.digest('hex'), sent.digest('hex'))
+})
+
+interface DeflatePairOptions {
+  /** The upstream's permessage-deflate settings (ws): what it accepts decides the parameters. */
+  upstream: Exclude<ServerOptions['perMessageDeflate'], boolean | undefined>
+  maxPayload?: number
+  highWaterMark?: number
+  /** What the Bridge is told: the negotiated value (default), or the older `compressed` flag. */
+  tell?: 'extensions' | 'compressed'
+}
+
+/**
+ * A ws client and a ws upstream with permessage-deflate negotiated end to end, as the plugin
+ * does it: the upstream's answer to the client's offer goes to the client in its 101, and to
+ * the Bridge as `extensions`.
+ */
+async function deflatePair (t: TestContext, opts: DeflatePairOptions): Promise<Harness & { extensions: string }> {
+  let answer = ''
+  const front = await frontDoor(t, () => answer)
+  const back = await listen(t, { perMessageDeflate: opts.upstream })
+  const backConn = back.next()
+  const [result, upstream] = await Promise.all([
+    openUpstream({ url: back.url, headers: {}, protocols: [], extensions: 'permessage-deflate; client_max_window_bits', connectTimeout: 5000 }),
+    backConn
+  ])
+  if (!result.ok) throw new Error(`upstream handshake failed: ${result.reason}`)
+  t.after(() => result.socket.destroy())
+  answer = result.extensions
+  const frontConn = front.next()
+  const client = new WebSocket(front.url, { perMessageDeflate: { threshold: 0 } })
+  client.on('error', noop)
+  t.after(() => client.terminate())
+  const [gwClient] = await Promise.all([frontConn, once(client, 'open')])
+  assert.equal(client.extensions, upstream.extensions, 'both peers use the same parameters')
+  const ends: BridgeEnd[] = []
+  let resolveEnd!: (e: BridgeEnd) => void
+  const ended = new Promise<BridgeEnd>((resolve) => { resolveEnd = resolve })
+  const info: BridgeInfo = { id: 'conn-z', route: '/z', path: '/z', clientIp: '127.0.0.1', userId: null, subprotocol: null, upstream: back.url, instanceId: 'unit' }
+  const bridge = new Bridge(gwClient, result.socket, result.head, info, {
+    highWaterMark: opts.highWaterMark ?? 1024 * 1024,
+    maxPayload: opts.maxPayload ?? 64 * 1024,
+    ...(opts.tell === 'compressed' ? { compressed: true } : { extensions: result.extensions }),
+    upstreamReads: result.reads,
+    onEnd: (_b, e) => { ends.push(e); resolveEnd(e) }
+  })
+  return { bridge, client, upstream, gwClient, gwUpstream: result.socket, ends, ended, extensions: result.extensions }
+}
+
+/** The raw socket under a ws peer, for frames a ws peer would never write. */
+const rawOf = (ws: WebSocket): Socket => (ws as unknown as { _socket: Socket })._socket
+
+/** One frame; `key`: masked with it (what a client writes). */
+function wireFrame (b0: number, payload: Buffer, key: Buffer | null): Buffer {
+  const len = payload.length
+  const head = Buffer.alloc((len < 126 ? 2 : len < 65536 ? 4 : 10) + (key === null ? 0 : 4))
+  head[0] = b0
+  const m = key === null ? 0 : 0x80
+  if (len < 126) head[1] = m | len
+  else if (len < 65536) { head[1] = m | 126; head.writeUInt16BE(len, 2) } else { head[1] = m | 127; head.writeBigUInt64BE(BigInt(len), 2) }
+  if (key === null) return Buffer.concat([head, payload])
+  key.copy(head, head.length - 4)
+  const body = Buffer.from(payload)
+  for (let i = 0; i < len; i++) body[i] ^= key[i & 3]
+  return Buffer.concat([head, body])
+}
+
+/** A payload as permessage-deflate senders write it: sync-flushed, the 00 00 ff ff tail removed. */
+function deflated (data: Buffer): Buffer {
+  const c = deflateRawSync(data, { finishFlush: zlibConstants.Z_SYNC_FLUSH })
+  return c.subarray(0, c.length - 4)
+}
+
+/**
+ * Messages of up to `max` bytes inflated, compressible in different ways, one of exactly `max`.
+ * (Random bytes come out of deflate a little larger than they went in, and maxPayload holds
+ * for the compressed size too: those stay a little under.)
+ */
+function deflateMessages (max: number, n: number): Buffer[] {
+  const words = Buffer.from('lorem ipsum dolor sit amet, {"id":42,"ok":true} ')
+  const out: Buffer[] = [Buffer.alloc(0), Buffer.from('x')]
+  for (let i = 0; i < n; i++) {
+    const len = Math.floor(((i * 7919) % 1000) / 1000 * max)
+    const b = Buffer.allocUnsafe(len)
+    for (let j = 0; j < len; j++) b[j] = i % 3 === 0 ? (j * 31 + i) & 0xff : words[(j + i) % words.length]
+    out.push(b)
+  }
+  out.push(Buffer.alloc(max, 0x20), randomBytes(max - 256))
+  return out
+}
+
+async function exchange (h: Harness, messages: Buffer[]): Promise<void> {
+  const atUpstream = collect(h.upstream, messages.length)
+  for (const m of messages) h.client.send(m, { binary: true })
+  const up = await within(atUpstream, 15_000, 'every message at the upstream')
+  up.forEach((m, i) => assert.ok(m.data.equals(messages[i]), `message ${i} (${messages[i].length} bytes) at the upstream`))
+  const atClient = collect(h.client, messages.length)
+  for (const m of messages) h.upstream.send(m, { binary: true })
+  const down = await within(atClient, 15_000, 'every message at the client')
+  down.forEach((m, i) => assert.ok(m.data.equals(messages[i]), `message ${i} (${messages[i].length} bytes) at the client`))
+}
+
+const MAXP = 64 * 1024
+
+test('permessage-deflate, every parameter negotiated (no context takeover both ways, 10-bit windows): messages up to maxPayload inflated relay both ways; one that inflates to maxPayload + 1 is 1009 both ways', { timeout: 30_000 }, async (t) => {
+  const h = await deflatePair(t, { upstream: { threshold: 0, serverNoContextTakeover: true, clientNoContextTakeover: true, serverMaxWindowBits: 10, clientMaxWindowBits: 10 } })
+  for (const p of ['client_no_context_takeover', 'server_no_context_takeover', 'client_max_window_bits=10', 'server_max_window_bits=10']) assert.ok(h.extensions.includes(p), `${p} in ${h.extensions}`)
+  await exchange(h, deflateMessages(MAXP, 30))
+  const c = closed(h.client)
+  const u = closed(h.upstream)
+  const got: number[] = []
+  h.upstream.on('message', (d: Buffer) => got.push(d.length))
+  h.client.send(Buffer.alloc(MAXP + 1, 0x20))
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 1009, reason: 'message too big' })
+  assert.deepEqual(await within(u, 5000, 'upstream closed'), { code: 1009, reason: 'message too big' })
+  assert.deepEqual(got, [])
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'client', clientCode: 1009, upstreamCode: 1009, reason: 'message too big' })
+})
+
+test('permessage-deflate with context takeover (ws defaults): matches reach into earlier messages, sizes stay exact both ways; the upstream\'s message over maxPayload is 1009', { timeout: 30_000 }, async (t) => {
+  const h = await deflatePair(t, { upstream: { threshold: 0 } })
+  assert.equal(h.extensions, 'permessage-deflate')
+  const quarter = randomBytes(MAXP / 4)
+  const whole = Buffer.concat([quarter, quarter, quarter, quarter])
+  // After the first, all back-references, the first of them into the message before.
+  await exchange(h, [quarter, whole, whole, ...deflateMessages(MAXP, 20)])
+  const c = closed(h.client)
+  const got: number[] = []
+  h.client.on('message', (d: Buffer) => got.push(d.length))
+  h.upstream.send(Buffer.concat([whole, Buffer.from('!')]))
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 1009, reason: 'message too big' })
+  assert.deepEqual(got, [])
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'upstream', clientCode: 1009, upstreamCode: 1009, reason: 'message too big' })
+})
+
+for (const [who, tell] of [['the negotiated extensions', 'extensions'], ['only the older compressed flag', 'compressed']] as const) {
+  test(`a deflate bomb from the client (the Bridge told ${who}): 60 MiB in 61 KB, refused with 1009 before any of it reaches the upstream`, { timeout: 15_000 }, async (t) => {
+    const h = await deflatePair(t, { upstream: { threshold: 0 }, tell })
+    const got: number[] = []
+    h.upstream.on('message', (d: Buffer) => got.push(d.length))
+    const u = closed(h.upstream)
+    const c = closed(h.client)
+    const bomb = deflated(Buffer.alloc(60 * 1024 * 1024))
+    rawOf(h.client).write(wireFrame(0x80 | 0x40 | 0x2, bomb, randomBytes(4)))
+    assert.deepEqual(await within(u, 5000, 'upstream closed'), { code: 1009, reason: 'message too big' })
+    assert.equal((await within(c, 5000, 'client closed')).code, 1009)
+    assert.deepEqual(got, [])
+    assert.deepEqual([h.bridge.bytesFromClient, h.bridge.messagesFromClient], [0, 0], 'nothing relayed, nothing counted')
+    assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'client', clientCode: 1009, upstreamCode: 1009, reason: 'message too big' })
+  })
+}
+
+test('a deflate bomb from the upstream: the client gets 1009 and never the message', { timeout: 15_000 }, async (t) => {
+  const h = await deflatePair(t, { upstream: { threshold: 0 } })
+  const got: number[] = []
+  h.client.on('message', (d: Buffer) => got.push(d.length))
+  const c = closed(h.client)
+  const u = closed(h.upstream)
+  rawOf(h.upstream).write(wireFrame(0x80 | 0x40 | 0x2, deflated(Buffer.alloc(10 * 1024 * 1024, 1)), null))
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 1009, reason: 'message too big' })
+  assert.equal((await within(u, 5000, 'upstream closed')).code, 1009)
+  assert.deepEqual(got, [])
+})
+
+test('a bomb that starts after part of its frame was relayed: the upstream\'s TCP is ended (it sees 1006, never the message), the client gets 1009', { timeout: 15_000 }, async (t) => {
+  const h = await deflatePair(t, { upstream: { threshold: 0 } })
+  const got: number[] = []
+  h.upstream.on('message', (d: Buffer) => got.push(d.length))
+  const u = closed(h.upstream)
+  const c = closed(h.client)
+  const stored = randomBytes(30_000)
+  const lens = Buffer.alloc(5)
+  lens.writeUInt16LE(stored.length, 1)
+  lens.writeUInt16LE(~stored.length & 0xffff, 3)
+  const payload = Buffer.concat([lens, stored, deflated(Buffer.alloc(10 * 1024 * 1024))])
+  const bytes = wireFrame(0x80 | 0x40 | 0x2, payload, randomBytes(4))
+  const cut = 8 + lens.length + stored.length
+  rawOf(h.client).write(bytes.subarray(0, cut))
+  // The frame's header and stored part reach the upstream's socket before the rest is sent.
+  await waitFor(() => rawOf(h.upstream).bytesRead >= cut, 'the first part at the upstream')
+  rawOf(h.client).write(bytes.subarray(cut))
+  assert.equal((await within(u, 5000, 'upstream closed')).code, 1006)
+  assert.deepEqual(await within(c, 5000, 'client closed'), { code: 1009, reason: 'message too big' })
+  assert.deepEqual(got, [])
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'client', clientCode: 1009, upstreamCode: 1006, reason: 'message too big' })
+})
+
+test('malformed compressed data fails the connection with 1007: the sender\'s TCP ends right after the close frame, the other side is closed with 1007', { timeout: 15_000 }, async (t) => {
+  const h = await deflatePair(t, { upstream: { threshold: 0 } })
+  const u = closed(h.upstream)
+  const ended = once(h.gwClient, 'finish')
+  const sent = performance.now()
+  // A stored block whose NLEN does not match its LEN.
+  rawOf(h.client).write(wireFrame(0x80 | 0x40 | 0x1, Buffer.from([0x00, 0x05, 0x00, 0x00, 0x00]), randomBytes(4)))
+  await within(ended, 1000, 'the gateway to end the client\'s TCP')
+  t.diagnostic(`client TCP ended ${(performance.now() - sent).toFixed(1)} ms after the bad frame was written`)
+  assert.deepEqual(await within(u, 5000, 'upstream closed'), { code: 1007, reason: 'invalid stored block lengths' })
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'client', clientCode: 1007, upstreamCode: 1007, reason: 'invalid stored block lengths' })
+})
+
+test('extensions: "" (nothing negotiated): a frame with RSV1 fails the connection with 1002', { timeout: 10_000 }, async (t) => {
+  const h = await pair(t)
+  const c = closed(h.client)
+  const ended = once(h.gwClient, 'finish')
+  rawOf(h.client).write(wireFrame(0x80 | 0x40 | 0x1, deflated(Buffer.from('hi')), randomBytes(4)))
+  await within(ended, 1000, 'the gateway to end the client\'s TCP')
+  assert.equal((await within(c, 5000, 'client closed')).code, 1002)
+  assert.deepEqual(await within(h.ended, 5000, 'onEnd'), { by: 'client', clientCode: 1002, upstreamCode: 1002, reason: 'RSV1 must be clear' })
+})
+
+for (const [from, what] of [['client', 'an unmasked frame'], ['upstream', 'a masked frame']] as const) {
+  test(`fail the connection (RFC 6455 7.1.7): ${what} from the ${from}: 1002 to it and its TCP ended within 1 s, without waiting for its answer; the other side closed with 1002`, { timeout: 10_000 }, async (t) => {
+    const h = await pair(t)
+    const bad = from === 'client' ? h.client : h.upstream
+    const good = from === 'client' ? h.upstream : h.client
+    const gwSide = from === 'client' ? h.gwClient : h.gwUpstream
+    const badClosed = closed(bad)
+    const goodClosed = closed(good)
+    // The misbehaving peer will not answer: its end of TCP ending is the gateway's doing.
+    const endedByGateway = once(rawOf(bad), 'end')
+    const gwFinished = once(gwSide, 'finish')
+    const sent = performance.now()
+    rawOf(bad).write(wireFrame(0x81, Buffer.from('hi'), from === 'client' ? null : randomBytes(4)))
+    await within(Promise.all([endedByGateway, gwFinished]), 1000, 'the gateway to end that TCP connection')
+    t.diagnostic(`${from} TCP ended ${(performance.now() - sent).toFixed(1)} ms after the bad frame was written`)
+    assert.equal((await within(badClosed, 3000, `${from} closed`)).code, 1002)
+    assert.deepEqual(await within(goodClosed, 3000, 'the other side closed'), { code: 1002, reason: from === 'client' ? 'MASK must be set' : 'MASK must be clear' })
+    const end = await within(h.ended, 3000, 'onEnd')
+    assert.deepEqual(end, { by: from, clientCode: 1002, upstreamCode: 1002, reason: from === 'client' ? 'MASK must be set' : 'MASK must be clear' })
+  })
+}
+
+test('a failed client whose close frame must wait behind a frame it does not read is destroyed after 1 s, not after the 10 s close timeout', { timeout: 15_000 }, async (t) => {
+  const h = await pair(t, { highWaterMark: 64 * 1024 })
+  // The client reads nothing, so the relay to it stops in the middle of an 8 MiB frame.
+  h.client.pause()
+  h.upstream.send(Buffer.alloc(8 * 1024 * 1024, 1))
+  await waitFor(() => h.gwUpstream.isPaused(), 'the bridge to stop reading the upstream', 15_000)
+  const u = closed(h.upstream)
+  const gone = once(h.gwClient, 'close')
+  const sent = performance.now()
+  rawOf(h.client).write(wireFrame(0x81, Buffer.from('unmasked'), null))
+  await within(gone, 3000, 'the client\'s socket to be destroyed')
+  const ms = performance.now() - sent
+  t.diagnostic(`destroyed ${ms.toFixed(0)} ms after the bad frame`)
+  assert.ok(ms < 2500, `within about 1 s (${ms.toFixed(0)} ms)`)
+  assert.equal((await within(u, 5000, 'upstream closed')).code, 1002)
+  assert.equal((await within(h.ended, 5000, 'onEnd')).clientCode, 1002)
 })

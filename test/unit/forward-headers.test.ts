@@ -164,3 +164,8 @@ test('forwardHeaders appends the gateway to Via with the client\'s HTTP version'
   assert.equal(forwardHeaders({}, { ...ctx, httpVersion: '1.0' }).via, '1.0 tollgate')
   assert.equal(forwardHeaders({ via: '1.1 cdn' }, ctx).via, '1.1 cdn, 1.1 tollgate')
 })
+
+test('forwardHeaders: no Host (HTTP/1.0) means no X-Forwarded-Host, not an empty one nor the client\'s', () => {
+  const out = forwardHeaders({ 'x-forwarded-host': 'evil.example' }, { ...ctx, host: '' })
+  assert.equal('x-forwarded-host' in out, false)
+})
