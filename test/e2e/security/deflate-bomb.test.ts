@@ -314,3 +314,24 @@ test('correct peers (ws, context takeover both ways): a message that inflates to
   assert.deepEqual(await within(c, 5000, 'the client closed'), { code: 1009, reason: 'message too big' })
   assert.deepEqual(received, [], 'the oversized message never reached the upstream')
 })
+
+test('websocket.compression: off forwards no permessage-deflate offer: neither hop compresses', async (t) => {
+  for (const compression of ['passthrough', 'off'] as const) {
+    const up = await upstreamFor(t, { perMessageDeflate: true })
+    const gw = await gatewayFor(t, { websocket: { compression }, routes: [{ prefix: '/', upstream: up.url }] })
+    const ws = await connect(`${gw.wsUrl}/x`, undefined, { perMessageDeflate: true })
+    t.after(() => ws.terminate())
+    const offered = up.upgrades.at(-1)?.headers['sec-websocket-extensions']
+    if (compression === 'off') {
+      assert.equal(offered, undefined, 'no offer reached the upstream')
+      assert.equal(ws.extensions, '', 'the client got no extension back')
+    } else {
+      assert.match(String(offered), /permessage-deflate/)
+      assert.match(ws.extensions, /permessage-deflate/)
+    }
+    const big = 'x'.repeat(100_000)
+    const got = collect(ws, 1)
+    ws.send(big)
+    assert.equal((await got)[0].data.toString(), big, `${compression}: the message is relayed intact`)
+  }
+})
