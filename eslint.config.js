@@ -15,6 +15,66 @@ export default tseslint.config(
       'no-console': 'off'
     }
   },
+  // The layering: src/gateway/ (the composition root) -> plugins/, routes/ -> the core (the rest
+  // of src/). A relative specifier climbing to plugins/ or routes/ (`../plugins/x.js`,
+  // `../../routes/x.js`) is what these patterns catch; scripts/check-cycles.mjs adds that no two
+  // modules import each other, even through others. Dynamic `import('...')` is not seen by
+  // no-restricted-imports; plugins/admin.ts uses one for routes/admin-ui.ts (a plugin registering
+  // a route, which these rules allow anyway).
+  {
+    // The core: plain modules that know nothing of the Fastify wiring, types included.
+    // src/index.ts (the package's entry) is the exception: it pulls in the plugins' `declare
+    // module 'fastify'` augmentations and re-exports a few of their types and helpers.
+    files: ['src/**/*.ts'],
+    ignores: ['src/gateway/**', 'src/index.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { regex: '^(\\.\\./)+(plugins|routes)(/|$)', message: 'The core (src/ outside src/gateway/) may not import plugins/ or routes/: only the composition root src/gateway/ wires them.' },
+          { regex: '^\\.{1,2}/(.*/)?gateway(/|$)', message: 'The composition root src/gateway/ imports the core, not the other way round.' }
+        ]
+      }]
+    }
+  },
+  {
+    // The Fastify plugins reach the core, never the composition root that registers them.
+    files: ['plugins/**/*.ts'],
+    rules: {
+      'no-restricted-imports': ['error', {
+        patterns: [
+          { regex: '^(\\.\\./)+src/gateway(/|$)', message: 'plugins/ may not import the composition root src/gateway/ (it registers them).' }
+        ]
+      }]
+    }
+  },
+  {
+    // Route plugins reach the gateway through decorators (fastify.connections, fastify.gatewayConfig,
+    // fastify.reloadGateway...); they may `import type` anything. Values only from these pure
+    // helpers of src/, which they use today:
+    // - src/errors.ts: the GW_ERR_* codes and errorBody (answers);
+    // - src/close-codes.ts: close-code constants and isAdminCloseCode (DELETE /connections/:id);
+    // - src/admin-auth.ts: the admin-token check and its lockout counts, which
+    //   adminAuthFailures(fastify.gatewayState) keeps in a WeakMap per app, for
+    //   routes/admin/autohooks.ts and routes/metrics.ts (the one exception that holds state: a
+    //   decorator could carry it instead).
+    files: ['routes/**/*.ts'],
+    rules: {
+      '@typescript-eslint/no-restricted-imports': ['error', {
+        patterns: [
+          {
+            regex: '^(\\.\\./)+src/(?!(errors|close-codes|admin-auth)\\.js$)',
+            allowTypeImports: true,
+            message: 'routes/ may import from src/ only types and the helpers src/errors.ts, src/close-codes.ts, src/admin-auth.ts; reach the rest through decorators.'
+          },
+          {
+            regex: '^(\\.\\./)+plugins/',
+            allowTypeImports: true,
+            message: 'routes/ may import only types from plugins/; reach what the plugins offer through decorators.'
+          }
+        ]
+      }]
+    }
+  },
   {
     // The admin dashboard: plain scripts that run in the browser (no modules, no build step).
     files: ['ui/**/*.js'],

@@ -119,7 +119,7 @@ async function startGateway (v, upPort) {
   const file = join(tmp, `gateway-${v.key}.json`)
   writeFileSync(file, JSON.stringify(cfg, null, 2))
   const logFile = join(tmp, `gateway-${v.key}.log`)
-  const p = launch(`gateway ${v.key}`, [process.execPath, join(root, 'dist/src/cli.js')], {
+  const p = launch(`gateway ${v.key}`, [process.execPath, join(root, 'dist/src/gateway/cli.js')], {
     core: PROXY_CORE, env: cleanEnv({ GATEWAY_CONFIG: file, LOG_LEVEL: 'info', PORT: String(port), HOST: '127.0.0.1' }), logFile
   })
   await waitHttp(`http://127.0.0.1:${port}/health`, 20_000, () => !p.exited)

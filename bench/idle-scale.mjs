@@ -220,7 +220,7 @@ async function main () {
       upstreams: { idle: { targets: ups.flatMap((u) => u.ports.map((port) => `http://127.0.0.1:${port}`)) } },
       routes: [{ prefix: '/idle', upstream: 'idle' }]
     }))
-    const args = [process.execPath, join(root, 'dist/src/cli.js'), ...(workers > 1 ? ['--workers', String(workers)] : [])]
+    const args = [process.execPath, join(root, 'dist/src/gateway/cli.js'), ...(workers > 1 ? ['--workers', String(workers)] : [])]
     const gw = children.launch('gateway', args, { env: cleanEnv({ GATEWAY_CONFIG: config, LOG_LEVEL: 'warn' }), logFile: join(tmp, 'gateway.log') })
     await waitHttp(`http://127.0.0.1:${port}/health`, 30_000, () => !gw.exited)
     await sleep(workers > 1 ? 1500 : 300) // every worker listening

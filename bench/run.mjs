@@ -266,7 +266,7 @@ async function main () {
           start: async () => {
             // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes.
             const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-            const p = launch('gateway', [process.execPath, ...nodeArgs, join(root, 'dist/src/cli.js')], {
+            const p = launch('gateway', [process.execPath, ...nodeArgs, join(root, 'dist/src/gateway/cli.js')], {
               core: PROXY_CORE,
               env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info' }),
               logFile: join(tmp, 'gateway.log')
@@ -850,7 +850,7 @@ async function finish (error) {
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}; load average ${startLoad.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end`,
     `${pinNote}${opts.nice > 0 ? `; nice -${opts.nice}` : ''}`,
     `peers: ${versions.join(', ')}; HTTP load: ${httpTool} (${S.httpConns} conns)`,
-    `gateway: dist/src/cli.js, NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
+    `gateway: dist/src/gateway/cli.js, NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
     '',
     table,
     '',

@@ -4,7 +4,7 @@
  * Registered by plugins/admin.ts next to (not inside) the routes/admin scope, because a browser
  * navigation cannot carry the Bearer header that routes/admin/autohooks.ts demands: the page and
  * its assets are public and hold no data; every API call the page makes sends the token. The name
- * starts with "admin" so the routes/ autoload of src/plugin.ts skips this file.
+ * starts with "admin" so the routes/ autoload of src/gateway/plugin.ts skips this file.
  */
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import { createHash } from 'node:crypto'

@@ -2,6 +2,8 @@
 // The decorators' types (`declare module 'fastify'` in plugins/*) and those of the Fastify plugins
 // they build on (route `config.rateLimit`, `wsHandler`, `request.user`) reach a consumer's
 // TypeScript only through modules this file pulls in: these imports are kept in index.d.ts.
+// (gateway/plugin.ts imports the same plugins, but only as values: its .d.ts does not keep them.)
+// This file and src/gateway/ are the only parts of src/ that may import plugins/ (eslint.config.js).
 import '../plugins/config.js'
 import '../plugins/auth.js'
 import '../plugins/registry.js'
@@ -15,8 +17,9 @@ import '@fastify/jwt'
 import '@fastify/rate-limit'
 import '@fastify/websocket'
 
-export { buildGateway, type BuildOptions } from './app.js'
-export { gatewayPlugin, type GatewayPluginOptions, type TollgatePlugin } from './plugin.js'
+export { buildGateway, type BuildOptions } from './gateway/app.js'
+export { gatewayPlugin, type GatewayPluginOptions } from './gateway/plugin.js'
+export type { TollgatePlugin } from './gateway/user-plugins.js'
 export { resolveConfig } from './config/resolve.js'
 export { loadConfig, type LoadedConfig } from './config/load.js'
 export type { GatewayConfigInput, RouteInput, UpstreamInput, RateLimitInput } from './config/schema.js'

@@ -1,6 +1,6 @@
 /**
  * Reads the configuration the way `npm start` does: built-in defaults < config file < environment.
- * Only src/server.ts calls this with the real process environment.
+ * Only src/gateway/server.ts calls this with the real process environment.
  */
 import { readFileSync } from 'node:fs'
 import { dirname, extname, resolve as resolvePath } from 'node:path'

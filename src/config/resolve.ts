@@ -190,6 +190,20 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
   return out
 }
 
+const kResolved = Symbol.for('tollgate.resolvedConfig')
+
+/** Marks a configuration as resolved so it is not validated twice. */
+export function markResolved (config: GatewayConfig): GatewayConfig {
+  Object.defineProperty(config, kResolved, { value: true, enumerable: false })
+  return config
+}
+
+/** Validates `config` unless it is already resolved (marked by markResolved). */
+export function ensureResolved (config: GatewayConfigInput | GatewayConfig, baseDir?: string): GatewayConfig {
+  if ((config as Record<symbol, unknown>)[kResolved] === true) return config as GatewayConfig
+  return markResolved(resolveConfig(config, { baseDir }))
+}
+
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
 
 function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p: string) => string): UpstreamConfig {

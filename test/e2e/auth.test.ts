@@ -9,7 +9,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, nextMessage, HandshakeError } from '../helpers/ws.js'
 import { SECRET, sign, unsigned, hmacWith, rsaPair, ecPair, now, startJwks } from '../helpers/jwt.js'
 import { waitFor } from '../helpers/resources.js'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
 type T = { after: (fn: () => unknown) => void }

@@ -118,7 +118,7 @@ test('an instance killed with SIGKILL vanishes from listings within 3 pingInterv
   const cfg = config(up, prefix, REDIS_URL, { rateLimit: { concurrent: 1 } })
   writeFileSync(join(dir, 'gateway.json'), JSON.stringify(cfg))
   const port = await freePort()
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--config', join(dir, 'gateway.json')], {
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json')], {
     cwd: process.cwd(),
     env: { PATH: process.env.PATH, FASTIFY_AUTOLOAD_TYPESCRIPT: '1', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: 'ignore'
@@ -198,7 +198,7 @@ test('--workers 2: two processes share the port and, through Redis, one registry
   t.after(() => rmSync(dir, { recursive: true, force: true }))
   writeFileSync(join(dir, 'gateway.json'), JSON.stringify(config(up, prefix)))
   const port = await freePort()
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--config', join(dir, 'gateway.json'), '--workers', '2'], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json'), '--workers', '2'], {
     cwd: process.cwd(),
     env: { PATH: process.env.PATH, FASTIFY_AUTOLOAD_TYPESCRIPT: '1', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: 'ignore'

@@ -19,7 +19,7 @@ import { startGateway, gatewayFor as gateway } from '../helpers/gateway.js'
 import { connect, closed, collect, nextMessage } from '../helpers/ws.js'
 import { SECRET, sign, now } from '../helpers/jwt.js'
 import { freePort, waitFor, within } from '../helpers/resources.js'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 import { haveChromium, launchChromium } from '../helpers/chromium.js'
 

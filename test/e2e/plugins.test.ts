@@ -14,8 +14,9 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath, pathToFileURL } from 'node:url'
 import type { AddressInfo } from 'node:net'
 import Fastify, { type FastifyInstance } from 'fastify'
-import { buildGateway } from '../../src/app.js'
-import { gatewayPlugin, markResolved } from '../../src/plugin.js'
+import { buildGateway } from '../../src/gateway/app.js'
+import { gatewayPlugin } from '../../src/gateway/plugin.js'
+import { markResolved } from '../../src/config/resolve.js'
 import { loadConfig } from '../../src/config/load.js'
 import { PluginLoadError } from '../../src/errors.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
@@ -252,7 +253,7 @@ describe('load failures name the plugin', () => {
       const dir = mkdtempSync(join(FIX, 'cli-'))
       writeFileSync(join(dir, 'throws.js'), 'export default async function throws () {\n  throw new Error(\'boom: no database\')\n}\n')
       writeFileSync(join(dir, 'gateway.json'), JSON.stringify({ server: { host: '127.0.0.1', port: 0 }, plugins }))
-      const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', '--config', join(dir, 'gateway.json')], {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json')], {
         cwd: ROOT,
         env: { PATH: process.env.PATH ?? '', FASTIFY_AUTOLOAD_TYPESCRIPT: '1' },
         stdio: ['ignore', 'ignore', 'pipe']

@@ -6,7 +6,7 @@ import { startGateway, type TestGateway } from '../helpers/gateway.js'
 import { connect, closed, collect, HandshakeError } from '../helpers/ws.js'
 import { SECRET, sign, now } from '../helpers/jwt.js'
 import { needRedis, REDIS_URL, testPrefix } from '../helpers/redis.js'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 import { freePort, waitFor } from '../helpers/resources.js'
 

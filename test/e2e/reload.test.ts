@@ -1,6 +1,6 @@
 /**
  * Hot reload: new configuration without dropping live connections (SIGHUP / POST {prefix}/reload).
- * The runtime is started as `npm start` starts it (src/server.ts start()), with a config file
+ * The runtime is started as `npm start` starts it (src/gateway/server.ts start()), with a config file
  * the tests rewrite.
  */
 import { test, type TestContext } from 'node:test'
@@ -12,7 +12,7 @@ import type { AddressInfo } from 'node:net'
 import { connect as tlsConnect } from 'node:tls'
 import { Agent } from 'undici'
 import { stringify } from 'yaml'
-import { start, type RunningGateway } from '../../src/server.js'
+import { start, type RunningGateway } from '../../src/gateway/server.js'
 import { startUpstream, type TestUpstream } from '../helpers/upstream.js'
 import { connect, closed, nextMessage, HandshakeError } from '../helpers/ws.js'
 import { makeCert } from '../helpers/tls.js'

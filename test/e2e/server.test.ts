@@ -1,5 +1,5 @@
 /**
- * The gateway process (spec sections 2-3): `src/cli.ts` spawned as `npm start` runs it, with a
+ * The gateway process (spec sections 2-3): `src/gateway/cli.ts` spawned as `npm start` runs it, with a
  * controlled environment. Configuration errors, demo mode, quick mode (UPSTREAM_URL), config
  * files, graceful shutdown on SIGTERM, and --help.
  */
@@ -35,7 +35,7 @@ interface Cli {
 
 /** Runs the CLI with PATH and FASTIFY_AUTOLOAD_TYPESCRIPT only, plus `env`. Killed after the test. */
 function spawnCli (t: TestContext, args: string[], env: Record<string, string> = {}): Cli {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'src/cli.ts', ...args], {
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', FASTIFY_AUTOLOAD_TYPESCRIPT: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe']

@@ -2,7 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
-import { buildGateway } from '../../src/app.js'
+import { buildGateway } from '../../src/gateway/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
 
 export interface TestGateway {

@@ -12,7 +12,7 @@ import { once } from 'node:events'
 import { createServer, request as httpRequest, type IncomingHttpHeaders, type IncomingMessage, type ServerResponse } from 'node:http'
 import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import { buildGateway } from '../../../src/app.js'
+import { buildGateway } from '../../../src/gateway/app.js'
 import { gatewayFor, type TestGateway } from '../../helpers/gateway.js'
 import type { GatewayConfigInput } from '../../../src/config/schema.js'
 

@@ -173,7 +173,7 @@ test('static routes see the normalised path: no climbing out, no walking past a 
 
 test('gatewayPlugin in an app of its own: targets not in normal form are refused, unless the app normalises with tollgateRewriteUrl', async (t) => {
   const { default: Fastify } = await import('fastify')
-  const { gatewayPlugin } = await import('../../../src/plugin.js')
+  const { gatewayPlugin } = await import('../../../src/gateway/plugin.js')
   const { tollgateRewriteUrl } = await import('../../../plugins/edge.js')
   const { up, seen } = await recordingUpstream(t)
   for (const normalising of [false, true]) {

@@ -1,17 +1,18 @@
 /**
  * buildGateway(config): a ready-to-listen Fastify app. It never listens and never reads the
- * process environment; src/server.ts does both.
+ * process environment; src/gateway/server.ts does both.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import type { SharedState } from './shared.js'
-import type { ReloadResult } from './runtime.js'
+import type { SharedState } from '../shared.js'
+import type { ReloadResult } from './types.js'
 import { randomUUID } from 'node:crypto'
-import { ensureResolved, gatewayPlugin } from './plugin.js'
-import { loggerOptions } from './logger.js'
-import { codes, errorBody } from './errors.js'
-import { tollgateRewriteUrl } from '../plugins/edge.js'
-import type { GatewayConfigInput } from './config/schema.js'
-import type { GatewayConfig } from './config/types.js'
+import { gatewayPlugin } from './plugin.js'
+import { ensureResolved } from '../config/resolve.js'
+import { loggerOptions } from '../logger.js'
+import { codes, errorBody } from '../errors.js'
+import { tollgateRewriteUrl } from '../../plugins/edge.js'
+import type { GatewayConfigInput } from '../config/schema.js'
+import type { GatewayConfig } from '../config/types.js'
 
 export interface BuildOptions {
   /** Pino level (default "info"), or false for no logs, or Fastify logger options. */

@@ -11,21 +11,12 @@ import type { Duplex } from 'node:stream'
 import type { AddressInfo } from 'node:net'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import { buildGateway } from './app.js'
-import type { GatewayConfig } from './config/types.js'
-import type { GatewayConfigInput } from './config/schema.js'
-import { createShared, type SharedState } from './shared.js'
-import { markResolved } from './plugin.js'
-import { CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART } from './close-codes.js'
-
-/** What a reload did. */
-export interface ReloadResult {
-  ok: boolean
-  /** Top-level sections or routes that changed (`routes[/chat]`, `upstreams.chat`, `websocket`...). */
-  changed: string[]
-  /** Settings that only a restart applies; they keep their old values. */
-  restartRequired: string[]
-  error?: string
-}
+import type { GatewayConfig } from '../config/types.js'
+import type { GatewayConfigInput } from '../config/schema.js'
+import { markResolved } from '../config/resolve.js'
+import { createShared, type SharedState } from '../shared.js'
+import { CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART } from '../close-codes.js'
+import type { ReloadResult } from './types.js'
 
 export interface RuntimeOptions {
   /** Reads and validates the configuration (file + env); throws ConfigError. */
