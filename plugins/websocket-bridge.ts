@@ -280,7 +280,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       url: request.url.includes('?') ? redactUrl(request.url, tokenParam) : request.url,
       remotePort: sock.remotePort,
       handshakeMs: reply.elapsedTime
-    }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, compressed: result.extensions !== '', onEnd, onRtt, messageLimit: t.messageLimit, upstreamReads: result.reads })
+    }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, extensions: result.extensions, onEnd, onRtt, messageLimit: t.messageLimit, upstreamReads: result.reads })
     fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
     if (t.pool !== undefined) {
       t.pool.connectionOpened(upstreamUrl)

@@ -130,6 +130,8 @@ export class InflateMeter {
   private final = false
   /** A block with BFINAL ended during this message: the next one starts a new stream. */
   private finalSeen = false
+  /** Nothing was read since a block with BFINAL ended. */
+  private streamEnded = false
   /** Bits read from the input but not yet used, and how many. */
   private hold = 0
   private bits = 0
@@ -188,9 +190,19 @@ export class InflateMeter {
 
   /** The current message ended (its last frame was counted): counts the tail RFC 7692 appends. */
   end (): MeterVerdict {
-    const v = this.write(TAIL, 0, TAIL.length)
-    if (v === METER_OK && (this.params.noContextTakeover || this.finalSeen)) this.reset()
-    return v
+    // A message that ends its stream with a final block (RFC 7692 7.2.3.4): the tail a receiver
+    // appends is read past the stream's end, i.e. not at all.
+    if (!this.streamEnded) {
+      const v = this.write(TAIL, 0, TAIL.length)
+      if (v !== METER_OK) return v
+      // RFC 7692 7.2.1: with the tail, a message ends at a block boundary (an empty stored
+      // block). When the window carries over, one that leaves a block open would have the next
+      // message read as the rest of it, by this meter and by a receiver alike, unless the two
+      // disagree on the parameters: refused, so that no disagreement can be used to hide a bomb.
+      if (!this.params.noContextTakeover && (this.state !== BLOCK_HEADER || this.bits >= 8)) return this.fail('message does not end at a block boundary')
+    }
+    if (this.params.noContextTakeover || this.finalSeen) this.reset()
+    return METER_OK
   }
 
   /** A new stream: an empty window, no block in progress. */
@@ -198,6 +210,7 @@ export class InflateMeter {
     this.state = BLOCK_HEADER
     this.final = false
     this.finalSeen = false
+    this.streamEnded = false
     this.hold = 0
     this.bits = 0
     this.storedLeft = 0
@@ -229,6 +242,7 @@ export class InflateMeter {
     this.state = BLOCK_HEADER
     this.final = false
     this.finalSeen = true
+    this.streamEnded = true
     this.total = 0
   }
 
@@ -253,6 +267,7 @@ export class InflateMeter {
         case BLOCK_HEADER: {
           while (bits < 3 && pos < end) { hold |= buf[pos++] << bits; bits += 8 }
           if (bits < 3) break decode
+          this.streamEnded = false
           this.final = (hold & 1) === 1
           const type = (hold >> 1) & 3
           hold >>= 3

@@ -335,3 +335,28 @@ test('websocket.compression: off forwards no permessage-deflate offer: neither h
     assert.equal((await got)[0].data.toString(), big, `${compression}: the message is relayed intact`)
   }
 })
+
+test('a message that leaves a stored block open cannot make the meter and the receiver count different messages', async (t) => {
+  const { encodeFrame } = await import('../../helpers/raw-ws.js')
+  const rsv1 = (f: Buffer): Buffer => { f[0] |= 0x40; return f }
+  // Opens a stored block of 65,535 bytes and gives only 10 of them.
+  const opener = Buffer.concat([Buffer.from([0x00, 0xff, 0xff, 0x00, 0x00]), Buffer.from('0123456789')])
+  const full = deflateRawSync(Buffer.alloc(20 * 1024 * 1024), { finishFlush: zc.Z_SYNC_FLUSH })
+  const bomb = full.subarray(0, full.length - 4)
+  for (const offer of ['permessage-deflate; client_no_context_takeover', 'permessage-deflate']) {
+    const sizes: number[] = []
+    const up = await upstreamFor(t, { perMessageDeflate: true, maxPayload: 512 * 1024 * 1024, onConnection: (ws) => ws.on('message', (d: Buffer) => sizes.push(d.length)) })
+    const gw = await gatewayFor(t, { websocket: { maxPayload: '64kb' }, routes: [{ prefix: '/', upstream: up.url }] })
+    const c = await RawClient.open(gw.port, '/x', `Sec-WebSocket-Extensions: ${offer}\r\n`)
+    t.after(() => c.socket.destroy())
+    c.send(rsv1(encodeFrame(2, opener)))
+    c.send(rsv1(encodeFrame(2, bomb)))
+    const f = await c.next()
+    assert.equal(f.opcode, 8, offer)
+    const code = f.payload.readUInt16BE(0)
+    assert.ok(code === 1009 || code === 1007, `${offer}: closed with ${code}`)
+    c.send(encodeFrame(8, closePayload(code)))
+    await waitFor(() => c.closed, 'the client connection to end')
+    assert.ok(sizes.every((n) => n <= 64 * 1024), `${offer}: the upstream got messages of ${JSON.stringify(sizes)} bytes`)
+  }
+})
