@@ -26,7 +26,8 @@ export default fp(async function adminPlugin (fastify) {
   const admin = fastify.gatewayConfig.admin
   let target: FastifyInstance = fastify
   if (admin.port > 0) {
-    const server = Fastify({ loggerInstance: fastify.log.child({ server: 'admin' }), genReqId: () => randomUUID() })
+    // The same trustProxy as the public server: the admin API's per-IP limits see the same client IPs.
+    const server = Fastify({ loggerInstance: fastify.log.child({ server: 'admin' }), genReqId: () => randomUUID(), trustProxy: fastify.gatewayConfig.server.trustProxy as boolean })
     for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics', 'reloadGateway'] as const) {
       server.decorate(name, fastify[name] as never)
     }

@@ -13,12 +13,14 @@ export const HOP_BY_HOP = new Set([
 
 /**
  * Forwarding headers a client could use to tell the upstream a story of its own (scheme, port,
- * prefix, or a URL that some frameworks route by: X-Original-URL). Kept only from a trusted
- * proxy; the X-Forwarded-For/-Proto/-Host and X-Real-IP the gateway writes itself.
+ * prefix, its IP as CDNs pass it, or a URL that some frameworks route by: X-Original-URL). Kept
+ * only from a trusted proxy; the X-Forwarded-For/-Proto/-Host and X-Real-IP the gateway writes
+ * itself.
  */
 export const PROXY_ONLY = new Set([
   'forwarded', 'x-forwarded-port', 'x-forwarded-prefix', 'x-forwarded-server', 'x-forwarded-ssl',
-  'x-forwarded-scheme', 'x-original-url', 'x-rewrite-url'
+  'x-forwarded-scheme', 'x-original-url', 'x-rewrite-url', 'x-forwarded', 'forwarded-for',
+  'x-client-ip', 'x-cluster-client-ip', 'true-client-ip', 'cf-connecting-ip', 'fastly-client-ip'
 ])
 
 /** What the gateway accepts of a client's headers, decided once per app from the configuration. */

@@ -10,7 +10,7 @@
  * - percent-encoded unreserved characters are decoded (`%7E` -> `~`, `%2e` -> `.`), other
  *   escapes get upper-case hex (RFC 3986 6.2.2). `%2F` and `%5C` are refused unless `keep`
  *   (then they separate segments for routing but go upstream as sent), `%00` always is, and so
- *   are a raw `\`, a `#`, and a malformed escape.
+ *   are a raw `\`, a `#`, and a malformed escape (including escapes that are not UTF-8).
  * - runs of `/` are merged, then `.` and `..` segments resolved (RFC 3986 5.2.4); a `..` that
  *   would climb above `/` is refused.
  * - path parameters (`;jsessionid=...`, which Tomcat and Jetty strip before matching) do not
@@ -107,7 +107,11 @@ export function normaliseTarget (url: string, encodedSlashes: EncodedSlashes = '
   const search = q === -1 ? '' : target.slice(q)
   if (!NEEDS_WORK.test(rawPath)) return new SimpleTarget(rawPath, search, authority)
   const segs = segments(rawPath, encodedSlashes)
-  return typeof segs === 'string' ? segs : new SegmentedTarget(segs, search, authority)
+  if (typeof segs === 'string') return segs
+  const t = new SegmentedTarget(segs, search, authority)
+  // Escapes that are not UTF-8 (%C0%AE, %FF): the router could not decode them either.
+  if (rawPath.includes('%') && !decodable(t.path)) return 'malformed percent-encoding'
+  return t
 }
 
 /** Splits, decodes and resolves a path that needs it (see the module comment). */
@@ -159,6 +163,15 @@ function segments (path: string, encodedSlashes: EncodedSlashes): Segment[] | Ta
     out.push({ sep, raw: text, route: name })
   }
   return out
+}
+
+function decodable (path: string): boolean {
+  try {
+    decodeURIComponent(path)
+    return true
+  } catch {
+    return false
+  }
 }
 
 function hexByte (s: string, i: number): number {

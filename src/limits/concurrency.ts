@@ -40,9 +40,18 @@ export class MemoryConcurrency implements ConcurrencyLimiter {
 // instance that dies can be given back). ARGV[1] = max, ARGV[2] = field (the key). A value that
 // is not a count (anyone with write access to Redis could leave one) counts as 0, so it can
 // neither turn the limit off nor make every acquisition fail.
-const ACQUIRE = `
+const TYPES = `
+local function fix (key, want)
+  local t = redis.call('TYPE', key).ok
+  if t ~= want and t ~= 'none' then redis.call('DEL', key) end
+end
+fix(KEYS[1], 'string')
+fix(KEYS[2], 'hash')
+`
+
+const ACQUIRE = TYPES + `
 local ok, n = pcall(redis.call, 'INCR', KEYS[1])
-if not ok then redis.call('SET', KEYS[1], 1); n = 1 end
+if not ok or n < 1 then redis.call('SET', KEYS[1], 1); n = 1 end
 if n > tonumber(ARGV[1]) then
   redis.call('DECR', KEYS[1])
   return 0
@@ -50,7 +59,7 @@ end
 if not pcall(redis.call, 'HINCRBY', KEYS[2], ARGV[2], 1) then redis.call('HSET', KEYS[2], ARGV[2], 1) end
 return n`
 
-const RELEASE = `
+const RELEASE = TYPES + `
 local ok, left = pcall(redis.call, 'HINCRBY', KEYS[2], ARGV[1], -1)
 if not ok then left = 0 end
 if left <= 0 then redis.call('HDEL', KEYS[2], ARGV[1]) end

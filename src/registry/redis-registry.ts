@@ -43,9 +43,11 @@ export interface RedisRegistryOptions {
 // Gives back a dead instance's concurrent-connection counts and forgets it, atomically, so two
 // survivors reaping at once cannot both subtract. KEYS: conc:inst:<dead>, instances, conns:<dead>.
 // A share that is not a positive integer, or a count that is not an integer, is skipped: one
-// junk value must not leave the dead instance (and every other share of it) unreaped for ever.
+// junk value (or a key of another type) must not leave the dead instance (and every other share
+// of it) unreaped for ever.
 const REAP = `
-local h = redis.call('HGETALL', KEYS[1])
+local h = {}
+if redis.call('TYPE', KEYS[1]).ok == 'hash' then h = redis.call('HGETALL', KEYS[1]) end
 for i = 1, #h, 2 do
   local d = tonumber(h[i + 1])
   if d and d > 0 and d == math.floor(d) then
@@ -77,6 +79,8 @@ export class RedisRegistry implements ConnectionRegistry {
   /** Bus messages that did not fit, and values read back from Redis that did not. */
   private readonly busWarning: RateLimitedWarning
   private readonly storeWarning: RateLimitedWarning
+  /** Flush failures (Redis away, or a script refused): one line per 10 s, however often it flushes. */
+  private readonly publishWarning: RateLimitedWarning
   /** What was last written per connection (counters), to write only what changed. */
   private readonly written = new WeakMap<Bridge, string>()
   /** Ids removed locally and not yet deleted from Redis. */
@@ -103,6 +107,7 @@ export class RedisRegistry implements ConnectionRegistry {
     const warn = (o: object, msg: string): void => { this.log?.warn(o, msg) }
     this.busWarning = new RateLimitedWarning(warn, 'cluster bus: message ignored')
     this.storeWarning = new RateLimitedWarning(warn, 'cluster registry: stored value skipped')
+    this.publishWarning = new RateLimitedWarning(warn, 'cluster registry: publish failed')
     if (typeof this.redis.gwReap !== 'function') this.redis.defineCommand('gwReap', { numberOfKeys: 3, lua: REAP })
     this.sub = opts.redis.duplicate({ lazyConnect: true })
     this.sub.on('error', () => { /* the main client reports outages */ })
@@ -198,7 +203,7 @@ export class RedisRegistry implements ConnectionRegistry {
       for (const id of gone) this.removed.delete(id)
       await this.reap()
     } catch (err) {
-      this.log?.warn({ err: (err as Error).message }, 'cluster registry: publish failed')
+      this.publishWarning.hit({ err: (err as Error).message })
     } finally {
       this.flushing = false
       if (this.again) { this.again = false; this.soon() }
@@ -227,8 +232,13 @@ export class RedisRegistry implements ConnectionRegistry {
     for (let i = 0; i < ids.length; i++) {
       if (exists[i] !== null || ids[i] === this.id) continue
       const dead = ids[i]
-      const n = await this.redis.gwReap(this.key(`conc:inst:${dead}`), this.key('instances'), this.key(`conns:${dead}`), this.key('conc:'), dead)
-      this.log?.info({ instance: dead, releasedKeys: n }, 'cluster: reaped a dead instance')
+      // One instance whose keys fail to reap must not hold up the others.
+      try {
+        const n = await this.redis.gwReap(this.key(`conc:inst:${dead}`), this.key('instances'), this.key(`conns:${dead}`), this.key('conc:'), dead)
+        this.log?.info({ instance: dead, releasedKeys: n }, 'cluster: reaped a dead instance')
+      } catch (err) {
+        this.storeWarning.hit({ key: `conc:inst:${dead}`, reason: 'reap-failed', count: 1, err: (err as Error).message })
+      }
     }
   }
 

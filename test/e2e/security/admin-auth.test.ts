@@ -102,6 +102,14 @@ test('with admin.port, the admin server counts the same way', { timeout: 30_000 
   assert.equal((await status(`${gw.adminUrl}/admin/upstreams`, GOOD)).status, 429)
 })
 
+test('with admin.port behind a proxy (trustProxy), the admin server counts by the forwarded client IP', { timeout: 30_000 }, async (t) => {
+  const gw = await gateway(t, { server: { trustProxy: '127.0.0.1' }, admin: { token: TOKEN, port: 1 } })
+  const from = (ip: string): Record<string, string> => ({ 'x-forwarded-for': ip })
+  assert.deepEqual(await failTimes(`${gw.adminUrl}/admin/upstreams`, 10, { ...BAD, ...from('198.51.100.7') }), Array(10).fill(401))
+  assert.equal((await status(`${gw.adminUrl}/admin/upstreams`, { ...GOOD, ...from('198.51.100.7') })).status, 429, 'the guesser is locked out')
+  assert.equal((await status(`${gw.adminUrl}/admin/upstreams`, { ...GOOD, ...from('198.51.100.8') })).status, 200, 'another operator behind the same proxy is not')
+})
+
 test('AdminAuthFailures: the window, its end, and bounded memory', () => {
   const f = new AdminAuthFailures({ max: 3, windowMs: 60_000, maxKeys: 100 })
   const t0 = 1_000_000

@@ -262,5 +262,35 @@ test('junk in the shared connection counts neither turns the limit off nor wedge
   b.release()
   await waitFor(async () => await conc.count('ip:1') === 0, 'both releases to go through')
   assert.equal(conc.owed, 0, 'nothing queued for a reconnect')
-  await redis.del(conc.countKey('ip:1'), conc.instanceKey)
+  // Keys of the wrong type, and a count far below zero: neither wedges the limit nor lifts it.
+  await redis.set(conc.instanceKey, 'not a hash')
+  await redis.set(conc.countKey('ip:2'), '-1000000')
+  const leases = [await conc.acquire('ip:2', 2), await conc.acquire('ip:2', 2), await conc.acquire('ip:2', 2)]
+  assert.deepEqual(leases.map((l) => l !== null), [true, true, false])
+  for (const l of leases) l?.release()
+  await waitFor(async () => await conc.count('ip:2') === 0, 'the wrong-typed share to be replaced and given back')
+  await redis.del(conc.countKey('ip:1'), conc.countKey('ip:2'), conc.instanceKey)
+})
+
+test('reaping: a ghost instance with a key of the wrong type neither stops the real dead one being reaped nor floods the log', async (t) => {
+  if (!await needRedis(t)) return
+  const { RedisRegistry } = await import('../../../src/registry/redis-registry.js')
+  const redis = new Redis(REDIS_URL)
+  t.after(() => redis.disconnect())
+  const p = testPrefix(t)
+  // A dead instance that held two connections of one IP, and a ghost whose share is not a hash.
+  await redis.sadd(`${p}instances`, 'ghost', 'dead')
+  await redis.set(`${p}conc:inst:ghost`, 'not a hash')
+  await redis.hset(`${p}conc:inst:dead`, 'ip:10.0.0.9', '2')
+  await redis.set(`${p}conc:ip:10.0.0.9`, '2')
+  const warnings: string[] = []
+  const infos: Array<Record<string, unknown>> = []
+  const reg = new RedisRegistry({ redis, prefix: p, instanceId: 'alive', pingInterval: 100, log: { warn: (_o, msg) => warnings.push(msg), info: (o) => infos.push(o as Record<string, unknown>) } })
+  await reg.start()
+  t.after(() => reg.stop())
+  await waitFor(async () => (await redis.sismember(`${p}instances`, 'dead')) === 0 && (await redis.sismember(`${p}instances`, 'ghost')) === 0, 'both to be reaped')
+  assert.equal(await redis.exists(`${p}conc:ip:10.0.0.9`), 0, 'the dead instance\'s counts were given back')
+  assert.ok(infos.some((o) => o.instance === 'dead'))
+  assert.ok(warnings.filter((m) => m === 'cluster registry: publish failed').length <= 1)
+  await redis.del(`${p}conc:inst:ghost`)
 })

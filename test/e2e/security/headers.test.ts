@@ -21,6 +21,8 @@ const SPOOFS: Record<string, string> = {
   'x-forwarded-prefix': '/admin',
   'x-original-url': '/admin/delete',
   'x-rewrite-url': '/admin/delete',
+  'true-client-ip': '1.2.3.4',
+  'cf-connecting-ip': '1.2.3.4',
   'x-forwarded-host': 'evil.example',
   'x-forwarded-proto': 'https',
   'x-real-ip': '1.2.3.4'
@@ -45,7 +47,7 @@ const handshake = (port: number, headers: Record<string, string>): Promise<unkno
 
 function assertClean (h: IncomingHttpHeaders | undefined, what: string, user: string | undefined): void {
   assert.ok(h !== undefined, `${what}: the upstream got the request`)
-  for (const n of ['x_user_id', 'x-user_id', 'x_custom', 'forwarded', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url']) {
+  for (const n of ['x_user_id', 'x-user_id', 'x_custom', 'forwarded', 'x-forwarded-port', 'x-forwarded-prefix', 'x-original-url', 'x-rewrite-url', 'true-client-ip', 'cf-connecting-ip']) {
     assert.equal(h[n], undefined, `${what}: ${n}`)
   }
   assert.equal(h['x-user-id'], user, `${what}: x-user-id is the verified claim or absent`)

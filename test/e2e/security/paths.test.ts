@@ -63,6 +63,8 @@ const MATRIX: Array<[string, number, string | null]> = [
   ['/a/%2e%2e/%2e%2e/private', 400, null],
   ['/private%00/secret', 400, null],
   ['/x%zz', 400, null],
+  ['/%C0%AE%C0%AE/private/secret', 400, null],
+  ['/%C0?access_token=x', 400, null],
   ['*', 400, null],
   ['http://evil.example/private/secret', 401, null],
   ['ftp://evil.example/x', 400, null],
