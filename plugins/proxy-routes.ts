@@ -12,7 +12,7 @@ import { registerStatic } from './static-routes.js'
 import { codes, errorBody } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
 import { joinUpstreamPath, targetParts } from '../src/bridge/forward-headers.js'
-import { prefixSegments } from '../src/edge/request-target.js'
+import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, queryWithout } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
@@ -38,7 +38,22 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
   await fastify.register(async function proxyScope (scope) {
     scope.removeAllContentTypeParsers()
     scope.addContentTypeParser('*', (_req, payload, done) => { done(null, payload) })
-    for (const route of fastify.gatewayConfig.routes) {
+    const routes = fastify.gatewayConfig.routes
+    if (routes.length > 1) {
+      // `/PRIVATE/x` is under `/` for the router, under `/private` for an Express upstream: a
+      // path whose folded form falls under another route than the one it matched is refused.
+      const folded = prefixMatcher(routes.map((r) => r.prefix))
+      scope.addHook('onRequest', async (request, reply) => {
+        const url = request.routeOptions.url
+        if (url === undefined) return
+        const matched = url === '/' || url === '/*' ? '/' : url.endsWith('/*') ? url.slice(0, -2) : url
+        const path = requestTarget(request).path
+        if (folded(path) !== matched) {
+          await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_PATH(`path falls under another route once case is ignored`)))
+        }
+      })
+    }
+    for (const route of routes) {
       if (route.static !== null) await registerStatic(scope, route)
       else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
     }

@@ -97,9 +97,13 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
   }
   const seen = new Map<string, number>()
   for (const r of routes) {
-    const prev = seen.get(r.prefix)
-    if (prev !== undefined) throw new ConfigError(`routes[${r.index}].prefix`, `duplicate prefix "${r.prefix}" (also routes[${prev}])`)
-    seen.set(r.prefix, r.index)
+    // Prefixes that differ only by case are one route to a case-insensitive upstream.
+    const prev = seen.get(r.prefix.toLowerCase())
+    if (prev !== undefined) {
+      const same = routes[prev].prefix === r.prefix
+      throw new ConfigError(`routes[${r.index}].prefix`, same ? `duplicate prefix "${r.prefix}" (also routes[${prev}])` : `prefix "${r.prefix}" differs from routes[${prev}]'s "${routes[prev].prefix}" only by case`)
+    }
+    seen.set(r.prefix.toLowerCase(), r.index)
   }
 
   const s = cfg.server ?? {}

@@ -195,3 +195,31 @@ export function prefixSegments (prefix: string): number {
   for (let i = 0; i < prefix.length; i++) if (prefix.charCodeAt(i) === 47) n++
   return n
 }
+
+/**
+ * A path as a case-insensitive upstream reads it: lower case, and each segment without trailing
+ * dots and spaces (Express matches case-insensitively by default; IIS and Windows also drop a
+ * segment's trailing dots and spaces).
+ */
+export function foldPath (path: string): string {
+  const lower = path.toLowerCase()
+  return FOLDABLE.test(lower) ? lower.replace(FOLD_TRAILING, '') : lower
+}
+const FOLDABLE = /(?:\.|%20| )(?:\/|$)/
+const FOLD_TRAILING = /(?:\.|%20| )+(?=\/|$)/g
+
+/**
+ * Which of `prefixes` a path falls under once folded (foldPath), the longest one; null when none.
+ * When that differs from the prefix the (case-sensitive) router chose, a case-insensitive
+ * upstream would serve the request as another route's: the edge refuses it.
+ */
+export function prefixMatcher (prefixes: readonly string[]): (path: string) => string | null {
+  const folded = [...prefixes].map((p) => ({ p, f: foldPath(p) })).sort((a, b) => b.f.length - a.f.length)
+  return (path) => {
+    const f = foldPath(path)
+    for (const { p, f: pf } of folded) {
+      if (pf === '/' || f === pf || (f.startsWith(pf) && f.charCodeAt(pf.length) === 47)) return p
+    }
+    return null
+  }
+}

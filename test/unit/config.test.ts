@@ -1088,3 +1088,8 @@ test('admin.token shorter than 16 characters is a configuration error', () => {
   assert.equal(resolveConfig({ admin: { token: 'x'.repeat(16) } }).admin.token, 'x'.repeat(16))
   throwsConfig(() => loadConfig({ env: { ADMIN_TOKEN: 'abc' } }), 'admin.token', /at least 16/)
 })
+
+test('route prefixes that differ only by case are refused', () => {
+  throwsConfig(() => resolveConfig({ routes: [{ prefix: '/api', upstream: 'http://127.0.0.1:1' }, { prefix: '/API/', upstream: 'http://127.0.0.1:2' }] }),
+    'routes[1].prefix', 'routes[1].prefix: prefix "/API" differs from routes[0]\'s "/api" only by case')
+})

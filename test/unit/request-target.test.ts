@@ -1,6 +1,6 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { normaliseTarget, prefixSegments, type RequestTarget } from '../../src/edge/request-target.js'
+import { foldPath, normaliseTarget, prefixMatcher, prefixSegments, type RequestTarget } from '../../src/edge/request-target.js'
 
 function ok (url: string, encodedSlashes: 'refuse' | 'keep' = 'refuse'): RequestTarget {
   const t = normaliseTarget(url, encodedSlashes)
@@ -127,4 +127,15 @@ test('prefixSegments', () => {
   assert.equal(prefixSegments('/'), 0)
   assert.equal(prefixSegments('/chat'), 1)
   assert.equal(prefixSegments('/a/b'), 2)
+})
+
+test('foldPath and prefixMatcher: the route a case-insensitive upstream would see', () => {
+  assert.equal(foldPath('/Private./X%20/y. .'), '/private/x/y')
+  assert.equal(foldPath('/a.b/c'), '/a.b/c')
+  const match = prefixMatcher(['/', '/private', '/private/admin', '/api'])
+  assert.equal(match('/PRIVATE/x'), '/private')
+  assert.equal(match('/private/ADMIN./x'), '/private/admin')
+  assert.equal(match('/privateer'), '/')
+  assert.equal(match('/Api'), '/api')
+  assert.equal(prefixMatcher(['/a'])('/b'), null)
 })

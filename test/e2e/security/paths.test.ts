@@ -77,8 +77,15 @@ const MATRIX: Array<[string, number, string | null]> = [
   ['/x?q=/../private/%2F', 200, '/x?q=/../private/%2F'],
   // Decoded once: a double-encoded dot stays an escaped percent sign.
   ['/%252e%252e/private', 200, '/%252e%252e/private'],
-  // Matching is case-sensitive, as nginx and Envoy match.
-  ['/PRIVATE/secret', 200, '/PRIVATE/secret']
+  // Under /private for a case-insensitive upstream (Express by default, IIS): refused.
+  ['/PRIVATE/secret', 400, null],
+  ['/Private/secret', 400, null],
+  ['/private./secret', 400, null],
+  ['/private%20/secret', 400, null],
+  ['/API/x', 400, null],
+  // Case within a route is the upstream's business.
+  ['/api/X', 200, '/v1/X'],
+  ['/Public/X', 200, '/Public/X']
 ]
 
 test('crafted paths: normalised once, routed by the result, refused with 400 when ambiguous (what the upstream got)', async (t) => {
