@@ -19,13 +19,12 @@
  *   any of these --(no TCP close within the close timeout; 1 s when failed or cut)--> destroyed
  */
 import type { Duplex } from 'node:stream'
-import { randomBytes } from 'node:crypto'
 import {
   CLOSE_ABNORMAL, CLOSE_BAD_GATEWAY, CLOSE_GOING_AWAY, CLOSE_POLICY, REASON_CLIENT_DEAD, REASON_IDLE, REASON_RATE,
   REASON_TOKEN_EXPIRED, REASON_UPSTREAM_DEAD, relayClose
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
-import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, unmask } from './frames.js'
+import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, randomInto, unmask } from './frames.js'
 import { InflateMeter, METER_OK, METER_TOO_BIG, parseDeflateParams, type DeflateParams, type MeterVerdict } from './inflate-meter.js'
 import { ProtocolError } from './protocol-errors.js'
 import type { ReusedReads } from './upstream-handshake.js'
@@ -142,6 +141,13 @@ interface Side {
   peer: Side
   /** performance.now() of the unanswered ping (when it was due); 0 when none is pending. */
   pingSentAt: number
+  /**
+   * The payload of the ping in flight to this side, as two 32-bit halves: fresh for each ping,
+   * so that only a peer that read it can answer it (a constant one could be replayed by a
+   * socket that never reads, to look alive while it holds the other side paused).
+   */
+  pingA: number
+  pingB: number
   /** performance.now() when that ping was actually written (it may wait for a frame boundary). */
   pingWrittenAt: number
   /** performance.now() of the last ping sent. */
@@ -166,9 +172,8 @@ interface Side {
   pushes: Buffer[] | null
 }
 
-/** The payload of the gateway's own pings: a pong that carries it answers the gateway, any other is relayed. */
-const HEARTBEAT = randomBytes(8)
-const PING_TO_CLIENT = encodeFrame(OP_PING, HEARTBEAT, false)
+/** Scratch for the payload of the gateway's own pings (copied into each frame). */
+const PING_PAYLOAD = Buffer.alloc(8)
 const DEFAULT_CLOSE_TIMEOUT = 10_000
 /** How long a failed (or cut) connection may take to close its TCP once the gateway ended it. */
 const FAIL_TIMEOUT = 1000
@@ -330,7 +335,11 @@ export class Bridge {
       side.lastPingAt = now
       side.pingSentAt = now
       side.pingWrittenAt = 0
-      this.control(side, side.masked ? PING_TO_CLIENT : encodeFrame(OP_PING, HEARTBEAT, true), now)
+      // A pong that carries this ping's payload answers the gateway; any other is relayed.
+      randomInto(PING_PAYLOAD, 0, 8)
+      side.pingA = PING_PAYLOAD.readUInt32LE(0)
+      side.pingB = PING_PAYLOAD.readUInt32LE(4)
+      this.control(side, encodeFrame(OP_PING, PING_PAYLOAD, !side.masked), now)
     }
     return false
   }
@@ -434,7 +443,7 @@ export class Bridge {
           start = pos = len
           break
         }
-        const ours = opcode === OP_PONG && from.pingSentAt !== 0 && isHeartbeat(chunk, pos + hdr, plen, maskAt)
+        const ours = opcode === OP_PONG && from.pingSentAt !== 0 && isHeartbeat(chunk, pos + hdr, plen, maskAt, from)
         if (ours || this.closing) {
           // The gateway's own pong is not relayed; nothing else is, once closing.
           this.relay(to, chunk, start, pos)
@@ -780,6 +789,8 @@ function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, 
     in: { remaining: 0, drop: false, partial: null, inMessage: false, openToPeer: false, messageBytes: 0, done: false, inflating: false, fin: false, key: null, phase: 0, meter: null },
     peer: undefined as unknown as Side,
     pingSentAt: 0,
+    pingA: 0,
+    pingB: 0,
     pingWrittenAt: 0,
     lastPingAt: now,
     paused: false,
@@ -795,14 +806,11 @@ function newSide (name: 'client' | 'upstream', socket: Duplex, masked: boolean, 
   }
 }
 
-/** Whether a pong's payload is the gateway's heartbeat. */
-function isHeartbeat (buf: Buffer, at: number, len: number, maskAt: number): boolean {
-  if (len !== HEARTBEAT.length) return false
-  for (let i = 0; i < len; i++) {
-    const b = maskAt < 0 ? buf[at + i] : buf[at + i] ^ buf[maskAt + (i & 3)]
-    if (b !== HEARTBEAT[i]) return false
-  }
-  return true
+/** Whether a pong's payload is that of the ping in flight to `side`. */
+function isHeartbeat (buf: Buffer, at: number, len: number, maskAt: number, side: Side): boolean {
+  if (len !== 8) return false
+  for (let i = 0; i < 8; i++) PING_PAYLOAD[i] = maskAt < 0 ? buf[at + i] : buf[at + i] ^ buf[maskAt + (i & 3)]
+  return PING_PAYLOAD.readUInt32LE(0) === side.pingA && PING_PAYLOAD.readUInt32LE(4) === side.pingB
 }
 
 function noop (): void {}

@@ -13,7 +13,7 @@ import { upstreamFor } from '../../helpers/upstream.js'
 import { connect, type HandshakeError } from '../../helpers/ws.js'
 import { SECRET, sign, now } from '../../helpers/jwt.js'
 import { encodeFrame } from '../../helpers/raw-ws.js'
-import { waitFor } from '../../helpers/resources.js'
+import { waitFor, within } from '../../helpers/resources.js'
 import { rawRequest } from './raw-http.js'
 
 const UPGRADE = { upgrade: 'websocket', connection: 'Upgrade', 'sec-websocket-key': 'dGhlIHNhbXBsZSBub25jZQ==', 'sec-websocket-version': '13' }
@@ -129,4 +129,23 @@ test('the bytes before the 101 of a handshake that fails are dropped with the co
   await closed
   assert.ok(answer === '' || answer.startsWith('HTTP/1.1 504 '), answer.slice(0, 40))
   assert.ok(serverSide !== undefined && serverSide.bytesRead < 512 * 1024, `the gateway read ${serverSide?.bytesRead} bytes of 8 MiB`)
+})
+
+test('a socket that never reads cannot stay alive by replaying another connection\'s heartbeat pong', async (t) => {
+  const { RawClient } = await import('../../helpers/raw-ws.js')
+  const up = await upstreamFor(t)
+  const gw = await gatewayFor(t, { websocket: { pingInterval: '200ms', pongTimeout: '400ms' }, routes: [{ prefix: '/', upstream: up.url }] })
+  const reader = await RawClient.open(gw.port, '/a')
+  t.after(() => reader.socket.destroy())
+  let ping = await reader.next(2000)
+  while (ping.opcode !== 9) ping = await reader.next(2000)
+  const silent = await RawClient.open(gw.port, '/b')
+  t.after(() => silent.socket.destroy())
+  silent.socket.pause()
+  // The silent client answers every ping it never read with the payload another one got.
+  const replay = setInterval(() => { if (!silent.socket.destroyed) silent.send(encodeFrame(10, ping.payload)) }, 50)
+  t.after(() => clearInterval(replay))
+  // Terminated as any peer that misses its pong: pongTimeout after its first unanswered ping.
+  await within(new Promise<void>((resolve) => silent.socket.once('close', () => resolve())), 3000, 'the silent client to be terminated')
+  clearInterval(replay)
 })
