@@ -6,6 +6,8 @@ export const DEFAULT_DRAIN_TIMEOUT = 10_000
 export const DEFAULT_RELOAD_DRAIN = 0
 /** HTTP proxy: time allowed for the upstream's response headers, and between body chunks (nginx proxy_read_timeout). */
 export const DEFAULT_PROXY_TIMEOUT = 60_000
+/** A request's head and body must arrive within this (Node's own default for its servers). */
+export const REQUEST_TIMEOUT = 300_000
 
 export const DEFAULT_PING_INTERVAL = 30_000
 export const DEFAULT_PONG_TIMEOUT = 10_000

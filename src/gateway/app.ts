@@ -11,6 +11,7 @@ import { ensureResolved } from '../config/resolve.js'
 import { loggerOptions } from '../logger.js'
 import { codes, errorBody } from '../errors.js'
 import { tollgateRewriteUrl } from '../../plugins/edge.js'
+import { REQUEST_TIMEOUT } from '../config/defaults.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import type { GatewayConfig } from '../config/types.js'
 
@@ -44,6 +45,9 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     logController: new AccessLog(),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
     forceCloseConnections: 'idle',
+    // As Node's own servers (the runtime's): a request's head and body arrive within 5 minutes,
+    // so a body that trickles in cannot hold an upstream connection for ever.
+    requestTimeout: REQUEST_TIMEOUT,
     // The request target is normalised once, before routing (plugins/edge.ts).
     rewriteUrl: tollgateRewriteUrl(s.encodedSlashes),
     ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})

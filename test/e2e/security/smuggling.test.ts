@@ -46,3 +46,12 @@ test('a request hidden in a body is parsed as the next request: it gets its own 
   assert.match(r.raw, /HTTP\/1\.1 401 /, 'the second request is refused by /private\'s auth')
   assert.deepEqual(seen, [{ url: '/x', body: 'abcde' }], 'the upstream got the first request with its own body only')
 })
+
+test('a request\'s head and body must arrive within 5 minutes, as under Node\'s own servers', async (t) => {
+  const { REQUEST_TIMEOUT } = await import('../../../src/config/defaults.js')
+  const up = await upstreamFor(t)
+  const gw = await gatewayFor(t, { routes: [{ prefix: '/', upstream: up.url }] })
+  assert.equal(REQUEST_TIMEOUT, 300_000)
+  assert.equal(gw.app.server.requestTimeout, REQUEST_TIMEOUT)
+  assert.equal(gw.app.server.headersTimeout, 60_000)
+})
