@@ -514,7 +514,11 @@ describe('large bodies stream', () => {
     assert.equal(status, 200)
     assert.equal(bytes, SIZE)
     assert.equal(hash.digest('hex'), up.sentHash())
-    assert.ok(growth < 32 * MiB, `live memory grew by ${(growth / MiB).toFixed(1)} MiB during a ${SIZE / MiB} MiB download`)
+    // The gate above is what shows streaming (a proxy that buffers never lets it open). This bound
+    // catches one that streams and keeps copies: the three parties share this process, and their
+    // chunks in flight measured 0.9 to 32.1 MiB (under load), so it is set below the whole body.
+    t.diagnostic(`live memory growth during the download: ${(growth / MiB).toFixed(1)} MiB`)
+    assert.ok(growth < 48 * MiB, `live memory grew by ${(growth / MiB).toFixed(1)} MiB during a ${SIZE / MiB} MiB download`)
   })
 })
 
