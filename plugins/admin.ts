@@ -1,7 +1,7 @@
 /**
  * The admin API and /metrics: on the public server, or on a server of their own when
  * `admin.port` is set (then they are not served on the public port at all). The admin server
- * shares the gateway's state; src/server.ts listens on it.
+ * shares the gateway's state; src/gateway/server.ts listens on it.
  */
 import fp from 'fastify-plugin'
 import Fastify, { type FastifyInstance } from 'fastify'
@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { Connection, ErrorBody } from '../routes/admin/schemas.js'
 import metricsRoute from '../routes/metrics.js'
+import edgePlugin, { notFoundHandler, tollgateRewriteUrl } from './edge.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -27,7 +28,15 @@ export default fp(async function adminPlugin (fastify) {
   let target: FastifyInstance = fastify
   if (admin.port > 0) {
     // The same trustProxy as the public server: the admin API's per-IP limits see the same client IPs.
-    const server = Fastify({ loggerInstance: fastify.log.child({ server: 'admin' }), genReqId: () => randomUUID(), trustProxy: fastify.gatewayConfig.server.trustProxy as boolean })
+    // Its own edge too: targets normalised before routing, refused ones 400, a token-free 404.
+    const server = Fastify({
+      loggerInstance: fastify.log.child({ server: 'admin' }),
+      genReqId: () => randomUUID(),
+      trustProxy: fastify.gatewayConfig.server.trustProxy as boolean,
+      rewriteUrl: tollgateRewriteUrl(fastify.gatewayConfig.server.encodedSlashes)
+    })
+    await server.register(edgePlugin, { encodedSlashes: fastify.gatewayConfig.server.encodedSlashes })
+    server.setNotFoundHandler(notFoundHandler)
     for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics', 'reloadGateway'] as const) {
       server.decorate(name, fastify[name] as never)
     }

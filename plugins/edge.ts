@@ -36,6 +36,15 @@ export function tollgateRewriteUrl (encodedSlashes: EncodedSlashes = 'refuse'): 
   }
 }
 
+/**
+ * The 404 for a target no route serves. Fastify's default echoes the full URL, query included,
+ * and a query can carry a token: this one names the method and path only.
+ */
+export function notFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
+  const path = request.url.split('?', 1)[0]
+  void reply.code(404).send(errorBody(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`)))
+}
+
 /** The request's decided target (normalised path, query, upstream form). */
 export function requestTarget (request: FastifyRequest): RequestTarget {
   const t = (request.raw as Marked)[kTarget]

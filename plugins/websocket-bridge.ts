@@ -54,6 +54,8 @@ declare module 'fastify' {
   interface FastifyContextConfig {
     /** The gateway route (prefix) a Fastify route serves, for metrics and listings. */
     gatewayRoute?: string
+    /** Set on routes with a wsHandler: the only other routes a WebSocket handshake may reach. */
+    websocketRoute?: boolean
   }
   interface FastifyInstance {
     websocketBridge: {
@@ -334,6 +336,19 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }, 'websocket closed')
     settled()
   }
+
+  // A handshake on a route that bridges nothing (/health, a static route, a plugin's HTTP route)
+  // would be upgraded by @fastify/websocket's own server and then dropped: refuse it first, as a
+  // route with `websocket: false` does. The configured routes decide for themselves.
+  fastify.addHook('onRoute', (route) => {
+    if (route.wsHandler !== undefined || (route as { websocket?: boolean }).websocket === true) route.config = { ...route.config, websocketRoute: true }
+  })
+  fastify.addHook('onRequest', async (request, reply) => {
+    if (!request.ws) return
+    const c = request.routeOptions.config as { websocketRoute?: boolean, gatewayRoute?: string }
+    if (c.websocketRoute === true || c.gatewayRoute !== undefined) return
+    await reply.code(404).send(errorBody(new codes.GW_ERR_NO_WEBSOCKET()))
+  })
 
   // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its status.
   fastify.addHook('onResponse', async (request, reply) => {

@@ -1,4 +1,4 @@
-/** Built-in defaults (spec section 3). Durations in milliseconds, sizes in bytes. */
+/** Built-in defaults. Durations in milliseconds, sizes in bytes. */
 
 export const DEFAULT_HOST = '0.0.0.0'
 export const DEFAULT_PORT = 8080

@@ -1,5 +1,5 @@
 /**
- * The configuration file's shape (spec section 3), as a TypeBox schema checked with Ajv.
+ * The configuration file's shape, as a TypeBox schema checked with Ajv.
  * Every object is closed (`additionalProperties: false`) so a misspelt key fails startup
  * instead of being silently ignored.
  */

@@ -9,8 +9,7 @@ import { randomUUID } from 'node:crypto'
 import { gatewayPlugin } from './plugin.js'
 import { ensureResolved } from '../config/resolve.js'
 import { loggerOptions } from '../logger.js'
-import { codes, errorBody } from '../errors.js'
-import { tollgateRewriteUrl } from '../../plugins/edge.js'
+import { notFoundHandler, tollgateRewriteUrl } from '../../plugins/edge.js'
 import { REQUEST_TIMEOUT } from '../config/defaults.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import type { GatewayConfig } from '../config/types.js'
@@ -53,10 +52,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     ...(s.tls !== undefined ? { https: { cert: s.tls.cert, key: s.tls.key } } : {})
   } as FastifyServerOptions)
   // Fastify's default 404 logs and echoes the full URL, query included: it could carry a token.
-  app.setNotFoundHandler((request, reply) => {
-    const path = request.url.split('?', 1)[0]
-    void reply.code(404).send(errorBody(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`)))
-  })
+  app.setNotFoundHandler(notFoundHandler)
   await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload })
   return app
 }

@@ -1,6 +1,6 @@
 /**
- * The choice of one target among a fixed list, for each balance mode of an upstream (spec section
- * 3, `upstreams.*.balance`). A balancer knows nothing of health: the pool passes a predicate that
+ * The choice of one target among a fixed list, for each balance mode of an upstream
+ * (`upstreams.*.balance`). A balancer knows nothing of health: the pool passes a predicate that
  * says which targets may be chosen right now, and a balancer only skips the refused ones, so a
  * target that comes back is chosen again without rebuilding anything.
  */

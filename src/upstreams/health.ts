@@ -1,5 +1,5 @@
 /**
- * Active health checks of an upstream's targets (spec section 3, `upstreams.*.healthCheck`):
+ * Active health checks of an upstream's targets (`upstreams.*.healthCheck`):
  * `GET target + path` every interval with a timeout; a target turns unhealthy after
  * `unhealthyAfter` consecutive failures and healthy after `healthyAfter` consecutive successes.
  * This module only keeps the state and reports changes; logging and what follows from a change

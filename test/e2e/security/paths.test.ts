@@ -198,3 +198,14 @@ test('gatewayPlugin in an app of its own: targets not in normal form are refused
     assert.deepEqual(seen, normalising ? ['/~u', '/plain/path'] : ['/plain/path'])
   }
 })
+
+test('the admin port has the same edge: normalised targets, 400 for refused ones, a 404 that does not echo the query', async (t) => {
+  const gw = await gatewayFor(t, { admin: { token: 'admin-token-0123456789', port: 1 }, routes: [] })
+  const port = Number(new URL(gw.adminUrl).port)
+  const auth = { authorization: 'Bearer admin-token-0123456789' }
+  assert.equal((await rawRequest(port, '/x/../admin/upstreams', auth)).status, 200)
+  assert.equal((await rawRequest(port, '/admin%2Fupstreams', auth)).status, 400)
+  const missing = await rawRequest(port, '/nothing?access_token=SECRET-TOKEN')
+  assert.equal(missing.status, 404)
+  assert.doesNotMatch(missing.body, /SECRET-TOKEN/)
+})

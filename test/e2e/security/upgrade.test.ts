@@ -52,3 +52,21 @@ test('HTTP-only route: an h2c upgrade is ignored, the request is answered as HTT
   assert.equal((await rawRequest(gw.port, '/x', { upgrade: 'h2c', connection: 'Upgrade' }, { method: 'POST', body: 'x=1' })).status, 400)
   assert.equal(http.length, 1)
 })
+
+test('a WebSocket handshake on a route that bridges nothing (/health, a static route, an HTTP-only plugin route) is 404, never a 101', async (t) => {
+  const { mkdtemp, writeFile } = await import('node:fs/promises')
+  const { tmpdir } = await import('node:os')
+  const { join } = await import('node:path')
+  const root = await mkdtemp(join(tmpdir(), 'tollgate-ws-static-'))
+  await writeFile(join(root, 'a.txt'), 'a')
+  const plugin = join(root, 'plain.mjs')
+  await writeFile(plugin, "export default async function (app) { app.get('/plain', async () => 'plain') }\n")
+  const gw = await gatewayFor(t, { routes: [{ prefix: '/static', static: root }], plugins: [plugin] })
+  for (const path of ['/health', '/ready', '/static/a.txt', '/plain']) {
+    const r = await rawRequest(gw.port, path, { upgrade: 'websocket', connection: 'Upgrade', ...KEY })
+    assert.equal(r.status, 404, path)
+    assert.equal(JSON.parse(r.body).code, 'GW_ERR_NO_WEBSOCKET', path)
+  }
+  // And the same paths still answer plain HTTP.
+  assert.equal((await rawRequest(gw.port, '/plain')).body, 'plain')
+})
