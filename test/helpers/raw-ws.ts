@@ -23,6 +23,21 @@ export function encodeFrame (opcode: number, payload: Buffer, fin = true): Buffe
   return Buffer.concat([head, mask, masked])
 }
 
+/** One frame; `key`: masked with it (what a client writes). */
+export function wireFrame (b0: number, payload: Buffer, key: Buffer | null): Buffer {
+  const len = payload.length
+  const head = Buffer.alloc((len < 126 ? 2 : len < 65536 ? 4 : 10) + (key === null ? 0 : 4))
+  head[0] = b0
+  const m = key === null ? 0 : 0x80
+  if (len < 126) head[1] = m | len
+  else if (len < 65536) { head[1] = m | 126; head.writeUInt16BE(len, 2) } else { head[1] = m | 127; head.writeBigUInt64BE(BigInt(len), 2) }
+  if (key === null) return Buffer.concat([head, payload])
+  key.copy(head, head.length - 4)
+  const body = Buffer.from(payload)
+  for (let i = 0; i < len; i++) body[i] ^= key[i & 3]
+  return Buffer.concat([head, body])
+}
+
 /** A hand-made WebSocket client over a raw TCP socket: sends any frame, collects the server's. */
 export class RawClient {
   private buf = Buffer.alloc(0)

@@ -18,6 +18,7 @@ import { Bridge, type BridgeEnd, type BridgeInfo, type HeartbeatSettings } from 
 import { acceptKey, openUpstream } from '../../src/bridge/upstream-handshake.js'
 import { closed, collect, nextMessage } from '../helpers/ws.js'
 import { settle, waitFor, within } from '../helpers/resources.js'
+import { wireFrame } from '../helpers/raw-ws.js'
 
 function noop (): void {}
 
@@ -557,21 +558,6 @@ async function deflatePair (t: TestContext, opts: DeflatePairOptions): Promise<H
 
 /** The raw socket under a ws peer, for frames a ws peer would never write. */
 const rawOf = (ws: WebSocket): Socket => (ws as unknown as { _socket: Socket })._socket
-
-/** One frame; `key`: masked with it (what a client writes). */
-function wireFrame (b0: number, payload: Buffer, key: Buffer | null): Buffer {
-  const len = payload.length
-  const head = Buffer.alloc((len < 126 ? 2 : len < 65536 ? 4 : 10) + (key === null ? 0 : 4))
-  head[0] = b0
-  const m = key === null ? 0 : 0x80
-  if (len < 126) head[1] = m | len
-  else if (len < 65536) { head[1] = m | 126; head.writeUInt16BE(len, 2) } else { head[1] = m | 127; head.writeBigUInt64BE(BigInt(len), 2) }
-  if (key === null) return Buffer.concat([head, payload])
-  key.copy(head, head.length - 4)
-  const body = Buffer.from(payload)
-  for (let i = 0; i < len; i++) body[i] ^= key[i & 3]
-  return Buffer.concat([head, body])
-}
 
 /** A payload as permessage-deflate senders write it: sync-flushed, the 00 00 ff ff tail removed. */
 function deflated (data: Buffer): Buffer {

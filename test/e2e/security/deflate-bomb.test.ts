@@ -15,7 +15,7 @@ import { deflateRawSync, constants as zc } from 'node:zlib'
 import { gatewayFor, type TestGateway } from '../../helpers/gateway.js'
 import { upstreamFor } from '../../helpers/upstream.js'
 import { closed, collect, connect } from '../../helpers/ws.js'
-import { closePayload, RawClient } from '../../helpers/raw-ws.js'
+import { closePayload, RawClient, wireFrame } from '../../helpers/raw-ws.js'
 import { waitFor, within } from '../../helpers/resources.js'
 
 const KIB = 1024
@@ -123,21 +123,6 @@ async function rawUpstream (t: TestContext, extensions = 'permessage-deflate'): 
   }
 }
 
-/** One frame; `key` masks it (client frames). */
-function frame (b0: number, payload: Buffer, key: Buffer | null): Buffer {
-  const len = payload.length
-  const head = Buffer.alloc((len < 126 ? 2 : len < 65536 ? 4 : 10) + (key === null ? 0 : 4))
-  head[0] = b0
-  const m = key === null ? 0 : 0x80
-  if (len < 126) head[1] = m | len
-  else if (len < 65536) { head[1] = m | 126; head.writeUInt16BE(len, 2) } else { head[1] = m | 127; head.writeBigUInt64BE(BigInt(len), 2) }
-  if (key === null) return Buffer.concat([head, payload])
-  key.copy(head, head.length - 4)
-  const body = Buffer.from(payload)
-  for (let i = 0; i < len; i++) body[i] ^= key[i & 3]
-  return Buffer.concat([head, body])
-}
-
 const FIN = 0x80
 const RSV1 = 0x40
 const BINARY = 0x2
@@ -167,7 +152,7 @@ for (const [form, bomb] of [['a final block', BOMB], ['sync-flushed, tail remove
     t.after(() => client.socket.destroy())
     const wire = await upstream
     const before = process.memoryUsage().arrayBuffers
-    client.send(frame(FIN | RSV1 | BINARY, bomb, randomBytes(4)))
+    client.send(wireFrame(FIN | RSV1 | BINARY, bomb, randomBytes(4)))
     const reply = await client.next(5000)
     assert.equal(reply.opcode, 0x8)
     assert.equal(reply.payload.readUInt16BE(0), 1009)
@@ -181,7 +166,7 @@ for (const [form, bomb] of [['a final block', BOMB], ['sync-flushed, tail remove
     assert.ok(grew < 8 * KIB * KIB, `memory stayed bounded (array buffers grew by ${grew} bytes)`)
     // The client answers the close: its TCP is ended.
     const ended = once(client.socket, 'close')
-    client.send(frame(FIN | 0x8, closePayload(1009), randomBytes(4)))
+    client.send(wireFrame(FIN | 0x8, closePayload(1009), randomBytes(4)))
     await within(ended, 3000, 'the client\'s TCP to end')
     await hangUp(gw, wire.socket)
   })
@@ -195,7 +180,7 @@ test('upstream -> client: a compressed bomb frame from the upstream: the client 
   const wire = await upstream
   const clientBytes: Buffer[] = []
   client.socket.on('data', (c: Buffer) => clientBytes.push(c))
-  wire.socket.write(frame(FIN | RSV1 | BINARY, BOMB_SYNC, null))
+  wire.socket.write(wireFrame(FIN | RSV1 | BINARY, BOMB_SYNC, null))
   const reply = await client.next(5000)
   assert.deepEqual([reply.opcode, reply.payload.readUInt16BE(0), reply.payload.subarray(2).toString()], [0x8, 1009, 'message too big'])
   assert.equal(Buffer.concat(clientBytes).length, reply.payload.length + 2, 'the client received the close frame only')
@@ -225,7 +210,7 @@ test('a bomb spread over continuation frames: the fragments that fit pass, the o
     parts.push(Buffer.concat(out))
   }
   const key = randomBytes(4)
-  const frames = parts.map((p, i) => frame((i === parts.length - 1 ? FIN : 0) | (i === 0 ? RSV1 | BINARY : 0), p, key))
+  const frames = parts.map((p, i) => wireFrame((i === parts.length - 1 ? FIN : 0) | (i === 0 ? RSV1 | BINARY : 0), p, key))
   client.send(Buffer.concat(frames))
   const reply = await client.next(5000)
   assert.deepEqual([reply.opcode, reply.payload.readUInt16BE(0)], [0x8, 1009])
@@ -253,7 +238,7 @@ test('a bomb in the middle of a frame whose start has already been relayed: the 
   const tenMiB = deflateRawSync(Buffer.alloc(10 * KIB * KIB), { finishFlush: zc.Z_SYNC_FLUSH })
   const payload = Buffer.concat([lens, stored, tenMiB.subarray(0, tenMiB.length - 4)])
   assert.ok(payload.length < MAX, 'under maxPayload compressed')
-  const bytes = frame(FIN | RSV1 | BINARY, payload, randomBytes(4))
+  const bytes = wireFrame(FIN | RSV1 | BINARY, payload, randomBytes(4))
   const firstPart = 4 + 4 + lens.length + stored.length
   client.send(bytes.subarray(0, firstPart))
   await wire.until(() => wire.dataBytes() >= lens.length + stored.length, 'the stored part at the upstream')
@@ -278,7 +263,7 @@ test('malformed compressed data: 1007, the sender\'s TCP ends within 1 s, the ot
   let endedAt = 0
   client.socket.once('end', () => { endedAt = performance.now() })
   // BTYPE 11 is reserved.
-  client.send(frame(FIN | RSV1 | BINARY, Buffer.from([0x07, 0x00]), randomBytes(4)))
+  client.send(wireFrame(FIN | RSV1 | BINARY, Buffer.from([0x07, 0x00]), randomBytes(4)))
   const reply = await client.next(5000)
   const closeAt = performance.now()
   assert.deepEqual([reply.opcode, reply.payload.readUInt16BE(0), reply.payload.subarray(2).toString()], [0x8, 1007, 'invalid block type'])
