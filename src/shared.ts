@@ -83,7 +83,7 @@ function watchRedis (redis: Redis, state: { up: boolean }, url: string, log: Fas
   let outage = false
   redis.on('ready', () => {
     state.up = true
-    if (outage || !everUp) log.info({ redis: redactUrl(url) }, everUp ? 'redis reachable again' : 'redis connected')
+    if (outage || !everUp) log.info({ redis: redisUrlForLogs(url) }, everUp ? 'redis reachable again' : 'redis connected')
     outage = false
     everUp = true
   })
@@ -91,14 +91,14 @@ function watchRedis (redis: Redis, state: { up: boolean }, url: string, log: Fas
     state.up = false
     if (outage) return
     outage = true
-    log.warn({ redis: redactUrl(url), err: err?.message }, 'redis unreachable')
+    log.warn({ redis: redisUrlForLogs(url), err: err?.message }, 'redis unreachable')
   }
   redis.on('error', (err: Error) => markDown(err))
   redis.on('close', () => markDown())
 }
 
 /** A Redis URL without its password, for logs. */
-function redactUrl (url: string): string {
+function redisUrlForLogs (url: string): string {
   try {
     const u = new URL(url)
     if (u.password !== '') u.password = '***'

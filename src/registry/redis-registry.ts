@@ -169,7 +169,6 @@ export class RedisRegistry implements ConnectionRegistry {
   get (id: string): Bridge | undefined { return this.local.get(id) }
   values (): IterableIterator<Bridge> { return this.local.values() }
   list (filter?: ConnectionFilter): ConnectionPage { return this.local.list(filter) }
-  whenEmpty (): Promise<void> { return this.local.whenEmpty() }
 
   private republish (): void {
     for (const b of this.local.values()) this.written.delete(b)

@@ -38,8 +38,6 @@ export interface ConnectionRegistry {
   list (filter?: ConnectionFilter): ConnectionPage
   /** Every live connection of this instance (for shutdown and reload). */
   values (): IterableIterator<Bridge>
-  /** Resolves when no connection is left. */
-  whenEmpty (): Promise<void>
 
   // The admin-facing API is asynchronous so that a cluster-wide registry can answer it too.
   /** Filtered, paged listing (sorted by connectedAt). */
@@ -60,7 +58,6 @@ export interface ConnectionRegistry {
 /** The in-memory registry of one instance. Insertion order is connection order. */
 export class MemoryRegistry implements ConnectionRegistry {
   private readonly byId = new Map<string, Bridge>()
-  private emptyWaiters: Array<() => void> = []
 
   get size (): number { return this.byId.size }
 
@@ -68,16 +65,6 @@ export class MemoryRegistry implements ConnectionRegistry {
 
   remove (bridge: Bridge): void {
     if (this.byId.get(bridge.info.id) === bridge) this.byId.delete(bridge.info.id)
-    if (this.byId.size === 0 && this.emptyWaiters.length > 0) {
-      const waiters = this.emptyWaiters
-      this.emptyWaiters = []
-      for (const w of waiters) w()
-    }
-  }
-
-  whenEmpty (): Promise<void> {
-    if (this.byId.size === 0) return Promise.resolve()
-    return new Promise((resolve) => this.emptyWaiters.push(resolve))
   }
 
   get (id: string): Bridge | undefined { return this.byId.get(id) }
