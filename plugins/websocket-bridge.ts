@@ -75,6 +75,8 @@ declare module 'fastify' {
       readonly active: number
       /** Handshakes waiting for their upstream's answer. */
       readonly handshaking: number
+      /** Resolves once no bridge is open or closing and no handshake is in flight. */
+      whenIdle (): Promise<void>
     }
   }
 }
@@ -92,8 +94,15 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   let active = 0
   /** Handshakes between the upstream attempt and the client's upgrade. */
   let inflight = 0
-  let idle: (() => void) | null = null
-  const settled = (): void => { if (active === 0 && inflight === 0 && idle !== null) { idle(); idle = null } }
+  /** Waiting for no bridge and no handshake to be left (drain, and the runtime retiring this app). */
+  let idle: Array<() => void> = []
+  const settled = (): void => {
+    if (active !== 0 || inflight !== 0 || idle.length === 0) return
+    const waiters = idle
+    idle = []
+    for (const w of waiters) w()
+  }
+  const whenIdle = (): Promise<void> => active === 0 && inflight === 0 ? Promise.resolve() : new Promise((resolve) => { idle.push(resolve) })
 
   await fastify.register(websocket, {
     // Its ws server is only reached by a handshake no preHandler connected (see attach):
@@ -138,7 +147,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     state.draining = true
     if (active === 0 && inflight === 0) { sweeper.stop(); return }
     // Handshakes still in progress are answered 503 or closed with 1001 as they complete.
-    const done = new Promise<void>((resolve) => { idle = resolve })
+    const done = whenIdle()
     for (const b of mine) b.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), fastify.gatewayConfig.server.drainTimeout) })
@@ -361,7 +370,8 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     connect,
     attach,
     get active () { return active },
-    get handshaking () { return inflight }
+    get handshaking () { return inflight },
+    whenIdle
   })
 }, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics'] })
 

@@ -135,19 +135,17 @@ export class GatewayRuntime {
     this.drainTimer.unref()
   }
 
-  /** Closes an old generation once its last WebSocket (and handshake) has ended. */
+  /**
+   * Closes an old generation once its last WebSocket (and handshake) has ended: handshakes still
+   * waiting for their upstream finish on the generation they started on.
+   */
   private retire (gen: Generation): void {
     this.retiring.add(gen)
-    const check = (): void => {
-      // Handshakes still waiting for their upstream finish on the generation they started on.
-      if (gen.app.websocketBridge.active > 0 || gen.app.websocketBridge.handshaking > 0) return
-      clearInterval(timer)
-      this.retiring.delete(gen)
-      gen.app.close().catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'closing an old configuration failed'))
-    }
-    const timer = setInterval(check, 250)
-    timer.unref()
-    check()
+    void gen.app.websocketBridge.whenIdle().then(async () => {
+      // Shutdown may have closed it meanwhile.
+      if (!this.retiring.delete(gen)) return
+      await gen.app.close()
+    }).catch((err: Error) => this.opts.logger.warn({ err: err.message }, 'closing an old configuration failed'))
   }
 
   /** Graceful stop: no new connections, every generation drained, shared state closed. */
@@ -156,7 +154,9 @@ export class GatewayRuntime {
     // The apps drain first while the listener stays open: meanwhile new requests get 503 (so a
     // load balancer polling /ready sees 503, not a refused connection). Then the listener closes;
     // keep-alive sockets close as soon as their in-flight response is done.
-    await Promise.all([this.current, ...this.retiring].map(async (g) => await g.app.close()))
+    const generations = [this.current, ...this.retiring]
+    this.retiring.clear()
+    await Promise.all(generations.map(async (g) => await g.app.close()))
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()))
     const idle = setInterval(() => this.server.closeIdleConnections(), 50)
     this.server.closeIdleConnections()

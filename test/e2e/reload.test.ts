@@ -18,6 +18,7 @@ import { connect, closed, nextMessage, HandshakeError } from '../helpers/ws.js'
 import { makeCert } from '../helpers/tls.js'
 import type WebSocket from 'ws'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import { waitFor } from '../helpers/resources.js'
 
 const TOKEN = 'reload-admin-token-0123'
 const auth = { authorization: `Bearer ${TOKEN}` }
@@ -214,4 +215,21 @@ test('TLS: a reload picks up renewed certificates without closing the listener',
   t.after(() => agent.close())
   const res = await fetch(`${h.url}/a/x`, { dispatcher: agent } as unknown as RequestInit)
   assert.equal(await res.text(), 'a')
+})
+
+test('an old generation is closed as soon as its last connection ends, not before', async (t) => {
+  const a = await upstream(t, 'a')
+  const h = await run(t, base([{ prefix: '/a', upstream: a.url }]))
+  const old = h.gw.runtime.app
+  const ws = await connect(`${h.wsUrl}/a`)
+  t.after(() => ws.terminate())
+  h.write(base([{ prefix: '/a', upstream: a.url, headers: { 'x-v': '2' } }]))
+  assert.equal((await h.gw.runtime.reload()).ok, true)
+  assert.notEqual(h.gw.runtime.app, old)
+  assert.equal(await echo(ws, 'still'), 'a:still')
+  // Closing an app starts its drain, which marks it draining.
+  assert.equal(old.gatewayState.draining, false, 'kept while its connection is open')
+  ws.close()
+  await old.websocketBridge.whenIdle()
+  await waitFor(() => old.gatewayState.draining, 'the old generation to close once its connection ended', 3000)
 })
