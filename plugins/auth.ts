@@ -42,6 +42,10 @@ declare module 'fastify' {
 
 const kToken = Symbol('tollgate.token')
 type WithToken = FastifyRequest & { [kToken]?: string }
+/** The token a request carried, and why it failed verification (none when it passed). */
+interface Attempt { found: FoundToken | undefined, error: AuthError | undefined }
+const kAttempt = Symbol('tollgate.authAttempt')
+type WithAttempt = FastifyRequest & { [kAttempt]?: Attempt }
 
 /** Marks an error thrown by this plugin's own checks: the value is the reason sent to the client. */
 const kReason = Symbol('tollgate.reason')
@@ -139,39 +143,49 @@ export default fp(async function authPlugin (fastify) {
     await request.jwtVerify()
   }
 
+  /**
+   * Finds and verifies the request's token once: identify() (keyBy user, before the limits) and
+   * checkAuth() (after them) share the outcome, so a bad token is not verified twice.
+   */
+  async function attempt (request: FastifyRequest): Promise<Attempt> {
+    const memo = (request as WithAttempt)[kAttempt]
+    if (memo !== undefined) return memo
+    const found = findToken(request.headers, request.url, request.ws, lookup)
+    let error: AuthError | undefined
+    if (found !== undefined && jwt !== undefined) {
+      try {
+        await verify(request, found.token)
+        request.tokenSource = found.source
+      } catch (err) {
+        error = err as AuthError
+      }
+    }
+    const outcome = { found, error }
+    ;(request as WithAttempt)[kAttempt] = outcome
+    return outcome
+  }
+
   async function checkAuth (request: FastifyRequest, reply: FastifyReply, mode: AuthMode): Promise<boolean> {
     if (mode === 'none') return true
-    const found = findToken(request.headers, request.url, request.ws, lookup)
+    if (jwt === undefined) throw new Error('auth requested on a gateway without auth.jwt')
+    const { found, error } = await attempt(request)
     if (found === undefined) {
       if (mode === 'optional') return true
       await reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(new codes.GW_ERR_AUTH_REQUIRED()))
       return false
     }
-    if (jwt === undefined) throw new Error('auth requested on a gateway without auth.jwt')
-    try {
-      await verify(request, found.token)
-    } catch (err) {
-      const reason = reasonOf(err as AuthError)
-      request.log.info({ reason, code: (err as { code?: string }).code, source: found.source }, 'token rejected')
+    if (error !== undefined) {
+      const reason = reasonOf(error)
+      request.log.info({ reason, code: error.code, source: found.source }, 'token rejected')
       await reply.code(401).header('www-authenticate', `Bearer error="invalid_token", error_description="${reason}"`).send(errorBody(new codes.GW_ERR_AUTH_INVALID(reason)))
       return false
     }
-    request.tokenSource = found.source
     return true
   }
 
   fastify.decorate('checkAuth', checkAuth)
-  fastify.decorate('identify', async (request: FastifyRequest) => {
-    if (jwt === undefined) return
-    const found = findToken(request.headers, request.url, request.ws, lookup)
-    if (found === undefined) return
-    try {
-      await verify(request, found.token)
-      request.tokenSource = found.source
-    } catch {
-      // Not an auth route: an invalid token only means the request is keyed by IP.
-    }
-  })
+  // Not an auth route (or before the limits): an invalid token only means the request is keyed by IP.
+  fastify.decorate('identify', async (request: FastifyRequest) => { if (jwt !== undefined) await attempt(request) })
   fastify.decorate('authenticate', async (request: FastifyRequest, reply: FastifyReply) => { await checkAuth(request, reply, 'required') })
   fastify.decorate('authenticateOptional', async (request: FastifyRequest, reply: FastifyReply) => { await checkAuth(request, reply, 'optional') })
 }, { name: 'tollgate-auth', fastify: '5.x', dependencies: ['tollgate-config'] })
