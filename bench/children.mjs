@@ -13,14 +13,14 @@ export function createChildren ({ cwd, nofile = 65536, wrap = (argv) => argv, on
   const procs = new Set()
   let shuttingDown = false
 
-  /** Starts `argv` as child `name`; output goes to `logFile` (appended) when given. */
-  function launch (name, argv, { core = null, env = process.env, logFile, ipc = false } = {}) {
+  /** Starts `argv` as child `name` (in `dir`, default `cwd`); output goes to `logFile` (appended) when given. */
+  function launch (name, argv, { core = null, env = process.env, logFile, ipc = false, cwd: dir = cwd } = {}) {
     const pinned = wrap(core !== null ? ['taskset', '-c', String(core), ...argv] : argv)
     const script = `ulimit -n ${nofile} 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null; exec "$@"`
     const out = logFile !== undefined ? openSync(logFile, 'a') : 'ignore'
     const stdio = ['ignore', out, out]
     if (ipc) stdio.push('ipc')
-    const child = spawn('/bin/sh', ['-c', script, 'sh', ...pinned], { cwd, env, stdio, detached: true })
+    const child = spawn('/bin/sh', ['-c', script, 'sh', ...pinned], { cwd: dir, env, stdio, detached: true })
     if (typeof out === 'number') closeSync(out)
     const p = { name, child, pid: child.pid, exited: false, expected: false, exit: null }
     procs.add(p)

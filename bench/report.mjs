@@ -1,9 +1,14 @@
 // Turns the raw records of bench/run.mjs into medians, the printed table and the JSON summary.
 
-/** The paths, in table order. `direct` has no proxy: its CPU and RSS figures are the upstream's. */
+/**
+ * The paths, in table order. `direct` has no proxy: its CPU and RSS figures are the upstream's.
+ * `baseline` (--baseline DIR: another checkout's gateway) sits next to `gateway`, to be read
+ * against it; its cells get the same ratios as the gateway's.
+ */
 export const COLUMNS = [
   { key: 'direct', title: 'direct' },
   { key: 'gateway', title: 'gateway' },
+  { key: 'baseline', title: 'baseline' },
   { key: 'floor', title: 'node floor' },
   { key: 'nginx', title: 'nginx' },
   { key: 'fastify', title: '@fastify/http-proxy' }
@@ -15,8 +20,8 @@ const sys = ['cpuSys', '  of which sys', 'count']
 
 /**
  * Scenarios and their figures: [record field, label, kind]. Kinds: `rate` (ratio to direct and
- * to nginx), `lat`/`cpu`/`mem` (ratio to nginx), `count`/`util` (no ratio). `baseline`: the
- * scenario whose direct/nginx cells the ratios use (for rows measured on one path only).
+ * to nginx), `lat`/`cpu`/`mem` (ratio to nginx), `count`/`util` (no ratio). `ratiosOf`: the
+ * scenario whose direct/nginx cells the ratios use (for rows measured on some paths only).
  */
 export const SCENARIOS = [
   {
@@ -42,7 +47,7 @@ export const SCENARIOS = [
   {
     key: 'handshakeJwt',
     title: 'handshakes with a JWT (auth: required)',
-    baseline: 'handshake',
+    ratiosOf: 'handshake',
     figures: [['rate', 'handshakes/s', 'rate'], ['p99', 'p99 open ms', 'lat'], ['cpu', 'CPU µs/handshake', 'cpu'], sys, ['leftover', 'upstream sockets left', 'count'], util]
   },
   {
@@ -58,7 +63,7 @@ export const SCENARIOS = [
   {
     key: 'httpClassic',
     title: 'HTTP GET, 50 conns, nginx classic (no upstream keepalive)',
-    baseline: 'http',
+    ratiosOf: 'http',
     figures: [['rate', 'requests/s', 'rate'], ['p99', 'p99 ms', 'lat'], ['cpu', 'CPU µs/request', 'cpu'], sys, util]
   }
 ]
@@ -122,7 +127,7 @@ export function tableRows (summary) {
   for (const s of SCENARIOS) {
     const sm = summary[s.key]
     if (sm === undefined) continue
-    const base = summary[s.baseline ?? s.key] ?? {}
+    const base = summary[s.ratiosOf ?? s.key] ?? {}
     rows.push({ scenario: s.key, heading: s.title })
     for (const [field, label, kind] of s.figures) {
       const cells = {}

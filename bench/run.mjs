@@ -4,10 +4,13 @@
 // and an @fastify/http-proxy proxy, pins the proxy under test to one core and the load side to
 // the other, runs every scenario on every path, and prints one table of medians (also written
 // as JSON to bench/results/<timestamp>.json). Every phase has a deadline; every child is stopped
-// by its process group at the end, on Ctrl-C and on SIGTERM.
+// by its process group at the end, on Ctrl-C and on SIGTERM. With --baseline DIR, a second
+// Tollgate checkout's gateway runs beside this one as the `baseline` path: a refactor's before
+// and after measured in one run, under the same load and machine state.
 //
 // Usage: npm run bench [-- --quick] [--runs N] [--duration SEC] [--idle N] [--paths a,b]
-//                      [--scenarios a,b] [--http-tool wrk|autocannon] [--no-pin] [--nice N] [--keep]
+//                      [--scenarios a,b] [--baseline DIR] [--http-tool wrk|autocannon] [--no-pin]
+//                      [--nice N] [--keep]
 import { createChildren } from './children.mjs'
 import { allowedCpus, cleanEnv, freePort, httpGet, ipc, sleep, waitHttp, waitReady, which, withTimeout } from './util.mjs'
 import { spawn, spawnSync } from 'node:child_process'
@@ -15,7 +18,7 @@ import {
   existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
 } from 'node:fs'
 import { cpus, loadavg, release, tmpdir, totalmem } from 'node:os'
-import { join, relative } from 'node:path'
+import { join, relative, resolve } from 'node:path'
 import { createInterface } from 'node:readline'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
@@ -31,13 +34,23 @@ const startLoad = loadavg()[0]
 
 // ---------------------------------------------------------------- options
 
+// Table order (report.mjs's COLUMNS); `baseline` runs only with --baseline.
+const PATHS = ['direct', 'gateway', 'baseline', 'floor', 'nginx', 'fastify']
+// The built gateway, relative to a checkout (this one, or --baseline DIR).
+const CLI = 'dist/src/gateway/cli.js'
+// How to get a DIR for --baseline: a worktree at the revision to compare with, built as
+// `npm run build` builds this one (without the install scripts, which a worktree does not need).
+const BASELINE_HOWTO = 'git worktree add /tmp/before <rev> && cd /tmp/before && npm ci --ignore-scripts && npx tsc -p tsconfig.build.json'
+
 const USAGE = `Usage: npm run bench [-- options]
   --quick              short phases, one run, 1,000 idle connections (under 2 minutes)
   --runs N             runs of each scenario; the table shows medians (default 2, quick 1)
   --duration SEC       measured seconds per phase (default 10, quick 1.5)
   --idle N             idle connections (default 5000, quick 1000)
-  --paths LIST         among direct,gateway,floor,nginx,fastify (default: all present)
+  --paths LIST         among ${PATHS.join(',')} (default: all present)
   --scenarios LIST     among ${SCENARIOS.map((s) => s.key).join(',')}
+  --baseline DIR       also run the gateway of another built Tollgate checkout, as the path baseline
+                       (before/after a change in one run; DIR must have dist/src/gateway/cli.js)
   --http-tool NAME     wrk (default when installed) or autocannon
   --no-pin             do not pin processes to cores
   --nice N             run the bench's processes N nice levels above normal priority (root only):
@@ -46,7 +59,7 @@ const USAGE = `Usage: npm run bench [-- options]
 `
 
 function parseArgs (argv) {
-  const o = { quick: false, runs: null, duration: null, idle: null, paths: null, scenarios: null, httpTool: null, pin: true, nice: 0, keep: false }
+  const o = { quick: false, runs: null, duration: null, idle: null, paths: null, scenarios: null, baseline: null, httpTool: null, pin: true, nice: 0, keep: false }
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i]
     const val = () => {
@@ -61,6 +74,7 @@ function parseArgs (argv) {
       case '--idle': o.idle = posInt(val(), a); break
       case '--paths': o.paths = val().split(','); break
       case '--scenarios': o.scenarios = val().split(','); break
+      case '--baseline': o.baseline = resolve(val()); break
       case '--http-tool': o.httpTool = val(); break
       case '--no-pin': o.pin = false; break
       case '--nice': o.nice = posInt(val(), a); if (o.nice > 20) fail('--nice: 1 to 20'); break
@@ -105,7 +119,17 @@ const S = {
 }
 const scenarioKeys = new Set(opts.scenarios ?? SCENARIOS.map((s) => s.key))
 for (const k of scenarioKeys) if (!SCENARIOS.some((s) => s.key === k)) fail(`unknown scenario ${k}`)
-for (const k of opts.paths ?? []) if (!['direct', 'gateway', 'floor', 'nginx', 'fastify'].includes(k)) fail(`unknown path ${k} (direct, gateway, floor, nginx, fastify)`)
+for (const k of opts.paths ?? []) if (!PATHS.includes(k)) fail(`unknown path ${k} (${PATHS.join(', ')})`)
+if (opts.paths?.includes('baseline') && opts.baseline === null) fail('--paths baseline needs --baseline DIR (another built Tollgate checkout)')
+// Checked before anything starts: the harness does not build another checkout (its sources may
+// be someone's work in progress), it only runs what was built there.
+if (opts.baseline !== null && !existsSync(join(opts.baseline, CLI))) {
+  fail(`--baseline ${opts.baseline}: no ${CLI} there. Build that checkout first, e.g.\n  ${BASELINE_HOWTO}\nthen pass --baseline /tmp/before`)
+}
+if (opts.baseline !== null && opts.paths !== null && !opts.paths.includes('baseline')) {
+  process.stderr.write('bench: --baseline is ignored: baseline is not in --paths\n')
+  opts.baseline = null
+}
 
 // ---------------------------------------------------------------- small helpers
 
@@ -175,16 +199,17 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) {
   })
 }
 
-function staleBuild () {
-  const walk = (dir) => readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
-    const p = join(dir, e.name)
+/** The first source file of checkout `dir` whose dist/ output is missing or older, or null. */
+function staleBuild (dir) {
+  const walk = (d) => readdirSync(d, { withFileTypes: true }).flatMap((e) => {
+    const p = join(d, e.name)
     return e.isDirectory() ? walk(p) : e.name.endsWith('.ts') && !e.name.endsWith('.d.ts') ? [p] : []
   })
   for (const top of ['src', 'plugins', 'routes']) {
-    if (!existsSync(join(root, top))) continue
-    for (const ts of walk(join(root, top))) {
-      const js = join(root, 'dist', relative(root, ts)).replace(/\.ts$/, '.js')
-      if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs) return relative(root, ts)
+    if (!existsSync(join(dir, top))) continue
+    for (const ts of walk(join(dir, top))) {
+      const js = join(dir, 'dist', relative(dir, ts)).replace(/\.ts$/, '.js')
+      if (!existsSync(js) || statSync(js).mtimeMs < statSync(ts).mtimeMs) return relative(dir, ts)
     }
   }
   return null
@@ -201,8 +226,8 @@ function cleanupTemp () {
 // ---------------------------------------------------------------- main
 
 const records = {} // scenario -> path -> record[]
-const extra = { gatewayRss: [], logs: {} }
-let upstream, loadgen, gateway, floorProxy, fastifyProxy, nginx
+const extra = { rss: { gateway: [], baseline: [] }, logs: {} }
+let upstream, loadgen, gateway, baseline, floorProxy, fastifyProxy, nginx
 let ports = {}
 let paths = []
 let httpTool = null
@@ -217,25 +242,31 @@ async function main () {
   log(nofileNote)
   if (cpus().length < 2) log('note: fewer than 2 CPUs: the proxy and the load side share a core')
 
-  const stale = staleBuild()
+  const stale = staleBuild(root)
   if (stale !== null) {
     log(`dist/ is missing or older than ${stale}: npm run build`)
     const r = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: 'inherit', timeout: 300_000 })
     if (r.status !== 0) throw new Error('npm run build failed: the gateway cannot be benchmarked')
+  }
+  if (opts.baseline !== null) {
+    // Not rebuilt here (see the option's check): said, so that a stale build is not taken for the sources.
+    const staleBase = staleBuild(opts.baseline)
+    log(`baseline: ${opts.baseline} (${revision(opts.baseline)})${staleBase !== null ? `; note: its dist/ is older than ${staleBase}, the figures are those of its build` : ''}`)
   }
 
   httpTool = opts.httpTool ?? (which('wrk') !== null ? 'wrk' : 'autocannon')
   if (httpTool === 'wrk' && which('wrk') === null) throw new Error('--http-tool wrk: wrk is not on PATH')
   if (httpTool !== 'wrk' && httpTool !== 'autocannon') throw new Error(`--http-tool: wrk or autocannon, not ${httpTool}`)
 
-  const want = new Set(opts.paths ?? ['direct', 'gateway', 'floor', 'nginx', 'fastify'])
+  const want = new Set(opts.paths ?? PATHS.filter((k) => k !== 'baseline' || opts.baseline !== null))
   const nginxBin = want.has('nginx') ? findNginx() : null
   if (want.has('nginx') && nginxBin === null) log('nginx: no nginx binary on PATH: the nginx column is skipped')
 
   // One upstream port per path: the sockets a proxy leaves open upstream are its own.
   ports = {
-    up: { direct: await freePort(), gateway: await freePort(), floor: await freePort(), nginx: await freePort(), fastify: await freePort() },
+    up: { direct: await freePort(), gateway: await freePort(), baseline: await freePort(), floor: await freePort(), nginx: await freePort(), fastify: await freePort() },
     gateway: await freePort(),
+    baseline: await freePort(),
     floor: await freePort(),
     fastify: await freePort(),
     nginx: await freePort(),
@@ -248,34 +279,9 @@ async function main () {
   loadgen = await startLoadgen(nodeEnv)
 
   // The proxies under test.
-  const gwConfig = join(tmp, 'gateway.json')
-  writeFileSync(gwConfig, JSON.stringify({
-    server: { host: '127.0.0.1', port: ports.gateway },
-    auth: { jwt: { secret: jwtSecret } },
-    upstreams: { echo: { targets: [`http://127.0.0.1:${ports.up.gateway}`] } },
-    routes: [
-      { prefix: '/ws', upstream: 'echo' },
-      { prefix: '/auth', upstream: 'echo', auth: 'required' },
-      { prefix: '/', upstream: 'echo' }
-    ],
-    admin: { token: adminToken }
-  }, null, 2))
   const services = {
-    gateway: want.has('gateway')
-      ? {
-          start: async () => {
-            // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes.
-            const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
-            const p = launch('gateway', [process.execPath, ...nodeArgs, join(root, 'dist/src/gateway/cli.js')], {
-              core: PROXY_CORE,
-              env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: gwConfig, LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info' }),
-              logFile: join(tmp, 'gateway.log')
-            })
-            await waitHttp(`http://127.0.0.1:${ports.gateway}/health`, 20_000, () => !p.exited)
-            return p
-          }
-        }
-      : null,
+    gateway: want.has('gateway') ? gatewayService('gateway', root) : null,
+    baseline: want.has('baseline') ? gatewayService('baseline', opts.baseline) : null,
     floor: want.has('floor')
       ? {
           start: async () => {
@@ -326,6 +332,7 @@ async function main () {
     }
   }
   gateway = running.gateway
+  baseline = running.baseline
   floorProxy = running.floor
   fastifyProxy = running.fastify
   nginx = running.nginx
@@ -341,17 +348,19 @@ async function main () {
     })
   }
   const restartOf = (key, set) => async () => { await stopProc(running[key]); running[key] = await services[key].start(); set(running[key]) }
-  if (gateway) {
-    paths.push({
-      key: 'gateway',
-      ws: `ws://127.0.0.1:${ports.gateway}/ws`,
-      wsAuth: `ws://127.0.0.1:${ports.gateway}/auth`,
-      http: `http://127.0.0.1:${ports.gateway}/`,
-      // With --workers/WORKERS the gateway would be several processes: count its children too.
-      pids: () => [gateway.pid, ...childPids(gateway.pid)],
-      restart: restartOf('gateway', (p) => { gateway = p })
-    })
-  }
+  // The gateway and the baseline are the same kind of path: same routes, /auth, admin API.
+  const gatewayPath = (key, get, set) => ({
+    key,
+    ws: `ws://127.0.0.1:${ports[key]}/ws`,
+    wsAuth: `ws://127.0.0.1:${ports[key]}/auth`,
+    http: `http://127.0.0.1:${ports[key]}/`,
+    admin: `http://127.0.0.1:${ports[key]}`,
+    // With --workers/WORKERS the gateway would be several processes: count its children too.
+    pids: () => [get().pid, ...childPids(get().pid)],
+    restart: restartOf(key, set)
+  })
+  if (gateway) paths.push(gatewayPath('gateway', () => gateway, (p) => { gateway = p }))
+  if (baseline) paths.push(gatewayPath('baseline', () => baseline, (p) => { baseline = p }))
   if (floorProxy) {
     paths.push({
       key: 'floor',
@@ -382,7 +391,7 @@ async function main () {
   }
 
   await verify()
-  if (gateway && !gateway.exited) extra.gatewayRss.push({ after: 'start', kib: rssKiB([gateway.pid]) })
+  noteRss('start')
   if (paths.length === 0) throw new Error('no path to benchmark')
   log(`paths: ${paths.map((p) => p.key).join(', ')}; HTTP load: ${httpTool}`)
   log('warm-up stage (not measured): each path through each scenario once')
@@ -395,10 +404,9 @@ async function main () {
     if (scenarioKeys.has('rtt500')) for (const p of order(run)) await phase('rtt500', p, run, () => rttPhase(p, 500))
     if (scenarioKeys.has('stream')) for (const p of order(run)) await phase('stream', p, run, () => streamPhase(p))
     if (scenarioKeys.has('handshake')) for (const p of order(run)) await phase('handshake', p, run, () => handshakePhase(p, p.ws, {}))
-    const gw = paths.find((x) => x.key === 'gateway')
-    if (scenarioKeys.has('handshakeJwt') && gw !== undefined) {
-      const p = gw
-      await phase('handshakeJwt', p, run, () => handshakePhase(p, p.wsAuth, { authorization: `Bearer ${jwt}` }))
+    // The gateway's scenario: on every path with an /auth route (the gateway and the baseline).
+    if (scenarioKeys.has('handshakeJwt')) {
+      for (const p of order(run).filter((x) => x.wsAuth !== undefined)) await phase('handshakeJwt', p, run, () => handshakePhase(p, p.wsAuth, { authorization: `Bearer ${jwt}` }))
     }
     if (scenarioKeys.has('http')) for (const p of order(run)) await phase('http', p, run, () => httpPhase(p, p.http))
     const ng = paths.find((x) => x.key === 'nginx')
@@ -406,7 +414,7 @@ async function main () {
       const p = ng
       await phase('httpClassic', p, run, () => httpPhase(p, p.httpClassic))
     }
-    if (gateway && !gateway.exited) extra.gatewayRss.push({ after: `run ${run + 1}`, kib: rssKiB([gateway.pid]) })
+    noteRss(`run ${run + 1}`)
   }
   // Idle last, each measure in a freshly started proxy: a process that already held and freed
   // thousands of sockets reuses that memory, which would hide the cost of a connection.
@@ -415,6 +423,58 @@ async function main () {
   }
 }
 
+/**
+ * Starts the built gateway of checkout `dir` as path `key` (`gateway`: this tree; `baseline`:
+ * --baseline DIR), each with its own config (same routes, secret and admin token), port,
+ * upstream port and log, the same env and Node flags, on the proxy core.
+ */
+function gatewayService (key, dir) {
+  const config = join(tmp, `${key}.json`)
+  writeFileSync(config, JSON.stringify({
+    server: { host: '127.0.0.1', port: ports[key] },
+    auth: { jwt: { secret: jwtSecret } },
+    upstreams: { echo: { targets: [`http://127.0.0.1:${ports.up[key]}`] } },
+    routes: [
+      { prefix: '/ws', upstream: 'echo' },
+      { prefix: '/auth', upstream: 'echo', auth: 'required' },
+      { prefix: '/', upstream: 'echo' }
+    ],
+    admin: { token: adminToken }
+  }, null, 2))
+  return {
+    start: async () => {
+      // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes.
+      const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+      // Run from its own checkout, as this tree's gateway runs from this one.
+      const p = launch(key, [process.execPath, ...nodeArgs, join(dir, CLI)], {
+        cwd: dir,
+        core: PROXY_CORE,
+        env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: config, LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info' }),
+        logFile: join(tmp, `${key}.log`)
+      })
+      await waitHttp(`http://127.0.0.1:${ports[key]}/health`, 20_000, () => !p.exited)
+      return p
+    }
+  }
+}
+
+/** The RSS of the gateway (and of the baseline) at a point of the run: does it grow run after run? */
+function noteRss (after) {
+  for (const [key, p] of [['gateway', gateway], ['baseline', baseline]]) {
+    if (p && !p.exited) extra.rss[key].push({ after, kib: rssKiB([p.pid]) })
+  }
+}
+
+/**
+ * `HEAD <short hash> <subject>` of a checkout (read only), for the header and the JSON: which
+ * revisions were compared. Uncommitted changes are not shown (the build is what ran).
+ */
+function revision (dir) {
+  const r = spawnSync('git', ['-C', dir, 'log', '-1', '--format=%h %s'], { encoding: 'utf8' })
+  if (r.status !== 0) return 'not a git checkout'
+  const line = r.stdout.trim()
+  return `HEAD ${line.length > 60 ? line.slice(0, 59) + '…' : line}`
+}
 
 async function startUpstream (env) {
   const p = launch('upstream', [process.execPath, join(benchDir, 'upstream.mjs')], {
@@ -432,7 +492,7 @@ async function startLoadgen (env) {
   return p
 }
 
-/** Each path must echo a text and a binary message and answer a GET; the gateway's auth route must refuse a handshake without a token. */
+/** Each path must echo a text and a binary message and answer a GET; a gateway's auth route must refuse a handshake without a token. */
 async function verify () {
   for (const p of [...paths]) {
     const why = []
@@ -447,13 +507,13 @@ async function verify () {
       }
       if (p.wsAuth) {
         const no = await ipc(loadgen, { cmd: 'probe', url: p.wsAuth }, 10_000)
-        if (no.ok || no.error !== 'http 401') problem(`gateway /auth without a token: expected HTTP 401, got ${no.ok ? 'an open socket' : no.error}`)
+        if (no.ok || no.error !== 'http 401') problem(`${p.key} /auth without a token: expected HTTP 401, got ${no.ok ? 'an open socket' : no.error}`)
         const yes = await ipc(loadgen, { cmd: 'probe', url: p.wsAuth, headers: { authorization: `Bearer ${jwt}` } }, 10_000)
         if (!yes.ok) why.push(`/auth with a JWT: ${yes.error}`)
-        const m = await httpGet(`http://127.0.0.1:${ports.gateway}/metrics`)
-        if (m.status !== 200) problem(`gateway GET /metrics: ${m.status}`)
-        const a = await adminConnections()
-        if (a === null) problem('gateway admin API GET /admin/connections did not answer 200')
+        const m = await httpGet(`${p.admin}/metrics`)
+        if (m.status !== 200) problem(`${p.key} GET /metrics: ${m.status}`)
+        const a = await adminConnections(p)
+        if (a === null) problem(`${p.key} admin API GET /admin/connections did not answer 200`)
       }
     } catch (err) {
       why.push(err.message)
@@ -489,9 +549,10 @@ async function warm (p) {
   }
 }
 
-async function adminConnections () {
+/** How many connections a gateway path's registry lists (its admin API), or null. */
+async function adminConnections (p) {
   try {
-    const r = await httpGet(`http://127.0.0.1:${ports.gateway}/admin/connections?limit=1`, { authorization: `Bearer ${adminToken}` })
+    const r = await httpGet(`${p.admin}/admin/connections?limit=1`, { authorization: `Bearer ${adminToken}` })
     return r.status === 200 ? JSON.parse(r.body).total : null
   } catch { return null }
 }
@@ -539,11 +600,11 @@ async function phase (scenario, p, run, fn) {
     const s = await settleUpstream(p.key, openBefore)
     rec.leftover = Math.max(0, s.wsOpen - openBefore)
     if (rec.leftover > 0) problem(`${tag}: ${rec.leftover} upstream WebSocket(s) still open 5 s after every client closed`)
-    if (p.key === 'gateway' && alive('gateway')) {
-      const n = await adminConnections()
+    if (p.admin !== undefined && alive(p.key)) {
+      const n = await adminConnections(p)
       rec.registryLeft = n
-      if (n === null) problem(`${tag}: the gateway's admin API did not answer GET /admin/connections`)
-      else if (n !== 0) problem(`${tag}: the gateway registry still lists ${n} connection(s) after every client closed`)
+      if (n === null) problem(`${tag}: the ${p.key}'s admin API did not answer GET /admin/connections`)
+      else if (n !== 0) problem(`${tag}: the ${p.key} registry still lists ${n} connection(s) after every client closed`)
     }
   }
   rec.loadavg1 = loadavg()[0]
@@ -574,7 +635,7 @@ async function revive (p, tag) {
 }
 
 function alive (key) {
-  const p = { gateway, floor: floorProxy, nginx, fastify: fastifyProxy }[key]
+  const p = { gateway, baseline, floor: floorProxy, nginx, fastify: fastifyProxy }[key]
   return p !== undefined && !p.exited
 }
 
@@ -828,7 +889,7 @@ async function scanLog (file) {
 async function finish (error) {
   if (error) problem(`aborted: ${error.message}`)
   await withTimeout(stopAll(), 20_000, 'stopping children').catch((err) => problem(err.message))
-  for (const [name, file] of [['gateway', 'gateway.log'], ['@fastify/http-proxy', 'fastify-proxy.log'], ['nginx', 'nginx-error.log']]) {
+  for (const [name, file] of [['gateway', 'gateway.log'], ['baseline', 'baseline.log'], ['@fastify/http-proxy', 'fastify-proxy.log'], ['nginx', 'nginx-error.log']]) {
     const s = await scanLog(join(tmp, file)).catch(() => null)
     if (s === null) continue
     extra.logs[name] = s
@@ -850,17 +911,21 @@ async function finish (error) {
     `machine: ${cpus().length} x ${cpus()[0]?.model ?? '?'}, ${Math.round(totalmem() / 2 ** 30)} GiB, Linux ${release()}, Node ${process.version}; load average ${startLoad.toFixed(1)} at start, ${loadavg()[0].toFixed(1)} at end`,
     `${pinNote}${opts.nice > 0 ? `; nice -${opts.nice}` : ''}`,
     `peers: ${versions.join(', ')}; HTTP load: ${httpTool} (${S.httpConns} conns)`,
-    `gateway: dist/src/gateway/cli.js, NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
+    `gateway: ${CLI} (${revision(root)}), NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
+    ...(opts.baseline !== null ? [`baseline: ${join(opts.baseline, CLI)} (${revision(opts.baseline)}), started as the gateway is`] : []),
     '',
     table,
     '',
     '(0.45d 0.80n) = 0.45 x direct, 0.80 x nginx. Rates: higher is better; latency, CPU, RSS: lower is better.',
     'CPU = user+sys CPU time of the proxy process(es) per unit of work (the headline: it holds on a noisy machine).',
     'direct column: no proxy; its CPU and RSS figures are the echo upstream\'s own, for scale.',
+    ...(opts.baseline !== null ? ['baseline column: the gateway built in --baseline DIR, same config, env and core as the gateway column.'] : []),
     'core use % proxy/load: busy share of the proxy process / of the load core (loadgen+upstream) in the window;',
     '  ~100 on one side tells which side bounded the rate. Details: bench/README.md.'
   ]
-  if (extra.gatewayRss.length > 0) lines.push(`gateway RSS through the run (MiB): ${extra.gatewayRss.map((r) => `${r.after} ${Math.round(r.kib / 1024)}`).join(', ')}`)
+  for (const [key, list] of Object.entries(extra.rss)) {
+    if (list.length > 0) lines.push(`${key} RSS through the run (MiB): ${list.map((r) => `${r.after} ${Math.round(r.kib / 1024)}`).join(', ')}`)
+  }
   if (problems.length > 0) {
     lines.push('', `problems (${problems.length}):`)
     for (const p of problems) lines.push(`  - ${p}`)
@@ -887,7 +952,10 @@ async function finish (error) {
     })),
     medians: summary,
     records,
-    gatewayRss: extra.gatewayRss,
+    // Which builds the gateway and baseline columns ran.
+    trees: { gateway: { dir: root, revision: revision(root) }, baseline: opts.baseline !== null ? { dir: opts.baseline, revision: revision(opts.baseline) } : null },
+    gatewayRss: extra.rss.gateway,
+    baselineRss: extra.rss.baseline,
     logs: extra.logs,
     problems
   }, null, 2))
