@@ -19,7 +19,7 @@ export default tseslint.config(
   // of src/). A relative specifier climbing to plugins/ or routes/ (`../plugins/x.js`,
   // `../../routes/x.js`) is what these patterns catch; scripts/check-cycles.mjs adds that no two
   // modules import each other, even through others. Dynamic `import('...')` is not seen by
-  // no-restricted-imports; plugins/admin.ts uses one for routes/admin-ui.ts (a plugin registering
+  // no-restricted-imports; plugins/admin.ts uses one for routes/admin/ui.ts (a plugin registering
   // a route, which these rules allow anyway).
   {
     // The core: plain modules that know nothing of the Fastify wiring, types included.
@@ -53,18 +53,18 @@ export default tseslint.config(
     // helpers of src/, which they use today:
     // - src/errors.ts: the GW_ERR_* codes and errorBody (answers);
     // - src/close-codes.ts: close-code constants and isAdminCloseCode (DELETE /connections/:id);
-    // - src/admin-auth.ts: the admin-token check and its lockout counts, which
+    // - src/admin/auth.ts: the admin-token check and its lockout counts, which
     //   adminAuthFailures(fastify.gatewayState) keeps in a WeakMap per app, for
-    //   routes/admin/autohooks.ts and routes/metrics.ts (the one exception that holds state: a
+    //   routes/admin/autohooks.ts and routes/ops/metrics.ts (the one exception that holds state: a
     //   decorator could carry it instead).
     files: ['routes/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', {
         patterns: [
           {
-            regex: '^(\\.\\./)+src/(?!(errors|close-codes|admin-auth)\\.js$)',
+            regex: '^(\\.\\./)+src/(?!(errors|close-codes|admin/auth|admin/schemas)\\.js$)',
             allowTypeImports: true,
-            message: 'routes/ may import from src/ only types and the helpers src/errors.ts, src/close-codes.ts, src/admin-auth.ts; reach the rest through decorators.'
+            message: 'routes/ may import from src/ only types and the helpers src/errors.ts, src/close-codes.ts, src/admin/auth.ts, src/admin/schemas.ts; reach the rest through decorators.'
           },
           {
             regex: '^(\\.\\./)+plugins/',
@@ -76,8 +76,8 @@ export default tseslint.config(
     }
   },
   {
-    // The admin dashboard: plain scripts that run in the browser (no modules, no build step).
+    // The admin dashboard: ES modules that run in the browser as they are (no build step).
     files: ['ui/**/*.js'],
-    languageOptions: { sourceType: 'script', globals: { ...globals.browser } }
+    languageOptions: { sourceType: 'module', globals: { ...globals.browser } }
   }
 )

@@ -11,7 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import { findToken, type FoundToken } from '../src/auth/token.js'
 import { JwksKeys } from '../src/auth/jwks.js'
 import type { AuthMode } from '../src/config/types.js'
-import { codes, errorBody } from '../src/errors.js'
+import { codes } from '../src/errors.js'
 
 /** Verified JWT claims. */
 export type JwtClaims = Record<string, unknown> & { sub?: string, exp?: number, nbf?: number, iss?: string, aud?: string | string[] }
@@ -171,13 +171,13 @@ export default fp(async function authPlugin (fastify) {
     const { found, error } = await attempt(request)
     if (found === undefined) {
       if (mode === 'optional') return true
-      await reply.code(401).header('www-authenticate', 'Bearer').send(errorBody(new codes.GW_ERR_AUTH_REQUIRED()))
+      await reply.header('www-authenticate', 'Bearer').send(new codes.GW_ERR_AUTH_REQUIRED())
       return false
     }
     if (error !== undefined) {
       const reason = reasonOf(error)
       request.log.info({ reason, code: error.code, source: found.source }, 'token rejected')
-      await reply.code(401).header('www-authenticate', `Bearer error="invalid_token", error_description="${reason}"`).send(errorBody(new codes.GW_ERR_AUTH_INVALID(reason)))
+      await reply.header('www-authenticate', `Bearer error="invalid_token", error_description="${reason}"`).send(new codes.GW_ERR_AUTH_INVALID(reason))
       return false
     }
     return true

@@ -13,7 +13,9 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { normaliseTarget, type EncodedSlashes, type RequestTarget, type TargetProblem } from '../src/edge/request-target.js'
-import { codes, errorBody } from '../src/errors.js'
+import { codes } from '../src/errors.js'
+import { headerPolicy, type HeaderPolicy } from '../src/edge/forward-headers.js'
+import type { GatewayConfig } from '../src/config/types.js'
 
 const kTarget = Symbol.for('tollgate.requestTarget')
 type Marked = IncomingMessage & { [kTarget]?: RequestTarget | TargetProblem }
@@ -42,7 +44,7 @@ export function tollgateRewriteUrl (encodedSlashes: EncodedSlashes = 'refuse'): 
  */
 export function notFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
   const path = request.url.split('?', 1)[0]
-  void reply.code(404).send(errorBody(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`)))
+  void reply.send(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`))
 }
 
 /** The request's decided target (normalised path, query, upstream form). */
@@ -56,21 +58,30 @@ export function requestTarget (request: FastifyRequest): RequestTarget {
   return n
 }
 
-export interface EdgeOptions { encodedSlashes: EncodedSlashes }
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Which client headers go upstream (underscores, trusted proxies): server.underscoresInHeaders, server.trustProxy. */
+    headerPolicy: HeaderPolicy
+  }
+}
+
+export interface EdgeOptions { server: Pick<GatewayConfig['server'], 'encodedSlashes' | 'underscoresInHeaders' | 'trustProxy'> }
 
 export default fp<EdgeOptions>(async function edgePlugin (fastify: FastifyInstance, opts) {
-  fastify.addHook('onRequest', async (request: FastifyRequest, reply: FastifyReply) => {
+  const encodedSlashes = opts.server.encodedSlashes
+  fastify.decorate('headerPolicy', headerPolicy(opts.server))
+  fastify.addHook('onRequest', async (request: FastifyRequest) => {
     const raw = request.raw as Marked
     let t = raw[kTarget]
     if (t === undefined) {
       // Routed on the raw target (no tollgate rewriteUrl): only a target already in normal form is safe.
-      t = normaliseTarget(request.url, opts.encodedSlashes)
+      t = normaliseTarget(request.url, encodedSlashes)
       if (typeof t !== 'string' && t.path + t.search !== request.url) t = 'path not in normal form (build the app with rewriteUrl: tollgateRewriteUrl())' as TargetProblem
       raw[kTarget] = t
     }
     if (typeof t === 'string') {
       request.log.debug({ problem: t }, 'request target refused')
-      await reply.code(400).send(errorBody(new codes.GW_ERR_BAD_PATH(t)))
+      throw new codes.GW_ERR_BAD_PATH(t)
     }
   })
 }, { name: 'tollgate-edge', fastify: '5.x' })

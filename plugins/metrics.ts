@@ -1,9 +1,9 @@
 /**
  * Prometheus metrics for this gateway (a registry of its own, so several gateways can live in
- * one process). Served by routes/metrics.ts.
+ * one process), kept across hot reloads. Served by routes/ops/metrics.ts.
  */
 import fp from 'fastify-plugin'
-import type { GatewayMetrics } from '../src/metrics.js'
+import type { GatewayMetrics } from '../src/metrics/gateway-metrics.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -12,6 +12,6 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async function metricsPlugin (fastify) {
-  fastify.decorate('metrics', fastify.shared.metrics)
-}, { name: 'tollgate-metrics', fastify: '5.x', dependencies: ['tollgate-registry'] })
+export default fp<{ metrics: GatewayMetrics }>(async function metricsPlugin (fastify, opts) {
+  fastify.decorate('metrics', opts.metrics)
+}, { name: 'tollgate-metrics', fastify: '5.x' })

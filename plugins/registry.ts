@@ -14,6 +14,6 @@ declare module 'fastify' {
   }
 }
 
-export default fp(async function registryPlugin (fastify) {
-  fastify.decorate('connections', fastify.shared.registry)
-}, { name: 'tollgate-registry', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-redis'] })
+export default fp<{ registry: ConnectionRegistry }>(async function registryPlugin (fastify, opts) {
+  fastify.decorate('connections', opts.registry)
+}, { name: 'tollgate-registry', fastify: '5.x' })

@@ -3,8 +3,8 @@
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
-import { Connection, ErrorBody, IdParams } from './schemas.js'
-import { codes, errorBody } from '../../src/errors.js'
+import { Connection, ErrorBody, IdParams } from '../../src/admin/schemas.js'
+import { codes } from '../../src/errors.js'
 import { CLOSE_POLICY, isAdminCloseCode, REASON_ADMIN } from '../../src/close-codes.js'
 
 const ListQuery = Type.Object({
@@ -43,7 +43,7 @@ const connections: FastifyPluginAsync = async (fastify) => {
     schema: { summary: 'Inspect one connection', tags: ['connections'], params: IdParams, response: { 200: Type.Ref(Connection), ...NotFound } }
   }, async (request, reply) => {
     const c = await registry.find(request.params.id)
-    if (c === null) return reply.code(404).send(errorBody(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id)))
+    if (c === null) return reply.send(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id))
     return c
   })
 
@@ -57,11 +57,11 @@ const connections: FastifyPluginAsync = async (fastify) => {
     }
   }, async (request, reply) => {
     const code = request.query.code ?? CLOSE_POLICY
-    if (request.query.code !== undefined && !isAdminCloseCode(code)) return reply.code(400).send(errorBody(new codes.GW_ERR_BAD_CLOSE_CODE(code)))
+    if (request.query.code !== undefined && !isAdminCloseCode(code)) return reply.send(new codes.GW_ERR_BAD_CLOSE_CODE(code))
     const reason = request.query.reason ?? REASON_ADMIN
-    if (Buffer.byteLength(reason) > 123) return reply.code(400).send(errorBody(new codes.GW_ERR_BAD_CLOSE_CODE(`${code} (reason longer than 123 bytes)`)))
+    if (Buffer.byteLength(reason) > 123) return reply.send(new codes.GW_ERR_BAD_CLOSE_CODE(`${code} (reason longer than 123 bytes)`))
     if (!await registry.closeById(request.params.id, code, reason)) {
-      return reply.code(404).send(errorBody(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id)))
+      return reply.send(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id))
     }
     request.log.info({ connId: request.params.id, code }, 'connection closed by administrator')
     return reply.code(204).send()
@@ -83,10 +83,10 @@ const connections: FastifyPluginAsync = async (fastify) => {
       sent = await registry.sendById(request.params.id, data, isBinary)
     } catch (err) {
       // A client that does not read is not sent more (503, GW_ERR_CLIENT_BUSY).
-      if ((err as { code?: string }).code === 'GW_ERR_CLIENT_BUSY') return reply.code(503).send(errorBody(err as Error))
+      if ((err as { code?: string }).code === 'GW_ERR_CLIENT_BUSY') return reply.send(err as Error)
       throw err
     }
-    if (!sent) return reply.code(404).send(errorBody(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id)))
+    if (!sent) return reply.send(new codes.GW_ERR_CONNECTION_NOT_FOUND(request.params.id))
     return reply.code(202).send({ sent: true })
   })
 }

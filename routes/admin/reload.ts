@@ -4,8 +4,8 @@
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { Type } from '@sinclair/typebox'
-import { ErrorBody } from './schemas.js'
-import { codes, errorBody } from '../../src/errors.js'
+import { ErrorBody } from '../../src/admin/schemas.js'
+import { codes } from '../../src/errors.js'
 
 const Result = Type.Object({
   ok: Type.Boolean(),
@@ -17,9 +17,9 @@ const reload: FastifyPluginAsync = async (fastify) => {
   fastify.post('/reload', {
     schema: { summary: 'Reload the configuration', tags: ['reload'], response: { 200: Result, 400: ErrorBody, 501: ErrorBody } }
   }, async (request, reply) => {
-    if (fastify.reloadGateway === null) return reply.code(501).send(errorBody(new codes.GW_ERR_RELOAD_UNAVAILABLE()))
+    if (fastify.reloadGateway === null) return reply.send(new codes.GW_ERR_RELOAD_UNAVAILABLE())
     const r = await fastify.reloadGateway()
-    if (!r.ok) return reply.code(400).send(errorBody(new codes.GW_ERR_RELOAD_INVALID(r.error ?? 'invalid configuration')))
+    if (!r.ok) return reply.send(new codes.GW_ERR_RELOAD_INVALID(r.error ?? 'invalid configuration'))
     request.log.info({ changed: r.changed }, 'reloaded through the admin API')
     return { ok: true, changed: r.changed, restartRequired: r.restartRequired }
   })

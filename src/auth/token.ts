@@ -4,7 +4,7 @@
  */
 import type { IncomingHttpHeaders } from 'node:http'
 import type { TokenSource } from '../config/types.js'
-import { cookieValue } from '../cookie.js'
+import { cookieValue } from '../http/cookie.js'
 
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 

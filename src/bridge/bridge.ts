@@ -757,7 +757,7 @@ export class Bridge {
     this.opts.onEnd?.(this, this.endInfo ?? { by: 'gateway', clientCode: 1006, upstreamCode: 1006, reason: '' })
   }
 
-  /** The admin API's view of this connection (the Connection schema of routes/admin/schemas.ts). */
+  /** The admin API's view of this connection (the Connection schema of src/admin/schemas.ts). */
   toJSON (): Record<string, unknown> {
     const i = this.info
     return {

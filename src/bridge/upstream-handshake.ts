@@ -9,8 +9,9 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { createHash } from 'node:crypto'
 import { randomInto } from './frames.js'
-import { targetParts } from './forward-headers.js'
+import { targetParts } from '../edge/forward-headers.js'
 import type { Duplex } from 'node:stream'
+import { codes, type GatewayError } from '../errors.js'
 
 export interface UpstreamHandshakeOptions {
   /** ws://, wss://, http:// or https:// URL with path and query (http(s) as targets are configured). */
@@ -124,7 +125,22 @@ export type HandshakeResult =
       extensions: string
       ms: number
     }
-  | { ok: false, status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, ms: number, upstreamStatus?: number }
+  | {
+      ok: false
+      reason: HandshakeFailure
+      /** What the client is answered: a GW_ERR_* carrying its status; `cause` is the underlying error, if any. */
+      error: GatewayError
+      ms: number
+      /** The upstream's own status, when it answered something other than 101. */
+      upstreamStatus?: number
+    }
+
+/**
+ * Why an upstream handshake failed: `refused` (no connection, or closed before answering) and
+ * `timeout` make the target unhealthy and may be retried elsewhere; `rejected`: it answered
+ * without upgrading; `protocol`: a malformed request or answer; `aborted`: the client left.
+ */
+export type HandshakeFailure = 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol'
 
 /** RFC 6455 subprotocol token (the same rule ws applies to the protocols a client offers). */
 /**
@@ -143,6 +159,11 @@ const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 /** The Sec-WebSocket-Accept value for a key (RFC 6455 4.2.2). */
 export function acceptKey (key: string): string {
   return createHash('sha1').update(key + GUID).digest('base64')
+}
+
+/** 502: the upstream could not be reached or did not speak WebSocket; `cause` says how. */
+function unavailable (cause: Error): GatewayError {
+  return new codes.GW_ERR_UPSTREAM_UNAVAILABLE({ cause })
 }
 
 /** The largest answer head (status line and headers) accepted from an upstream. */
@@ -167,9 +188,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       resolve(r)
     }
     const elapsed = (): number => performance.now() - started
-    const fail = (status: number, reason: 'refused' | 'timeout' | 'rejected' | 'aborted' | 'protocol', error?: Error, upstreamStatus?: number): void => {
+    const fail = (reason: HandshakeFailure, error: GatewayError, upstreamStatus?: number): void => {
       if (settled) return
-      finish({ ok: false, status, reason, error, ms: elapsed(), upstreamStatus })
+      finish({ ok: false, reason, error, ms: elapsed(), upstreamStatus })
       if (socket !== null) {
         detach(socket)
         // A late error from the socket being torn down must not become an uncaught exception.
@@ -177,13 +198,13 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
         socket.destroy()
       }
     }
-    const onAbort = (): void => fail(499, 'aborted')
+    const onAbort = (): void => fail('aborted', new codes.GW_ERR_CLIENT_GONE())
     // Started first, so that every early return below goes through `finish`, which clears it.
-    const timer = setTimeout(() => fail(504, 'timeout'), opts.connectTimeout)
+    const timer = setTimeout(() => fail('timeout', new codes.GW_ERR_UPSTREAM_TIMEOUT()), opts.connectTimeout)
     // Invalid or duplicated subprotocol tokens: the client's request is at fault.
     const bad = opts.protocols.find((p, i) => !SUBPROTOCOL_RE.test(p) || opts.protocols.indexOf(p) !== i)
     if (bad !== undefined) {
-      fail(400, 'protocol', new Error(`invalid or duplicated subprotocol ${JSON.stringify(bad)}`))
+      fail('protocol', new codes.GW_ERR_BAD_HANDSHAKE(`invalid or duplicated subprotocol ${JSON.stringify(bad)}`))
       return
     }
     const nonce = Buffer.allocUnsafe(16)
@@ -227,13 +248,13 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       request = head + '\r\n'
     } catch (err) {
       // An invalid URL or header value: the client's request is at fault.
-      fail(400, 'protocol', err as Error)
+      fail('protocol', new codes.GW_ERR_BAD_HANDSHAKE((err as Error).message, { cause: err }))
       return
     }
     if (opts.cancel !== undefined) {
       if (opts.cancel.cancelled) { onAbort(); return }
       // One attempt at a time per canceller (a retry starts after the first attempt finished).
-      if (opts.cancel.onCancel !== null) { fail(500, 'protocol', new Error('HandshakeCancel is already in use by another attempt')); return }
+      if (opts.cancel.onCancel !== null) { fail('protocol', new codes.GW_ERR_INTERNAL('HandshakeCancel is already in use by another attempt')); return }
       opts.cancel.onCancel = onAbort
     }
     const reads = secure ? null : new ReusedReads()
@@ -255,7 +276,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       received = received === null ? chunk : Buffer.concat([received, chunk])
       let end = received.indexOf('\r\n\r\n')
       if (end === -1 || end > MAX_HEAD) {
-        if (received.length > MAX_HEAD) fail(502, 'protocol', new Error('upstream answer head too large'))
+        if (received.length > MAX_HEAD) fail('protocol', unavailable(new Error('upstream answer head too large')))
         return
       }
       let answer = parseHead(received.toString('latin1', 0, end))
@@ -266,14 +287,16 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
         if (end === -1) return
         answer = parseHead(received.toString('latin1', 0, end))
       }
-      if (answer === null) { fail(502, 'protocol', new Error('invalid HTTP answer from the upstream')); return }
+      if (answer === null) { fail('protocol', unavailable(new Error('invalid HTTP answer from the upstream'))); return }
       if (answer.status !== 101) {
         // A 4xx/5xx goes to the client as it is; any other answer is not a WebSocket upstream: 502.
-        fail(answer.status >= 400 && answer.status <= 599 ? answer.status : 502, 'rejected', undefined, answer.status)
+        const rejected: GatewayError = new codes.GW_ERR_UPSTREAM_REJECTED(answer.status)
+        if (answer.status >= 400 && answer.status <= 599) rejected.statusCode = answer.status
+        fail('rejected', rejected, answer.status)
         return
       }
       const problem = checkAnswer(answer.headers, key, opts.protocols, opts.extensions ?? '')
-      if (problem !== null) { fail(502, 'protocol', new Error(problem)); return }
+      if (problem !== null) { fail('protocol', unavailable(new Error(problem))); return }
       // Not removeAllListeners(): that would also take the socket's own listeners, and it
       // un-pauses a paused stream on the next tick.
       detach(s)
@@ -290,9 +313,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       // target unhealthy; certificate errors (CERT_HAS_EXPIRED, DEPTH_ZERO_SELF_SIGNED_CERT...)
       // are the upstream's fault too, but say nothing of its liveness.
       const code = (err as NodeJS.ErrnoException).code
-      fail(502, code === undefined || code.startsWith('E') ? 'refused' : 'protocol', err)
+      fail(code === undefined || code.startsWith('E') ? 'refused' : 'protocol', unavailable(err))
     }
-    function onClose (): void { fail(502, 'refused', new Error('the upstream closed the connection before answering')) }
+    function onClose (): void { fail('refused', unavailable(new Error('the upstream closed the connection before answering'))) }
     // The answer head is kept across reads: each read is copied out of the reused buffer.
     if (reads !== null) reads.onChunk = (chunk) => { onData(Buffer.from(chunk)) }
     else s.on('data', onData)

@@ -3,12 +3,13 @@
  * process environment; src/gateway/server.ts does both.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
-import type { SharedState } from '../shared.js'
+import type { SharedState } from './shared-state.js'
 import type { ReloadResult } from './types.js'
 import { randomUUID } from 'node:crypto'
 import { gatewayPlugin } from './plugin.js'
 import { ensureResolved } from '../config/resolve.js'
 import { loggerOptions } from '../logger.js'
+import { gatewayErrorHandler } from '../errors.js'
 import { notFoundHandler, tollgateRewriteUrl } from '../../plugins/edge.js'
 import { REQUEST_TIMEOUT } from '../config/defaults.js'
 import type { GatewayConfigInput } from '../config/schema.js'
@@ -53,6 +54,8 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
   } as FastifyServerOptions)
   // Fastify's default 404 logs and echoes the full URL, query included: it could carry a token.
   app.setNotFoundHandler(notFoundHandler)
+  // Every GW_ERR_* is answered from its own status (src/errors.ts); the root's hooks (the edge) too.
+  app.setErrorHandler(gatewayErrorHandler)
   await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload })
   return app
 }

@@ -1,30 +1,31 @@
 /**
- * The gateway as one Fastify plugin: config, registry, bridge, HTTP proxy and the configured
- * routes, then the autoloaded routes/ (health, admin), then the user's plugins.
+ * The gateway as one Fastify plugin: the plugins/ (config, cluster, registry, metrics, upstreams,
+ * drain, auth, limits, bridge, proxy, routing, admin), then the autoloaded routes/ (public, ops,
+ * admin), then the user's plugins.
  * Users who run their own Fastify app register this plugin with a configuration object.
  */
 import fp from 'fastify-plugin'
-import autoload from '@fastify/autoload'
-import { dirname, join } from 'node:path'
-import { fileURLToPath } from 'node:url'
 import type { FastifyInstance } from 'fastify'
 import configPlugin from '../../plugins/config.js'
 import edgePlugin from '../../plugins/edge.js'
+import clusterPlugin from '../../plugins/cluster.js'
 import registryPlugin from '../../plugins/registry.js'
-import websocketBridgePlugin from '../../plugins/websocket-bridge.js'
-import httpProxyPlugin from '../../plugins/http-proxy.js'
-import proxyRoutesPlugin from '../../plugins/proxy-routes.js'
 import metricsPlugin from '../../plugins/metrics.js'
+import upstreamsPlugin from '../../plugins/upstreams.js'
+import drainPlugin from '../../plugins/drain.js'
 import authPlugin from '../../plugins/auth.js'
-import redisPlugin from '../../plugins/redis.js'
-import rateLimitPlugin from '../../plugins/rate-limit.js'
-import adminPlugin from '../../plugins/admin.js'
+import limitsPlugin from '../../plugins/limits.js'
+import bridgePlugin from '../../plugins/bridge.js'
+import proxyPlugin from '../../plugins/proxy.js'
+import routingPlugin from '../../plugins/routing.js'
+import adminPlugin, { adminDocs } from '../../plugins/admin.js'
 import { ensureResolved } from '../config/resolve.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import type { GatewayConfig } from '../config/types.js'
-import type { SharedState } from '../shared.js'
+import { createShared, type SharedState } from './shared-state.js'
 import type { ReloadResult } from './types.js'
 import { registerUserPlugins } from './user-plugins.js'
+import { registerRoutes } from './routes.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -32,8 +33,6 @@ declare module 'fastify' {
     reloadGateway: (() => Promise<ReloadResult>) | null
   }
 }
-
-const here = dirname(fileURLToPath(import.meta.url))
 
 export interface GatewayPluginOptions {
   /** The configuration, as in a config file (validated here), or already resolved. */
@@ -48,20 +47,37 @@ export interface GatewayPluginOptions {
 
 async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): Promise<void> {
   const config = ensureResolved(opts.config, opts.baseDir)
-  await fastify.register(edgePlugin, { encodedSlashes: config.server.encodedSlashes })
+  // What outlives a reload comes from the runtime; alone, this app makes and owns its own.
+  const shared = opts.shared ?? createShared(config, fastify.log)
+  if (opts.shared === undefined) {
+    fastify.addHook('onReady', async () => { await shared.start() })
+    fastify.addHook('onClose', async () => { await shared.close() })
+  }
+  await fastify.register(edgePlugin, { server: config.server })
   await fastify.register(configPlugin, { config })
-  await fastify.register(redisPlugin, { shared: opts.shared })
+  await fastify.register(clusterPlugin, { instanceId: shared.instanceId, redis: shared.redis, redisState: shared.redisState })
   fastify.decorate('reloadGateway', opts.reload ?? null)
-  await fastify.register(registryPlugin)
-  await fastify.register(metricsPlugin)
+  await fastify.register(registryPlugin, { registry: shared.registry })
+  await fastify.register(metricsPlugin, { metrics: shared.metrics })
+  await fastify.register(upstreamsPlugin)
+  await fastify.register(drainPlugin)
   await fastify.register(authPlugin)
-  await fastify.register(rateLimitPlugin)
-  await fastify.register(websocketBridgePlugin)
-  await fastify.register(httpProxyPlugin)
-  await fastify.register(proxyRoutesPlugin)
-  // routes/admin and routes/metrics are registered by the admin plugin (public or admin port).
-  await fastify.register(autoload, { dir: join(here, '..', '..', 'routes'), ignorePattern: /^(admin|metrics\.)/ })
+  await fastify.register(limitsPlugin, { concurrency: shared.concurrency, windows: shared.windows })
+  await fastify.register(bridgePlugin)
+  await fastify.register(proxyPlugin)
+  await fastify.register(routingPlugin)
+  await registerRoutes(fastify, 'public')
+  // The admin listener: the gateway's own, or the admin.port server.
   await fastify.register(adminPlugin)
+  const adminApp = fastify.adminServer ?? fastify
+  await registerRoutes(adminApp, 'ops')
+  // Without a token the admin API is not there at all (/metrics is, unprotected unless configured).
+  if (config.admin.token !== undefined) {
+    await adminApp.register(async function adminApi (scope) {
+      await scope.register(adminDocs)
+      await registerRoutes(scope, 'admin', config.admin.prefix)
+    })
+  }
   await registerUserPlugins(fastify, config)
 }
 

@@ -14,7 +14,7 @@ import { buildGateway } from './app.js'
 import type { GatewayConfig } from '../config/types.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import { markResolved } from '../config/resolve.js'
-import { createShared, type SharedState } from '../shared.js'
+import { createShared, type SharedState } from './shared-state.js'
 import { CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART } from '../close-codes.js'
 import type { ReloadResult } from './types.js'
 

@@ -12,7 +12,7 @@ import type { GatewayConfig } from '../config/types.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import { loadConfig } from '../config/load.js'
 import { resolveConfig } from '../config/resolve.js'
-import type { EchoServer } from '../demo.js'
+import type { EchoServer } from './demo.js'
 import { ConfigError, PluginLoadError } from '../errors.js'
 
 export interface RunningGateway {
@@ -29,7 +29,7 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
   const first = loadConfig({ argv, env })
   // Loaded here, not at the top: a --workers primary only validates the config and forks, and
   // without Fastify, the plugins and their dependencies it stays about 60 MiB smaller.
-  const [{ GatewayRuntime }, { startEchoServer }] = await Promise.all([import('./runtime.js'), import('../demo.js')])
+  const [{ GatewayRuntime }, { startEchoServer }] = await Promise.all([import('./runtime.js'), import('./demo.js')])
   // Buffered writes: lines go out 4 KiB at a time under load (one syscall for dozens of
   // requests instead of one per line) and at least every 200 ms when it is quiet; what is left
   // is written when the process exits (a SIGKILL loses up to 200 ms of lines).

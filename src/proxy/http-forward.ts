@@ -8,7 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { Transform, type Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import { connectionTokens, HOP_BY_HOP } from '../bridge/forward-headers.js'
+import { connectionTokens, HOP_BY_HOP } from '../edge/forward-headers.js'
 import { codes } from '../errors.js'
 
 /** What the gateway adds to the response's Via (RFC 9110 7.6.3): it received it over HTTP/1.1. */

@@ -4,7 +4,7 @@
  * says which targets may be chosen right now, and a balancer only skips the refused ones, so a
  * target that comes back is chosen again without rebuilding anything.
  */
-import { cookieValue } from '../cookie.js'
+import { cookieValue } from '../http/cookie.js'
 import type { IncomingHttpHeaders } from 'node:http'
 import type { BalanceMode } from '../config/types.js'
 import { HashRing } from './hash-ring.js'

@@ -7,7 +7,7 @@
  */
 import { test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { AdminAuthFailures, authenticateAdmin, bearerMatches } from '../../../src/admin-auth.js'
+import { AdminAuthFailures, authenticateAdmin, bearerMatches } from '../../../src/admin/auth.js'
 import { ADMIN_AUTH_FAILURES_PER_MINUTE } from '../../../src/config/defaults.js'
 import { gatewayFor, type TestGateway } from '../../helpers/gateway.js'
 import { upstreamFor } from '../../helpers/upstream.js'

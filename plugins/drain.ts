@@ -1,0 +1,52 @@
+/**
+ * Draining, the one owner of shutdown. When the app closes (SIGTERM through the runtime, or
+ * `app.close()`), this plugin's preClose hook turns `gatewayState.draining` on, and from then on:
+ * new handshakes and proxied requests are answered 503, `/ready` answers 503, every answer says
+ * `Connection: close` and keep-alive sockets close once idle. It then closes the open WebSockets
+ * with 1001 and waits until the bridge is idle (no connection, no handshake in flight), or for
+ * `server.drainTimeout`, after which the rest are terminated.
+ */
+import fp from 'fastify-plugin'
+import { CLOSE_GOING_AWAY, REASON_GOING_AWAY } from '../src/close-codes.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Lifecycle state: `draining` turns true when shutdown starts. */
+    gatewayState: { draining: boolean }
+  }
+}
+
+export default fp(async function drainPlugin (fastify) {
+  const state = { draining: false }
+  fastify.decorate('gatewayState', state)
+
+  // Node's server.close() ends only the keep-alive sockets idle at that moment: a socket whose
+  // request is in flight would then hold close() (and the process) for keepAliveTimeout after the
+  // answer. While draining, answers say `Connection: close`, and sockets whose answer had already
+  // started are closed as soon as they are idle.
+  fastify.addHook('onSend', async (_request, reply, payload) => {
+    if (state.draining && !reply.raw.headersSent) void reply.header('connection', 'close')
+    return payload
+  })
+  fastify.addHook('onResponse', async () => {
+    if (state.draining) setImmediate(() => fastify.server.closeIdleConnections())
+  })
+
+  fastify.addHook('preClose', async () => {
+    state.draining = true
+    // The bridge plugin registers after this one; at close time it is there (or never was).
+    if (!fastify.hasDecorator('websocketBridge')) return
+    const bridge = fastify.websocketBridge
+    if (bridge.active === 0 && bridge.handshaking === 0) return
+    // Handshakes still in progress are answered 503 or closed with 1001 as they complete.
+    const idle = bridge.whenIdle()
+    bridge.closeAll(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
+    let timer: NodeJS.Timeout | undefined
+    const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), fastify.gatewayConfig.server.drainTimeout) })
+    if (await Promise.race([idle.then(() => false), timedOut])) {
+      fastify.log.warn({ open: bridge.active, handshakes: bridge.handshaking }, 'drain timeout: terminating remaining WebSocket connections')
+      bridge.terminateAll()
+    }
+    clearTimeout(timer)
+  })
+}, { name: 'tollgate-drain', fastify: '5.x', dependencies: ['tollgate-config'] })

@@ -1,0 +1,220 @@
+/**
+ * Registers the configured routes: for each, one set of Fastify routes that proxies HTTP, bridges
+ * WebSocket handshakes, or serves static files. Prefix `/chat` matches `/chat`, `/chat/` and
+ * `/chat/x`, not `/chatroom`.
+ */
+import fp from 'fastify-plugin'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
+import type WebSocket from 'ws'
+import { checkHandshake, type BridgeTarget } from './bridge.js'
+import { asksForWebSocket, isWebSocketUpgrade } from '../src/bridge/client-handshake.js'
+import { requestTarget } from './edge.js'
+import { registerStatic } from './static.js'
+import { codes, gatewayErrorHandler } from '../src/errors.js'
+import type { RouteConfig } from '../src/config/types.js'
+import { joinUpstreamPath, targetParts } from '../src/edge/forward-headers.js'
+import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
+import type { UpstreamPool } from '../src/upstreams/pool.js'
+import { claimHeaders, queryWithout } from '../src/auth/token.js'
+import type { JwtClaims } from './auth.js'
+
+/** GET (and the HEAD Fastify derives from it) are registered with the WebSocket handler. */
+const OTHER_METHODS: HTTPMethods[] = ['DELETE', 'PATCH', 'POST', 'PUT', 'OPTIONS']
+
+export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
+  // One encapsulated scope: its body parser passes request bodies through as streams, which must
+  // not apply to the admin or users' routes; its error handler is the gateway's, also inside a
+  // host app that has its own.
+  await fastify.register(async function proxyScope (scope) {
+    scope.setErrorHandler(gatewayErrorHandler)
+    scope.removeAllContentTypeParsers()
+    scope.addContentTypeParser('*', (_req, payload, done) => { done(null, payload) })
+    const routes = fastify.gatewayConfig.routes
+    if (routes.length > 1) {
+      // `/PRIVATE/x` is under `/` for the router, under `/private` for an Express upstream: a
+      // path whose folded form falls under another route than the one it matched is refused.
+      const folded = prefixMatcher(routes.map((r) => r.prefix))
+      scope.addHook('onRequest', async (request, reply) => {
+        const url = request.routeOptions.url
+        if (url === undefined) return
+        const matched = url === '/' || url === '/*' ? '/' : url.endsWith('/*') ? url.slice(0, -2) : url
+        const path = requestTarget(request).path
+        if (folded(path) !== matched) {
+          await reply.send(new codes.GW_ERR_BAD_PATH(`path falls under another route once case is ignored`))
+        }
+      })
+    }
+    for (const route of routes) {
+      if (route.static !== null) await registerStatic(scope, route)
+      else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
+    }
+  })
+}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain'] })
+
+/** Whether the request carries a body (which a retry could not replay). */
+function hasBody (request: FastifyRequest): boolean {
+  const len = request.headers['content-length']
+  return request.headers['transfer-encoding'] !== undefined || (len !== undefined && len !== '0')
+}
+
+function urls (prefix: string): string[] {
+  return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
+}
+
+function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: UpstreamPool): void {
+  const upstream = route.upstream!
+  const bridge = scope.websocketBridge
+  const state = scope.gatewayState
+  const { forwardClaims, queryParam } = scope.gatewayConfig.auth
+  const allowedOrigins = scope.gatewayConfig.websocket.allowedOrigins
+  // Client-sent headers named like forwarded claims are dropped on every route: no spoofing.
+  const strip = Object.values(forwardClaims)
+  const hasClaims = strip.length > 0
+  // The gateway's token parameter never goes upstream (when the gateway does JWT auth at all).
+  const tokenParam = scope.gatewayConfig.auth.jwt === undefined ? null : queryParam
+
+  /** Route headers plus headers from the verified claims. */
+  const extraHeaders = (request: FastifyRequest): Record<string, string> => {
+    const claims = (request as { user?: JwtClaims | null }).user
+    return hasClaims && claims != null ? { ...route.headers, ...claimHeaders(claims, forwardClaims) } : route.headers
+  }
+  const segments = prefixSegments(route.prefix)
+  const unchanged = route.rewritePrefix === route.prefix
+  /**
+   * Where `request` goes on `target`: the normalised path after the prefix, under rewritePrefix
+   * and the target's base path, and the client's query minus the gateway's token parameter.
+   */
+  const upstreamOf = (request: FastifyRequest, target: string): { origin: string, path: string, search: string } => {
+    const rt = requestTarget(request)
+    const base = targetParts(target)
+    let search = rt.search
+    if (tokenParam !== null && search !== '') {
+      const q = queryWithout(search, tokenParam)
+      search = q === '' ? '' : `?${q}`
+    }
+    // rewritePrefix left as the prefix forwards the path unchanged, path parameters included.
+    const rest = unchanged ? rt.after(0) : rt.after(segments)
+    return { origin: base.origin, path: joinUpstreamPath(rest, unchanged ? '/' : route.rewritePrefix, base.pathname === '/' ? '' : base.pathname), search }
+  }
+
+  const limits = scope.routeLimits(route.rateLimit, route.prefix)
+  /** A target for this request (balancer, health), or null when none is available. */
+  const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick({
+    ip: request.ip,
+    userId: ((request as { user?: JwtClaims | null }).user?.sub as string | undefined) ?? null,
+    headers: request.headers
+  }, exclude)
+
+  /** Proxies to `target`; a target that cannot be reached costs one retry on another one. */
+  const forward = (request: FastifyRequest, reply: FastifyReply, target: string, retry: boolean): FastifyReply => {
+    const t = upstreamOf(request, target)
+    let failed = false
+    pool.requestStarted(target)
+    reply.raw.once('close', () => {
+      pool.requestFinished(target)
+      if (!failed) pool.markSuccess(target)
+    })
+    return scope.proxyHttp(request, reply, {
+      origin: t.origin,
+      path: t.path,
+      query: t.search === '' ? '' : t.search.slice(1),
+      headers: extraHeaders(request),
+      strip,
+      maxBodySize: route.maxBodySize,
+      onUpstreamError: (kind, connect) => {
+        failed = true
+        // Passive health counts failures to connect, not slow or failing answers.
+        if (!connect) return false
+        pool.markFailure(target, kind)
+        // Only a request without a body is replayed: a streamed body may be partly consumed.
+        if (!retry || hasBody(request)) return false
+        const next = pick(request, new Set([target]))
+        if (next === null) return false
+        request.log.info({ failed: target, next }, 'retrying the request on another target')
+        forward(request, reply, next, false)
+        return true
+      }
+    })
+  }
+  const httpHandler: RouteHandlerMethod = function (request, reply) {
+    const target = pick(request)
+    if (target === null) return reply.send(new codes.GW_ERR_NO_TARGET())
+    return forward(request, reply, target, true)
+  }
+  const upgradeRequired: RouteHandlerMethod = function (_request, reply) {
+    return reply.header('upgrade', 'websocket').header('connection', 'Upgrade').send(new codes.GW_ERR_UPGRADE_REQUIRED())
+  }
+  const keyByUser = route.rateLimit?.keyBy === 'user'
+  const refuseWhenRedisDown = scope.gatewayConfig.redis !== undefined && !scope.gatewayConfig.redis.failOpen
+  /**
+   * Everything decided before a request is proxied or upgraded, each answered with a plain HTTP
+   * status: the HTTP limit (every request counts, handshakes and requests auth will refuse
+   * included), the upgrade checks, the handshake limits, then auth. With keyBy user the token
+   * is verified first, so the limits know the user; a request without a valid one counts by IP.
+   */
+  const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (keyByUser) await scope.identify(request)
+    if (limits !== null && !await limits.http(request, reply)) return
+    if (request.ws) {
+      if (route.websocket) {
+        if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
+        // Cluster mode with Redis away: new handshakes follow redis.failOpen.
+        if (refuseWhenRedisDown && !scope.redisState.up) { await reply.send(new codes.GW_ERR_CLUSTER_UNAVAILABLE()); return }
+        if (limits !== null && !await limits.handshake(request, reply)) return
+      } else if (isWebSocketUpgrade(request.headers)) {
+        await reply.send(new codes.GW_ERR_NO_WEBSOCKET()); return
+      } else if (hasBody(request)) {
+        // Another upgrade (h2c) on an HTTP route is served as plain HTTP, without its Upgrade;
+        // Node leaves an upgrade request's body unparsed, so one with a body cannot be.
+        await reply.send(new codes.GW_ERR_BAD_UPGRADE()); return
+      }
+    } else if (route.websocket && asksForWebSocket(request.headers)) {
+      // Upgrade: websocket without Connection: upgrade is neither a handshake nor plain HTTP.
+      await reply.send(new codes.GW_ERR_BAD_HANDSHAKE('Connection must include upgrade')); return
+    }
+    if (route.auth !== 'none' && (request as { user?: JwtClaims | null }).user == null) {
+      await scope.checkAuth(request, reply, route.auth)
+    }
+  }
+  const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!request.ws) return
+    const target = pick(request)
+    if (target === null) { await reply.send(new codes.GW_ERR_NO_TARGET()); return }
+    if (!route.websocket) {
+      // The upgrade was refused by ignoring it (RFC 9110 7.8): answered as HTTP/1.1 on a socket
+      // Node no longer parses, so it closes after the answer.
+      void reply.header('connection', 'close')
+      forward(request, reply, target, true)
+      return
+    }
+    const headers = extraHeaders(request)
+    const bridgeTarget = (target: string): BridgeTarget => {
+      const t = upstreamOf(request, target)
+      return { target: t.origin, upstream: target, path: t.path + t.search, route: route.prefix, headers, strip, ca: upstream.ca, messageLimit: limits?.messages, pool, retarget }
+    }
+    const retarget = (failed: ReadonlySet<string>): BridgeTarget | null => {
+      const next = pick(request, failed)
+      return next === null ? null : { ...bridgeTarget(next), retarget: undefined }
+    }
+    await bridge.connect(request, reply, bridgeTarget(target))
+  }
+  const handler = route.http ? httpHandler : upgradeRequired
+  const metrics = scope.metrics
+  const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    if (!request.ws) metrics.httpRequest(route.prefix, reply.statusCode)
+  }
+  const config = { gatewayRoute: route.prefix }
+  for (const url of urls(route.prefix)) {
+    scope.route({
+      method: 'GET',
+      url,
+      config,
+      handler,
+      onResponse,
+      onRequest,
+      preHandler,
+      ...(route.websocket ? { wsHandler: (socket: WebSocket, request: FastifyRequest) => bridge.attach(socket, request) } : {})
+    })
+    scope.route({ method: OTHER_METHODS, url, config, handler, onResponse, onRequest, preHandler })
+  }
+}

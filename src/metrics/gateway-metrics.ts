@@ -1,0 +1,160 @@
+/**
+ * Prometheus metrics (prom-client) with no work per relayed message: message and byte totals are
+ * read from the live connections' own counters when /metrics is scraped, plus the totals of
+ * connections that already ended. Per-event metrics (handshakes, closes, HTTP requests) are one
+ * labelled increment each (prom-client hashes the labels on every call, handle or not: well
+ * under 1% of a handshake or a request in CPU profiles).
+ */
+import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import type { Bridge } from '../bridge/bridge.js'
+
+interface Totals { msgIn: number, msgOut: number, bytesIn: number, bytesOut: number }
+
+export class GatewayMetrics {
+  readonly registry = new Registry()
+  private readonly ended = new Map<string, Totals>()
+  private readonly handshakes: Counter<'route' | 'result'>
+  private readonly closes: Counter<'route' | 'side' | 'code'>
+  private readonly upstreamErrors: Counter<'target' | 'kind'>
+  private readonly httpRequests: Counter<'route' | 'status'>
+  private readonly handshakeSeconds: Histogram<'route'>
+  readonly rtt: Histogram
+
+  /** @param live the live connections of this instance, read at scrape time */
+  constructor (live: () => Iterable<Bridge>, opts: { defaultMetrics?: boolean } = {}) {
+    const registers = [this.registry]
+    if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'tollgate_' })
+    const ended = this.ended
+    new Gauge({
+      name: 'tollgate_websocket_connections_active',
+      help: 'Open bridged WebSocket connections',
+      labelNames: ['route'],
+      registers,
+      collect () {
+        this.reset()
+        const counts = new Map<string, number>()
+        for (const b of live()) counts.set(b.info.route, (counts.get(b.info.route) ?? 0) + 1)
+        for (const [route, n] of counts) this.set({ route }, n)
+      }
+    })
+    // Both counters below need the same totals: one pass over the connections per scrape (the
+    // collects of one scrape run in the same turn of the event loop).
+    let scraped: Map<string, Totals> | null = null
+    const sums = (): Map<string, Totals> => {
+      if (scraped === null) {
+        scraped = totals()
+        setImmediate(() => { scraped = null })
+      }
+      return scraped
+    }
+    const totals = (): Map<string, Totals> => {
+      const out = new Map<string, Totals>()
+      for (const [route, t] of ended) out.set(route, { ...t })
+      for (const b of live()) {
+        const t = out.get(b.info.route) ?? { msgIn: 0, msgOut: 0, bytesIn: 0, bytesOut: 0 }
+        t.msgIn += b.messagesFromClient
+        t.msgOut += b.messagesToClient
+        t.bytesIn += b.bytesFromClient
+        t.bytesOut += b.bytesToClient
+        out.set(b.info.route, t)
+      }
+      return out
+    }
+    new Counter({
+      name: 'tollgate_websocket_messages_total',
+      help: 'WebSocket messages relayed, by route and direction',
+      labelNames: ['route', 'direction'],
+      registers,
+      collect () {
+        this.reset()
+        for (const [route, t] of sums()) {
+          this.inc({ route, direction: 'client_to_upstream' }, t.msgIn)
+          this.inc({ route, direction: 'upstream_to_client' }, t.msgOut)
+        }
+      }
+    })
+    new Counter({
+      name: 'tollgate_websocket_bytes_total',
+      help: 'WebSocket payload bytes relayed, by route and direction',
+      labelNames: ['route', 'direction'],
+      registers,
+      collect () {
+        this.reset()
+        for (const [route, t] of sums()) {
+          this.inc({ route, direction: 'client_to_upstream' }, t.bytesIn)
+          this.inc({ route, direction: 'upstream_to_client' }, t.bytesOut)
+        }
+      }
+    })
+    this.handshakes = new Counter({
+      name: 'tollgate_websocket_handshakes_total',
+      help: 'WebSocket handshakes by route and result (ok, or the HTTP status the client got)',
+      labelNames: ['route', 'result'],
+      registers
+    })
+    this.closes = new Counter({
+      name: 'tollgate_websocket_closes_total',
+      help: 'WebSocket closes by route, side and close code',
+      labelNames: ['route', 'side', 'code'],
+      registers
+    })
+    this.upstreamErrors = new Counter({
+      name: 'tollgate_upstream_errors_total',
+      help: 'Failed upstream connections or requests, by target and kind (refused, timeout, rejected)',
+      labelNames: ['target', 'kind'],
+      registers
+    })
+    this.httpRequests = new Counter({
+      name: 'tollgate_http_requests_total',
+      help: 'Proxied HTTP requests by route and status',
+      labelNames: ['route', 'status'],
+      registers
+    })
+    this.handshakeSeconds = new Histogram({
+      name: 'tollgate_websocket_handshake_duration_seconds',
+      help: 'Time to complete the upstream WebSocket handshake, by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers
+    })
+    this.rtt = new Histogram({
+      name: 'tollgate_websocket_rtt_seconds',
+      help: 'Heartbeat round-trip time from the gateway to its clients',
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+      registers
+    })
+  }
+
+  /** A handshake ended: `result` is "ok" or the HTTP status the client got. */
+  handshake (route: string, result: string, seconds?: number): void {
+    this.handshakes.inc({ route, result })
+    if (seconds !== undefined) this.handshakeSeconds.observe({ route }, seconds)
+  }
+
+  upstreamError (target: string, kind: string): void {
+    this.upstreamErrors.inc({ target, kind })
+  }
+
+  /** A bridged connection ended: its close codes, and its counters join the route's totals. */
+  connectionEnded (bridge: Bridge, clientCode: number, upstreamCode: number): void {
+    const route = bridge.info.route
+    this.closes.inc({ route, side: 'client', code: String(clientCode) })
+    this.closes.inc({ route, side: 'upstream', code: String(upstreamCode) })
+    const t = this.ended.get(route) ?? { msgIn: 0, msgOut: 0, bytesIn: 0, bytesOut: 0 }
+    t.msgIn += bridge.messagesFromClient
+    t.msgOut += bridge.messagesToClient
+    t.bytesIn += bridge.bytesFromClient
+    t.bytesOut += bridge.bytesToClient
+    this.ended.set(route, t)
+  }
+
+  /** A proxied HTTP request finished. */
+  httpRequest (route: string, status: number): void {
+    this.httpRequests.inc({ route, status: String(status) })
+  }
+
+  /** Prometheus text exposition. */
+  text (): Promise<string> { return this.registry.metrics() }
+
+  get contentType (): string { return this.registry.contentType }
+}
