@@ -13,6 +13,7 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { type ConsoleMessage, type Page, type Request } from 'playwright-core'
+import ts from 'typescript'
 import type WebSocket from 'ws'
 import { startUpstream } from '../helpers/upstream.js'
 import { startGateway, gatewayFor as gateway } from '../helpers/gateway.js'
@@ -29,16 +30,21 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
 
 // ---------- served without a browser ----------
 
+/** The dashboard's ES modules in ui/: app.js (the entry) and every module it imports, even indirectly. */
+const UI_MODULES = ['app.js', 'api.js', 'charts.js', 'dom.js', 'format.js', 'metrics.js', 'table.js']
+
 /** Every http(s) URL in a text, to prove nothing is loaded from elsewhere. */
 const urls = (s: string): string[] => s.match(/https?:\/\/[^\s'"`)<>]+/g) ?? []
 
 test('GET {prefix}/ui: HTML with a strict CSP and no token needed; assets too; the API still needs the token', async (t) => {
   const gw = await gateway(t, { routes: [], admin: { token: TOKEN } })
+  let pageCsp = ''
   for (const path of ['/admin/ui', '/admin/ui/']) {
     const res = await fetch(`${gw.url}${path}`)
     assert.equal(res.status, 200, path)
     assert.match(res.headers.get('content-type') ?? '', /^text\/html/)
     const csp = res.headers.get('content-security-policy') ?? ''
+    pageCsp = csp
     assert.match(csp, /(^|; )default-src 'self'(;|$)/)
     assert.match(csp, /(^|; )script-src 'self'(;|$)/)
     assert.match(csp, /frame-ancestors 'none'/)
@@ -46,24 +52,38 @@ test('GET {prefix}/ui: HTML with a strict CSP and no token needed; assets too; t
     assert.equal(res.headers.get('x-content-type-options'), 'nosniff')
     const html = await res.text()
     assert.match(html, /<meta name="tollgate-admin-prefix" content="\/admin">/)
-    assert.match(html, /<script src="\/admin\/ui\/app\.js" defer><\/script>/)
+    assert.match(html, /<script type="module" src="\/admin\/ui\/app\.js"><\/script>/)
     assert.match(html, /<link rel="stylesheet" href="\/admin\/ui\/style\.css">/)
     assert.doesNotMatch(html, /<script(?![^>]*\bsrc=)[^>]*>/, 'an inline script')
     assert.doesNotMatch(html, /<style|\sstyle=|\son\w+=/i, 'inline style or event handler')
     assert.doesNotMatch(html, /%ADMIN_PREFIX%/)
     assert.deepEqual(urls(html), [])
   }
-  const assets: Array<[string, RegExp]> = [['/admin/ui/app.js', /^text\/javascript/], ['/admin/ui/style.css', /^text\/css/]]
+  const assets: Array<[string, RegExp]> = [
+    ...UI_MODULES.map((name): [string, RegExp] => [`/admin/ui/${name}`, /^text\/javascript/]),
+    ['/admin/ui/style.css', /^text\/css/]
+  ]
   for (const [path, type] of assets) {
     const res = await fetch(`${gw.url}${path}`)
     assert.equal(res.status, 200, path)
-    assert.match(res.headers.get('content-type') ?? '', type)
-    assert.ok(res.headers.get('content-security-policy'))
+    assert.match(res.headers.get('content-type') ?? '', type, path)
+    assert.equal(res.headers.get('content-security-policy'), pageCsp, path)
+    assert.equal(res.headers.get('x-content-type-options'), 'nosniff', path)
     assert.equal(res.headers.get('cache-control'), 'no-cache')
+    const body = await res.text()
     // Only the SVG namespace, which is a name, not a request.
-    assert.deepEqual(urls(await res.text()).filter((u) => u !== 'http://www.w3.org/2000/svg'), [], path)
+    assert.deepEqual(urls(body).filter((u) => u !== 'http://www.w3.org/2000/svg'), [], path)
+    // A module imports only modules of this list, by relative URL (so each is one the page gets).
+    for (const { fileName: spec } of ts.preProcessFile(body, true, true).importedFiles) {
+      assert.match(spec, /^\.\/[a-z0-9-]+\.js$/, `${path} imports ${spec}`)
+      assert.ok(UI_MODULES.includes(spec.slice(2)), `${path} imports ${spec}, which is not in UI_MODULES`)
+    }
     const etag = res.headers.get('etag')!
     assert.equal((await fetch(`${gw.url}${path}`, { headers: { 'if-none-match': etag } })).status, 304)
+  }
+  // Nothing else in ui/ is served: not the TypeScript declarations, not index.html by its name.
+  for (const path of ['/admin/ui/metrics.d.ts', '/admin/ui/index.html', '/admin/ui/nope.js']) {
+    assert.equal((await fetch(`${gw.url}${path}`)).status, 404, path)
   }
   for (const path of ['/admin/connections', '/admin/upstreams']) {
     const res = await fetch(`${gw.url}${path}`)
@@ -82,14 +102,14 @@ test('the UI follows admin.prefix and admin.port', async (t) => {
   const html = await res.text()
   assert.match(html, /content="\/ops"/)
   assert.match(html, /src="\/ops\/ui\/app\.js"/)
-  assert.equal((await fetch(`${gw.adminUrl}/ops/ui/app.js`)).status, 200)
+  for (const name of UI_MODULES) assert.equal((await fetch(`${gw.adminUrl}/ops/ui/${name}`)).status, 200, name)
   assert.equal((await fetch(`${gw.url}/ops/ui`)).status, 404)
   assert.equal((await fetch(`${gw.url}/admin/ui`)).status, 404)
 })
 
 test('no admin token configured: no dashboard', async (t) => {
   const gw = await gateway(t, { routes: [] })
-  for (const path of ['/admin/ui', '/admin/ui/', '/admin/ui/app.js', '/admin/ui/style.css']) {
+  for (const path of ['/admin/ui', '/admin/ui/', '/admin/ui/app.js', '/admin/ui/metrics.js', '/admin/ui/style.css']) {
     assert.equal((await fetch(`${gw.url}${path}`)).status, 404, path)
   }
 })
