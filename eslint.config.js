@@ -51,12 +51,10 @@ export default tseslint.config(
     // Route plugins reach the gateway through decorators (fastify.connections, fastify.gatewayConfig,
     // fastify.reloadGateway...); they may `import type` anything. Values only from these pure
     // helpers of src/, which they use today:
-    // - src/errors.ts: the GW_ERR_* codes and errorBody (answers);
+    // - src/errors.ts: the GW_ERR_* codes;
     // - src/close-codes.ts: close-code constants and isAdminCloseCode (DELETE /connections/:id);
-    // - src/admin/auth.ts: the admin-token check and its lockout counts, which
-    //   adminAuthFailures(fastify.gatewayState) keeps in a WeakMap per app, for
-    //   routes/admin/autohooks.ts and routes/ops/metrics.ts (the one exception that holds state: a
-    //   decorator could carry it instead).
+    // - src/admin/auth.ts: the admin-token check (its lockout counts are fastify.adminAuthFailures);
+    // - src/admin/schemas.ts: the admin API's JSON schemas.
     files: ['routes/**/*.ts'],
     rules: {
       '@typescript-eslint/no-restricted-imports': ['error', {

@@ -9,6 +9,7 @@ import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
 import { randomUUID } from 'node:crypto'
 import { Connection, ErrorBody } from '../src/admin/schemas.js'
+import { AdminAuthFailures } from '../src/admin/auth.js'
 import edgePlugin, { notFoundHandler, tollgateRewriteUrl } from './edge.js'
 import { gatewayErrorHandler } from '../src/errors.js'
 
@@ -16,11 +17,17 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** The separate admin server when `admin.port` > 0 (not listening until the caller listens), else null. */
     adminServer: FastifyInstance | null
+    /**
+     * Wrong admin tokens per IP, counted by everything that checks the token (the admin API's
+     * hook and protected /metrics), on either listener.
+     */
+    adminAuthFailures: AdminAuthFailures
   }
 }
 
 export default fp(async function adminPlugin (fastify) {
   const admin = fastify.gatewayConfig.admin
+  fastify.decorate('adminAuthFailures', new AdminAuthFailures())
   let target: FastifyInstance = fastify
   if (admin.port > 0) {
     // The same trustProxy as the public server: the admin API's per-IP limits see the same client IPs.
@@ -34,7 +41,7 @@ export default fp(async function adminPlugin (fastify) {
     await server.register(edgePlugin, { server: fastify.gatewayConfig.server })
     server.setErrorHandler(gatewayErrorHandler)
     server.setNotFoundHandler(notFoundHandler)
-    for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics', 'reloadGateway'] as const) {
+    for (const name of ['gatewayConfig', 'instanceId', 'upstreamPools', 'gatewayState', 'connections', 'metrics', 'reloadGateway', 'adminAuthFailures'] as const) {
       server.decorate(name, fastify[name] as never)
     }
     fastify.addHook('onReady', async () => { await server.ready() })

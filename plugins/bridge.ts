@@ -156,7 +156,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   /** One upstream attempt, with its outcome told to the target's pool and the metrics. */
   async function attempt (target: BridgeTarget, request: FastifyRequest, offer: UpstreamOffer): Promise<HandshakeResult> {
     const r = await openUpstream({
-      url: target.target + target.path, headers: offer.headers, protocols: offer.protocols, extensions: offer.extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel: offer.cancel
+      url: target.target + target.path, headers: offer.headers, protocols: offer.protocols, extensions: offer.extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel: offer.cancel, targets: fastify.targetCache
     })
     const id = target.upstream ?? target.target
     if (r.ok) target.pool?.markSuccess(id)

@@ -11,6 +11,7 @@ import type { RateLimitConfig, RateWindow } from '../src/config/types.js'
 import type { ConcurrencyLimiter, Lease } from '../src/limits/concurrency.js'
 import type { WindowStore } from '../src/limits/window-store.js'
 import { codes } from '../src/errors.js'
+import { DEFAULT_REDIS_FAIL_OPEN } from '../src/config/defaults.js'
 
 interface WindowResult { isAllowed: boolean, isExceeded?: boolean, max?: number, remaining?: number, ttlInSeconds?: number }
 type WindowLimiter = (req: FastifyRequest) => Promise<WindowResult>
@@ -44,7 +45,7 @@ export interface LimitsPluginOptions {
 export default fp<LimitsPluginOptions>(async function limitsPlugin (fastify, opts) {
   const cfg = fastify.gatewayConfig
   const redisCfg = cfg.redis
-  const failOpen = redisCfg?.failOpen ?? true
+  const failOpen = redisCfg?.failOpen ?? DEFAULT_REDIS_FAIL_OPEN
   const prefix = redisCfg?.keyPrefix ?? ''
 
   // global: false: only routes that ask for it are limited (/health, /ready, /metrics never are).

@@ -8,7 +8,7 @@ import fp from 'fastify-plugin'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import { forwardHeaders, targetParts } from '../src/edge/forward-headers.js'
+import { forwardHeaders } from '../src/edge/forward-headers.js'
 import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
 
@@ -67,6 +67,7 @@ export default fp(async function httpProxyPlugin (fastify) {
 
   const timeout = cfg.server.proxyTimeout
   const state = fastify.gatewayState
+  const targets = fastify.targetCache
 
   /**
    * Answers a request that could not be proxied with the gateway's JSON error. `close`: the
@@ -99,7 +100,7 @@ export default fp(async function httpProxyPlugin (fastify) {
       policy: fastify.headerPolicy,
       httpVersion: request.raw.httpVersion
     }, skipForHttp)
-    headers.host = targetParts(target.origin).host
+    headers.host = targets.parts(target.origin).host
     const q = request.url.indexOf('?')
     const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
     const method = request.method
@@ -141,7 +142,7 @@ export default fp(async function httpProxyPlugin (fastify) {
     })
     return reply
   })
-}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics'] })
+}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics', 'tollgate-upstreams', 'tollgate-drain'] })
 
 /** Whether a request's TE header lists `trailers` (`TE: trailers, deflate;q=0.5`). */
 function acceptsTrailers (te: string | string[] | undefined): boolean {

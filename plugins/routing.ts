@@ -12,7 +12,7 @@ import { requestTarget } from './edge.js'
 import { registerStatic } from './static.js'
 import { codes, gatewayErrorHandler } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
-import { joinUpstreamPath, targetParts } from '../src/edge/forward-headers.js'
+import { joinUpstreamPath } from '../src/edge/forward-headers.js'
 import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, queryWithout } from '../src/auth/token.js'
@@ -86,7 +86,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
    */
   const upstreamOf = (request: FastifyRequest, target: string): { origin: string, path: string, search: string } => {
     const rt = requestTarget(request)
-    const base = targetParts(target)
+    const base = scope.targetCache.parts(target)
     let search = rt.search
     if (tokenParam !== null && search !== '') {
       const q = queryWithout(search, tokenParam)

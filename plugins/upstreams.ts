@@ -5,11 +5,14 @@
 import fp from 'fastify-plugin'
 import type { UpstreamConfig } from '../src/config/types.js'
 import { buildPools, type UpstreamPool } from '../src/upstreams/pool.js'
+import { TargetCache } from '../src/edge/forward-headers.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
     /** Target pools by upstream (named upstreams and routes' inline ones). */
     upstreamPools: Map<UpstreamConfig, UpstreamPool>
+    /** Target URLs parsed once for this app (HTTP proxying and WebSocket handshakes). */
+    targetCache: TargetCache
   }
 }
 
@@ -18,6 +21,7 @@ export default fp(async function upstreamsPlugin (fastify) {
   const upstreams = [...Object.values(config.upstreams), ...config.routes.flatMap((r) => r.upstream === null ? [] : [r.upstream])]
   const pools = buildPools(upstreams, { log: fastify.log })
   fastify.decorate('upstreamPools', pools)
+  fastify.decorate('targetCache', new TargetCache())
   fastify.addHook('onReady', async () => { for (const p of pools.values()) p.start() })
   fastify.addHook('onClose', async () => { for (const p of pools.values()) p.stop() })
 }, { name: 'tollgate-upstreams', fastify: '5.x', dependencies: ['tollgate-config'] })

@@ -4,7 +4,7 @@
  * window ends (src/admin/auth.ts).
  */
 import type { FastifyPluginAsync } from 'fastify'
-import { adminAuthFailures, authenticateAdmin } from '../../src/admin/auth.js'
+import { authenticateAdmin } from '../../src/admin/auth.js'
 import { codes } from '../../src/errors.js'
 
 declare module 'fastify' {
@@ -16,7 +16,7 @@ declare module 'fastify' {
 
 const adminAuth: FastifyPluginAsync = async (fastify) => {
   const token = fastify.gatewayConfig.admin.token!
-  const failures = adminAuthFailures(fastify.gatewayState)
+  const failures = fastify.adminAuthFailures
   fastify.addHook('onRequest', async (request, reply) => {
     if (request.routeOptions.config.adminAuth === false) return
     const r = authenticateAdmin(failures, request.ip, request.headers.authorization, token)

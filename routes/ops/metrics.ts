@@ -5,12 +5,12 @@
  * `admin.port` is set.
  */
 import type { FastifyPluginAsync } from 'fastify'
-import { adminAuthFailures, authenticateAdmin } from '../../src/admin/auth.js'
+import { authenticateAdmin } from '../../src/admin/auth.js'
 import { codes } from '../../src/errors.js'
 
 const metricsRoute: FastifyPluginAsync = async (fastify) => {
   const { metrics: metricsCfg, admin } = fastify.gatewayConfig
-  const failures = adminAuthFailures(fastify.gatewayState)
+  const failures = fastify.adminAuthFailures
   fastify.get('/metrics', { schema: { hide: true }, config: { rateLimit: false } }, async (request, reply) => {
     if (metricsCfg.protected) {
       const r = admin.token === undefined ? { ok: false, retryAfter: 0 } : authenticateAdmin(failures, request.ip, request.headers.authorization, admin.token)

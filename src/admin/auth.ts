@@ -3,7 +3,7 @@
  * of IPs that keep presenting wrong credentials.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { ADMIN_AUTH_FAILURES_PER_MINUTE } from '../config/defaults.js'
+import { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_AUTH_WINDOW } from '../config/defaults.js'
 
 /** Compares digests, so neither the token's content nor its length leaks through timing. */
 export function bearerMatches (authorization: string | undefined, token: string): boolean {
@@ -43,7 +43,7 @@ export class AdminAuthFailures {
 
   constructor (opts: AdminAuthFailuresOptions = {}) {
     this.max = opts.max ?? ADMIN_AUTH_FAILURES_PER_MINUTE
-    this.windowMs = opts.windowMs ?? 60_000
+    this.windowMs = opts.windowMs ?? ADMIN_AUTH_WINDOW
     this.maxKeys = opts.maxKeys ?? 10_000
   }
 
@@ -94,20 +94,4 @@ export function authenticateAdmin (failures: AdminAuthFailures, ip: string, auth
   if (bearerMatches(authorization, token)) return { ok: true }
   if (authorization !== undefined) failures.fail(ip)
   return { ok: false, retryAfter: 0 }
-}
-
-const byOwner = new WeakMap<object, AdminAuthFailures>()
-
-/**
- * The failure counts shared by everything that checks the admin token for one app (the admin
- * API's hook and protected /metrics), kept by an object they all see (the app's `gatewayState`,
- * which the admin port's server shares too).
- */
-export function adminAuthFailures (owner: object): AdminAuthFailures {
-  let f = byOwner.get(owner)
-  if (f === undefined) {
-    f = new AdminAuthFailures()
-    byOwner.set(owner, f)
-  }
-  return f
 }

@@ -24,6 +24,7 @@ import {
   REASON_TOKEN_EXPIRED, REASON_UPSTREAM_DEAD, relayClose
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
+import { DEFAULT_CLOSE_TIMEOUT } from '../config/defaults.js'
 import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, randomInto, unmask } from './frames.js'
 import { InflateMeter, METER_OK, METER_TOO_BIG, parseDeflateParams, type DeflateParams, type MeterVerdict } from './inflate-meter.js'
 import { ProtocolError } from './protocol-errors.js'
@@ -174,7 +175,6 @@ interface Side {
 
 /** Scratch for the payload of the gateway's own pings (copied into each frame). */
 const PING_PAYLOAD = Buffer.alloc(8)
-const DEFAULT_CLOSE_TIMEOUT = 10_000
 /** How long a failed (or cut) connection may take to close its TCP once the gateway ended it. */
 const FAIL_TIMEOUT = 1000
 const MAX_SAFE_HIGH = 0x1fffff

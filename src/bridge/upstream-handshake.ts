@@ -9,11 +9,13 @@ import net from 'node:net'
 import tls from 'node:tls'
 import { createHash } from 'node:crypto'
 import { randomInto } from './frames.js'
-import { targetParts } from '../edge/forward-headers.js'
+import { parseTarget, type TargetCache } from '../edge/forward-headers.js'
 import type { Duplex } from 'node:stream'
 import { codes, type GatewayError } from '../errors.js'
 
 export interface UpstreamHandshakeOptions {
+  /** Where parsed target origins are kept (the app's); parsed each time without it. */
+  targets?: TargetCache
   /** ws://, wss://, http:// or https:// URL with path and query (http(s) as targets are configured). */
   url: string
   headers: Record<string, string | string[]>
@@ -219,7 +221,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       // become `/b` (which would step outside the route's rewritePrefix or the target's base path).
       const origin = /^(?:wss?|https?):\/\/[^/?#]*/i.exec(opts.url)?.[0]
       if (origin === undefined) throw new Error(`unsupported upstream URL ${JSON.stringify(opts.url)}`)
-      const o = targetParts(origin)
+      const o = opts.targets?.parts(origin) ?? parseTarget(origin)
       secure = o.secure
       host = o.hostname
       port = o.port

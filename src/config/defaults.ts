@@ -1,4 +1,7 @@
-/** Built-in defaults. Durations in milliseconds, sizes in bytes. */
+/**
+ * Every built-in default, in one place: what a key means when the config leaves it out, and the
+ * fixed limits the gateway applies. Durations in milliseconds, sizes in bytes.
+ */
 
 export const DEFAULT_HOST = '0.0.0.0'
 export const DEFAULT_PORT = 8080
@@ -30,3 +33,29 @@ export const DEFAULT_COOKIE_NAME = 'access_token'
 export const DEFAULT_JWT_ALGORITHMS_SECRET = ['HS256']
 export const DEFAULT_HEALTH_INTERVAL = 5_000
 export const DEFAULT_HEALTH_TIMEOUT = 2_000
+
+export const DEFAULT_TRUST_PROXY = false
+export const DEFAULT_ENCODED_SLASHES = 'refuse'
+export const DEFAULT_UNDERSCORES_IN_HEADERS = false
+export const DEFAULT_CLOSE_ON_EXPIRY = true
+export const DEFAULT_METRICS_PROTECTED = false
+/** JWT algorithms accepted with a public key or JWKS (no `algorithms` given). */
+export const DEFAULT_JWT_ALGORITHMS_KEY = ['RS256']
+export const DEFAULT_REDIS_FAIL_OPEN = true
+export const DEFAULT_BALANCE = 'round-robin'
+export const DEFAULT_HASH_ON = 'ip'
+export const DEFAULT_CLOSE_ON_UNHEALTHY = false
+export const DEFAULT_UNHEALTHY_AFTER = 2
+export const DEFAULT_HEALTHY_AFTER = 1
+/** Passive health: how long a target that failed to connect gets no new traffic. */
+export const DEFAULT_UPSTREAM_BACKOFF = 10_000
+export const DEFAULT_ROUTE_AUTH = 'none'
+export const DEFAULT_DOTFILES = 'deny'
+export const DEFAULT_FOLLOW_SYMLINKS = false
+export const DEFAULT_RATE_KEY_BY = 'ip'
+/** The window of a rate limit given without one. */
+export const DEFAULT_RATE_WINDOW = 60_000
+/** The window in which ADMIN_AUTH_FAILURES_PER_MINUTE wrong admin tokens are counted. */
+export const ADMIN_AUTH_WINDOW = 60_000
+/** Time a side has to answer a close frame before its socket is destroyed. */
+export const DEFAULT_CLOSE_TIMEOUT = 10_000

@@ -117,19 +117,19 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     server: {
       host: s.host ?? D.DEFAULT_HOST,
       port: s.port ?? D.DEFAULT_PORT,
-      trustProxy: s.trustProxy ?? false,
+      trustProxy: s.trustProxy ?? D.DEFAULT_TRUST_PROXY,
       drainTimeout: dur(s.drainTimeout, D.DEFAULT_DRAIN_TIMEOUT),
       reloadDrain: dur(s.reloadDrain, D.DEFAULT_RELOAD_DRAIN),
       proxyTimeout: dur(s.proxyTimeout, D.DEFAULT_PROXY_TIMEOUT),
-      encodedSlashes: s.encodedSlashes ?? 'refuse',
-      underscoresInHeaders: s.underscoresInHeaders ?? false,
+      encodedSlashes: s.encodedSlashes ?? D.DEFAULT_ENCODED_SLASHES,
+      underscoresInHeaders: s.underscoresInHeaders ?? D.DEFAULT_UNDERSCORES_IN_HEADERS,
       maxBodySize: serverMaxBody
     },
     auth: {
       tokenSources: [...(cfg.auth?.tokenSources ?? D.DEFAULT_TOKEN_SOURCES)],
       queryParam: cfg.auth?.queryParam ?? D.DEFAULT_QUERY_PARAM,
       cookieName: cfg.auth?.cookieName ?? D.DEFAULT_COOKIE_NAME,
-      closeOnExpiry: cfg.auth?.closeOnExpiry ?? true,
+      closeOnExpiry: cfg.auth?.closeOnExpiry ?? D.DEFAULT_CLOSE_ON_EXPIRY,
       forwardClaims: lowerValues(cfg.auth?.forwardClaims ?? {})
     },
     upstreams,
@@ -146,7 +146,7 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     },
     rateLimit: topLimit,
     admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? 0 },
-    metrics: { protected: cfg.metrics?.protected ?? false },
+    metrics: { protected: cfg.metrics?.protected ?? D.DEFAULT_METRICS_PROTECTED },
     plugins: (cfg.plugins ?? []).map((p) => typeof p === 'string'
       ? { path: pluginPath(p, abs), options: {} }
       : { path: pluginPath(p.path, abs), options: p.options ?? {}, prefix: p.prefix }),
@@ -169,7 +169,7 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     const keys = [jwt.secret, jwt.publicKey, jwt.jwksUrl].filter((k) => k !== undefined).length
     if (keys === 0) throw new ConfigError('auth.jwt', 'needs a secret, a publicKey or a jwksUrl')
     if (keys > 1) throw new ConfigError('auth.jwt', 'use only one of secret, publicKey and jwksUrl')
-    const algorithms = jwt.algorithms ?? (jwt.secret !== undefined ? D.DEFAULT_JWT_ALGORITHMS_SECRET : ['RS256'])
+    const algorithms = jwt.algorithms ?? (jwt.secret !== undefined ? D.DEFAULT_JWT_ALGORITHMS_SECRET : D.DEFAULT_JWT_ALGORITHMS_KEY)
     algorithms.forEach((alg, i) => {
       const path = `auth.jwt.algorithms[${i}]`
       if (!JWT_ALGORITHMS.includes(alg)) throw new ConfigError(path, `unknown algorithm "${alg}" (one of ${JWT_ALGORITHMS.join(', ')})`)
@@ -189,7 +189,7 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     }
   }
   if (cfg.redis?.url !== undefined) {
-    out.redis = { url: cfg.redis.url, failOpen: cfg.redis.failOpen ?? true, keyPrefix: cfg.redis.keyPrefix ?? D.DEFAULT_REDIS_KEY_PREFIX }
+    out.redis = { url: cfg.redis.url, failOpen: cfg.redis.failOpen ?? D.DEFAULT_REDIS_FAIL_OPEN, keyPrefix: cfg.redis.keyPrefix ?? D.DEFAULT_REDIS_KEY_PREFIX }
   }
   return out
 }
@@ -212,24 +212,24 @@ const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'P
 
 function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p: string) => string): UpstreamConfig {
   const targets = u.targets.map((t, i) => normaliseTarget(t, `${path}.targets[${i}]`))
-  const balance = u.balance ?? 'round-robin'
+  const balance = u.balance ?? D.DEFAULT_BALANCE
   if (u.hashOn !== undefined && balance !== 'hash') throw new ConfigError(`${path}.hashOn`, 'only applies when balance is "hash"')
   const hc = u.healthCheck
   return {
     name,
     targets,
     balance,
-    hashOn: u.hashOn ?? 'ip',
+    hashOn: u.hashOn ?? D.DEFAULT_HASH_ON,
     healthCheck: hc === undefined
       ? undefined
       : {
           path: hc.path,
           interval: dur(hc.interval, D.DEFAULT_HEALTH_INTERVAL),
           timeout: dur(hc.timeout, D.DEFAULT_HEALTH_TIMEOUT),
-          unhealthyAfter: hc.unhealthyAfter ?? 2,
-          healthyAfter: hc.healthyAfter ?? 1
+          unhealthyAfter: hc.unhealthyAfter ?? D.DEFAULT_UNHEALTHY_AFTER,
+          healthyAfter: hc.healthyAfter ?? D.DEFAULT_HEALTHY_AFTER
         },
-    closeOnUnhealthy: u.closeOnUnhealthy ?? false,
+    closeOnUnhealthy: u.closeOnUnhealthy ?? D.DEFAULT_CLOSE_ON_UNHEALTHY,
     ca: u.ca === undefined ? undefined : pemOrFile(u.ca, `${path}.ca`, abs)
   }
 }
@@ -250,7 +250,7 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
   } else if (r.upstream === undefined) {
     throw new ConfigError(`${path}.upstream`, 'is required (a name from upstreams, or a URL)')
   } else if (/^[a-z]+:\/\//i.test(r.upstream)) {
-    upstream = { name: r.upstream, targets: [normaliseTarget(r.upstream, `${path}.upstream`)], balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false }
+    upstream = { name: r.upstream, targets: [normaliseTarget(r.upstream, `${path}.upstream`)], balance: D.DEFAULT_BALANCE, hashOn: D.DEFAULT_HASH_ON, closeOnUnhealthy: D.DEFAULT_CLOSE_ON_UNHEALTHY }
   } else {
     upstream = upstreams[r.upstream] ?? null
     if (upstream === null) throw new ConfigError(`${path}.upstream`, `unknown upstream "${r.upstream}"`)
@@ -266,20 +266,20 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
     rewritePrefix: r.rewritePrefix === undefined ? prefix : normalisePrefix(r.rewritePrefix === '' ? '/' : r.rewritePrefix),
     websocket,
     http,
-    auth: r.auth ?? 'none',
+    auth: r.auth ?? D.DEFAULT_ROUTE_AUTH,
     rateLimit: r.rateLimit === false ? null : r.rateLimit === undefined ? top : resolveRateLimit({ ...r.rateLimit, keyBy: r.rateLimit.keyBy ?? top?.keyBy }),
     headers: lowerKeys(r.headers ?? {}),
     maxBodySize: r.maxBodySize === undefined ? maxBodySize : parseSize(r.maxBodySize) as number,
-    dotfiles: r.dotfiles ?? 'deny',
-    followSymlinks: r.followSymlinks ?? false
+    dotfiles: r.dotfiles ?? D.DEFAULT_DOTFILES,
+    followSymlinks: r.followSymlinks ?? D.DEFAULT_FOLLOW_SYMLINKS
   }
 }
 
 function resolveRateLimit (r: RateLimitInput): RateLimitConfig {
   return {
-    keyBy: r.keyBy ?? 'ip',
-    http: r.http === undefined ? undefined : { max: r.http.max, window: dur(r.http.window, 60_000) },
-    handshake: r.handshake === undefined ? undefined : { max: r.handshake.max, window: dur(r.handshake.window, 60_000) },
+    keyBy: r.keyBy ?? D.DEFAULT_RATE_KEY_BY,
+    http: r.http === undefined ? undefined : { max: r.http.max, window: dur(r.http.window, D.DEFAULT_RATE_WINDOW) },
+    handshake: r.handshake === undefined ? undefined : { max: r.handshake.max, window: dur(r.handshake.window, D.DEFAULT_RATE_WINDOW) },
     concurrent: r.concurrent,
     messages: r.messages
   }

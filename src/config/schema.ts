@@ -4,6 +4,7 @@
  * instead of being silently ignored.
  */
 import { Type, type Static, type TSchema, type TProperties } from '@sinclair/typebox'
+import { DURATION_PATTERN, SIZE_PATTERN } from './units.js'
 
 const Closed = <T extends TProperties>(props: T) => Type.Object(props, { additionalProperties: false })
 const Opt = <T extends TSchema>(s: T) => Type.Optional(s)
@@ -11,13 +12,13 @@ const Opt = <T extends TSchema>(s: T) => Type.Optional(s)
 /** A duration: milliseconds, or a string such as "500ms", "30s", "5m", "1h". */
 export const Duration = Type.Union([
   Type.Number({ minimum: 0 }),
-  Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([mM][sS]|[sSmMhH])\\s*$' })
+  Type.String({ pattern: DURATION_PATTERN })
 ], { description: 'duration' })
 
 /** A size: bytes, or a string such as "64kb", "1mb". */
 export const Size = Type.Union([
   Type.Integer({ minimum: 0 }),
-  Type.String({ pattern: '^\\s*\\d+(\\.\\d+)?\\s*([bB]|[kKmMgG][bB])\\s*$' })
+  Type.String({ pattern: SIZE_PATTERN })
 ], { description: 'size' })
 
 const HttpUrl = Type.String({ pattern: '^(https?|wss?)://[^\\s/]+', description: 'URL' })

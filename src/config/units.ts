@@ -6,8 +6,14 @@
 const DURATION_UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
 const SIZE_UNITS: Record<string, number> = { b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 }
 
-const DURATION_RE = /^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)\s*$/i
-const SIZE_RE = /^\s*(\d+(?:\.\d+)?)\s*(b|kb|mb|gb)\s*$/i
+/**
+ * The grammar, written once: the config schema validates strings with these patterns (JSON
+ * Schema patterns take no flags, hence the letter classes) and the parsers below read them.
+ */
+export const DURATION_PATTERN = '^\\s*(\\d+(?:\\.\\d+)?)\\s*([mM][sS]|[sSmMhH])\\s*$'
+export const SIZE_PATTERN = '^\\s*(\\d+(?:\\.\\d+)?)\\s*([bB]|[kKmMgG][bB])\\s*$'
+const DURATION_RE = new RegExp(DURATION_PATTERN)
+const SIZE_RE = new RegExp(SIZE_PATTERN)
 
 /** Parses a duration; returns milliseconds, or undefined when the value is not a duration. */
 export function parseDuration (value: number | string): number | undefined {

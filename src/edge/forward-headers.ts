@@ -148,28 +148,38 @@ export interface TargetParts {
   /** The port, the scheme's default when none is given. */
   port: number
 }
-const parsedTargets = new Map<string, TargetParts>()
-
 /**
- * The parts of a target URL, parsed once, for HTTP requests and WebSocket handshakes alike:
- * targets come from the configuration (or a plugin's few), so the cache stays small; it stops
- * growing at 10,000 entries all the same.
+ * The parts of a target URL.
  * @throws when it is not a URL
  */
-export function targetParts (target: string): TargetParts {
-  let parts = parsedTargets.get(target)
-  if (parts === undefined) {
-    const url = new URL(target)
-    const secure = url.protocol === 'https:' || url.protocol === 'wss:'
-    parts = {
-      origin: url.origin,
-      host: url.host,
-      pathname: url.pathname,
-      secure,
-      hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
-      port: url.port === '' ? (secure ? 443 : 80) : Number(url.port)
-    }
-    if (parsedTargets.size < 10_000) parsedTargets.set(target, parts)
+export function parseTarget (target: string): TargetParts {
+  const url = new URL(target)
+  const secure = url.protocol === 'https:' || url.protocol === 'wss:'
+  return {
+    origin: url.origin,
+    host: url.host,
+    pathname: url.pathname,
+    secure,
+    hostname: url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname,
+    port: url.port === '' ? (secure ? 443 : 80) : Number(url.port)
   }
-  return parts
+}
+
+/**
+ * Target URLs parsed once, for HTTP requests and WebSocket handshakes alike: one cache per app
+ * (plugins/upstreams.ts), so it goes with the app. Targets come from the configuration (or a
+ * plugin's few), so it stays small; it stops growing at 10,000 entries all the same.
+ */
+export class TargetCache {
+  private readonly parsed = new Map<string, TargetParts>()
+
+  /** @throws when `target` is not a URL */
+  parts (target: string): TargetParts {
+    let parts = this.parsed.get(target)
+    if (parts === undefined) {
+      parts = parseTarget(target)
+      if (this.parsed.size < 10_000) this.parsed.set(target, parts)
+    }
+    return parts
+  }
 }

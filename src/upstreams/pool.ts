@@ -13,11 +13,11 @@
 import type { UpstreamConfig } from '../config/types.js'
 import { createBalancer, type Balancer, type PickContext } from './balancers.js'
 import { HealthChecker, type HealthChange } from './health.js'
+import { DEFAULT_UPSTREAM_BACKOFF } from '../config/defaults.js'
 
 export type { PickContext } from './balancers.js'
 
 /** How long a target that failed to connect is left out before it is tried again. */
-export const DEFAULT_BACKOFF_MS = 10_000
 
 export interface PoolLogger {
   info (o: object, msg: string): void
@@ -26,7 +26,7 @@ export interface PoolLogger {
 
 export interface UpstreamPoolOptions {
   log?: PoolLogger
-  /** Passive down period after a failure, in ms (default DEFAULT_BACKOFF_MS). */
+  /** Passive down period after a failure, in ms (default DEFAULT_UPSTREAM_BACKOFF). */
   backoffMs?: number
   /** The fetch used by active health checks (default: global fetch, or undici's with `config.ca`). */
   fetchImpl?: typeof fetch
@@ -73,7 +73,7 @@ export class UpstreamPool {
   constructor (config: UpstreamConfig, opts: UpstreamPoolOptions = {}) {
     this.config = config
     this.log = opts.log
-    this.backoffMs = opts.backoffMs ?? DEFAULT_BACKOFF_MS
+    this.backoffMs = opts.backoffMs ?? DEFAULT_UPSTREAM_BACKOFF
     // A target listed twice is one target (one set of counters, one place on the hash ring).
     const urls = [...new Set(config.targets)]
     for (const url of urls) this.targets.set(url, { openConnections: 0, inFlight: 0, lastError: null, down: false, downUntil: 0 })

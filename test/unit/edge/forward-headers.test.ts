@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
-import { forwardHeaders, upstreamPath, HOP_BY_HOP, PROXY_ONLY, headerPolicy, type ForwardContext, targetParts } from '../../../src/edge/forward-headers.js'
+import { forwardHeaders, upstreamPath, HOP_BY_HOP, PROXY_ONLY, headerPolicy, type ForwardContext, TargetCache } from '../../../src/edge/forward-headers.js'
 
 const ctx: ForwardContext = { remoteAddress: '10.0.0.9', clientIp: '198.51.100.4', proto: 'https', host: 'gw.example:8443', requestId: 'req-1' }
 
@@ -126,12 +126,16 @@ test('upstreamPath: the target\'s base path goes first', () => {
   assert.equal(upstreamPath('/chat/x', '/chat', '/', '/a/b'), '/a/b/x')
 })
 
-test('targetParts: origin, host without a default port, and path of a target URL; the same object for the same target', () => {
+test('TargetCache: origin, host without a default port, and path of a target URL; the same object for the same target', () => {
+  const cache = new TargetCache()
+  const targetParts = (t: string): ReturnType<TargetCache['parts']> => cache.parts(t)
   assert.deepEqual(targetParts('http://10.0.0.1:80/base'), { origin: 'http://10.0.0.1', host: '10.0.0.1', pathname: '/base', secure: false, hostname: '10.0.0.1', port: 80 })
   assert.deepEqual(targetParts('https://[::1]:8443'), { origin: 'https://[::1]:8443', host: '[::1]:8443', pathname: '/', secure: true, hostname: '::1', port: 8443 })
   // A WebSocket handshake asks for a target's origin as ws:// or wss:// too.
   assert.deepEqual(targetParts('wss://example.com'), { origin: 'wss://example.com', host: 'example.com', pathname: '/', secure: true, hostname: 'example.com', port: 443 })
   assert.equal(targetParts('http://a:1/x'), targetParts('http://a:1/x'))
+  // One cache per app: another app parses its own.
+  assert.notEqual(new TargetCache().parts('http://a:1/x'), targetParts('http://a:1/x'))
 })
 
 test('forwardHeaders drops header names with underscores unless the policy keeps them; claim variants always go', () => {

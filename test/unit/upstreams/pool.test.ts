@@ -7,7 +7,8 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { UpstreamConfig } from '../../../src/config/types.js'
-import { DEFAULT_BACKOFF_MS, UpstreamPool, buildPools, type PickContext, type PoolLogger } from '../../../src/upstreams/pool.js'
+import { UpstreamPool, buildPools, type PickContext, type PoolLogger } from '../../../src/upstreams/pool.js'
+import { DEFAULT_UPSTREAM_BACKOFF } from '../../../src/config/defaults.js'
 import { HashRing } from '../../../src/upstreams/hash-ring.js'
 
 const A = 'http://127.0.0.1:9001'
@@ -72,7 +73,7 @@ describe('UpstreamPool: passive health', () => {
     pool.markFailure(B, 'ECONNREFUSED')
     assert.deepEqual(picks(pool, 4), [A, C, A, C])
     assert.deepEqual(log.lines, [{
-      level: 'warn', msg: 'upstream target down', o: { upstream: 'chat', target: B, error: 'ECONNREFUSED', backoffMs: DEFAULT_BACKOFF_MS }
+      level: 'warn', msg: 'upstream target down', o: { upstream: 'chat', target: B, error: 'ECONNREFUSED', backoffMs: DEFAULT_UPSTREAM_BACKOFF }
     }])
   })
 
