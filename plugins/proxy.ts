@@ -9,6 +9,7 @@ import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
+import { declaresBody } from '../src/http/headers.js'
 import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
 
@@ -105,7 +106,7 @@ export default fp(async function httpProxyPlugin (fastify) {
     const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
     const method = request.method
     const declared = request.headers['content-length']
-    const hasBody = method !== 'GET' && method !== 'HEAD' && (request.headers['transfer-encoding'] !== undefined || (declared !== undefined && declared !== '0'))
+    const hasBody = method !== 'GET' && method !== 'HEAD' && declaresBody(request.headers)
     const limit = target.maxBodySize ?? null
     if (limit !== null && hasBody && declared !== undefined && Number(declared) > limit) {
       request.log.info({ upstream: target.origin, limit, declared }, 'request body too large')

@@ -13,6 +13,7 @@ import { registerStatic } from './static.js'
 import { codes, gatewayErrorHandler } from '../src/errors.js'
 import type { RouteConfig } from '../src/config/types.js'
 import { joinUpstreamPath } from '../src/edge/forward-headers.js'
+import { declaresBody } from '../src/http/headers.js'
 import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, queryWithout } from '../src/auth/token.js'
@@ -51,11 +52,6 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
   })
 }, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain'] })
 
-/** Whether the request carries a body (which a retry could not replay). */
-function hasBody (request: FastifyRequest): boolean {
-  const len = request.headers['content-length']
-  return request.headers['transfer-encoding'] !== undefined || (len !== undefined && len !== '0')
-}
 
 function urls (prefix: string): string[] {
   return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
@@ -127,7 +123,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
         if (!connect) return false
         pool.markFailure(target, kind)
         // Only a request without a body is replayed: a streamed body may be partly consumed.
-        if (!retry || hasBody(request)) return false
+        if (!retry || declaresBody(request.headers)) return false
         const next = pick(request, new Set([target]))
         if (next === null) return false
         request.log.info({ failed: target, next }, 'retrying the request on another target')
@@ -163,7 +159,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
         if (limits !== null && !await limits.handshake(request, reply)) return
       } else if (isWebSocketUpgrade(request.headers)) {
         await reply.send(new codes.GW_ERR_NO_WEBSOCKET()); return
-      } else if (hasBody(request)) {
+      } else if (declaresBody(request.headers)) {
         // Another upgrade (h2c) on an HTTP route is served as plain HTTP, without its Upgrade;
         // Node leaves an upgrade request's body unparsed, so one with a body cannot be.
         await reply.send(new codes.GW_ERR_BAD_UPGRADE()); return

@@ -2,6 +2,7 @@
  * Logger options: structured pino logs that never carry a token or secret. Headers that can hold
  * credentials are redacted, and the token query parameter is masked in every logged URL.
  */
+import { queryPairs } from './http/query.js'
 import type { FastifyRequest, FastifyServerOptions } from 'fastify'
 
 /**
@@ -22,16 +23,8 @@ export function redactUrl (url: string, param: string): string {
   const q = url.indexOf('?')
   if (q === -1) return url
   const names = new Set([param.toLowerCase(), 'access_token', 'token', 'id_token', 'jwt'])
-  const parts = url.slice(q + 1).split('&').map((kv) => {
-    const eq = kv.indexOf('=')
-    const name = decodeURIComponentSafe(eq === -1 ? kv : kv.slice(0, eq)).toLowerCase()
-    return names.has(name) && eq !== -1 ? `${kv.slice(0, eq)}=[REDACTED]` : kv
-  })
+  const parts = queryPairs(url).map((p) => names.has(p.name.toLowerCase()) && p.eq !== -1 ? `${p.rawName}=[REDACTED]` : p.raw)
   return `${url.slice(0, q)}?${parts.join('&')}`
-}
-
-function decodeURIComponentSafe (s: string): string {
-  try { return decodeURIComponent(s) } catch { return s }
 }
 
 /** Fastify logger options for the gateway at `level`. */

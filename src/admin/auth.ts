@@ -4,13 +4,13 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
 import { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_AUTH_WINDOW } from '../config/defaults.js'
+import { bearerToken } from '../http/headers.js'
 
 /** Compares digests, so neither the token's content nor its length leaks through timing. */
 export function bearerMatches (authorization: string | undefined, token: string): boolean {
-  if (authorization === undefined) return false
-  const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization)
-  if (m === null) return false
-  const a = createHash('sha256').update(m[1]).digest()
+  const presented = bearerToken(authorization)
+  if (presented === null) return false
+  const a = createHash('sha256').update(presented).digest()
   const b = createHash('sha256').update(token).digest()
   return timingSafeEqual(a, b)
 }

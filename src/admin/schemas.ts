@@ -1,5 +1,5 @@
 /** JSON schemas of the admin API (also the source of its OpenAPI document). */
-import { Type } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 
 const NullableString = Type.Union([Type.String(), Type.Null()])
 
@@ -21,6 +21,9 @@ export const Connection = Type.Object({
   bytesFromClient: Type.Integer(),
   bytesToClient: Type.Integer()
 }, { $id: 'Connection', title: 'Connection' })
+
+/** A connection as the admin API shows it: what `Bridge.toJSON()` returns, typed from the schema. */
+export type ConnectionView = Static<typeof Connection>
 
 export const ErrorBody = Type.Object({
   statusCode: Type.Integer(),

@@ -5,6 +5,8 @@
 import type { IncomingHttpHeaders } from 'node:http'
 import type { TokenSource } from '../config/types.js'
 import { cookieValue } from '../http/cookie.js'
+import { bearerToken } from '../http/headers.js'
+import { formDecode, queryPairs } from '../http/query.js'
 
 export const BEARER_PROTOCOL_PREFIX = 'bearer.'
 
@@ -25,11 +27,7 @@ export function findToken (headers: IncomingHttpHeaders, url: string, isWebSocke
     let token: string | undefined
     switch (source) {
       case 'header': {
-        const h = headers.authorization
-        if (h !== undefined) {
-          const m = /^Bearer\s+(\S+)\s*$/i.exec(h)
-          if (m !== null) token = m[1]
-        }
+        token = bearerToken(headers.authorization) ?? undefined
         break
       }
       case 'query':
@@ -49,25 +47,14 @@ export function findToken (headers: IncomingHttpHeaders, url: string, isWebSocke
 
 /** The value of query parameter `name` in a request URL, decoded. */
 export function queryValue (url: string, name: string): string | undefined {
-  const q = url.indexOf('?')
-  if (q === -1) return undefined
-  for (const pair of url.slice(q + 1).split('&')) {
-    const eq = pair.indexOf('=')
-    const k = safeDecode(eq === -1 ? pair : pair.slice(0, eq))
-    if (k === name) return eq === -1 ? '' : safeDecode(pair.slice(eq + 1))
-  }
-  return undefined
+  const p = queryPairs(url).find((x) => x.name === name)
+  if (p === undefined) return undefined
+  return p.eq === -1 ? '' : formDecode(p.raw.slice(p.eq + 1))
 }
 
 /** The query string (without "?") minus every `name` parameter; other parameters stay byte for byte. */
 export function queryWithout (url: string, name: string): string {
-  const q = url.indexOf('?')
-  if (q === -1) return ''
-  return url.slice(q + 1).split('&').filter((pair) => {
-    if (pair === '') return false
-    const eq = pair.indexOf('=')
-    return safeDecode(eq === -1 ? pair : pair.slice(0, eq)) !== name
-  }).join('&')
+  return queryPairs(url).filter((p) => p.raw !== '' && p.name !== name).map((p) => p.raw).join('&')
 }
 
 
@@ -81,10 +68,6 @@ export function parseProtocols (h: string | string[] | undefined): string[] {
 /** The `bearer.<jwt>` offer, if the client made one. */
 export function bearerProtocol (h: string | string[] | undefined): string | undefined {
   return parseProtocols(h).find((p) => p.startsWith(BEARER_PROTOCOL_PREFIX))
-}
-
-function safeDecode (s: string): string {
-  try { return decodeURIComponent(s.replace(/\+/g, ' ')) } catch { return s }
 }
 
 /** Header values for `forwardClaims` (claim -> header) from verified claims. */

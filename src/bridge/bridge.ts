@@ -25,6 +25,8 @@ import {
 } from '../close-codes.js'
 import { TokenBucket } from '../limits/token-bucket.js'
 import { DEFAULT_CLOSE_TIMEOUT } from '../config/defaults.js'
+import { connectionDue, sideDue, type HeartbeatSettings } from './heartbeat.js'
+import type { ConnectionView } from '../admin/schemas.js'
 import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, randomInto, unmask } from './frames.js'
 import { InflateMeter, METER_OK, METER_TOO_BIG, parseDeflateParams, type DeflateParams, type MeterVerdict } from './inflate-meter.js'
 import { ProtocolError } from './protocol-errors.js'
@@ -100,11 +102,7 @@ export interface BridgeOptions {
   upstreamReads?: ReusedReads | null
 }
 
-export interface HeartbeatSettings {
-  pingInterval: number
-  pongTimeout: number
-  idleTimeout: number
-}
+export type { HeartbeatSettings } from './heartbeat.js'
 
 /** Where reading one side's frames stands. */
 interface Reader {
@@ -298,14 +296,9 @@ export class Bridge {
    */
   tick (now: number, wallNow: number, s: HeartbeatSettings): void {
     if (this.closing) return
-    if (this.info.expiresAt !== undefined && this.info.expiresAt > 0 && wallNow >= this.info.expiresAt) {
-      this.close(CLOSE_POLICY, REASON_TOKEN_EXPIRED)
-      return
-    }
-    if (s.idleTimeout > 0 && now - this.lastDataAt >= s.idleTimeout) {
-      this.close(CLOSE_GOING_AWAY, REASON_IDLE)
-      return
-    }
+    const due = connectionDue(this.info.expiresAt ?? 0, this.lastDataAt, now, wallNow, s)
+    if (due === 'expired') { this.close(CLOSE_POLICY, REASON_TOKEN_EXPIRED); return }
+    if (due === 'idle') { this.close(CLOSE_GOING_AWAY, REASON_IDLE); return }
     // 'drain' only follows a write that filled the socket's own buffer: with a highWaterMark
     // below that, the sweep is what notices the other side has emptied.
     if (this.client.paused && this.up.socket.writableLength <= this.opts.highWaterMark) this.client.resume?.()
@@ -324,14 +317,13 @@ export class Bridge {
     }
   }
 
-  /** Returns true when this side missed its pong deadline. */
+  /** Returns true when this side missed its pong deadline; sends its ping when one is due. */
   private heartbeatSide (side: Side, now: number, s: HeartbeatSettings): boolean {
-    if (side.pingSentAt !== 0) {
-      // While reading this side is paused for backpressure its pongs cannot be read: not a sign of death.
-      if (side.paused) { side.pingSentAt = now; return false }
-      return now - side.pingSentAt >= s.pongTimeout
-    }
-    if (now - side.lastPingAt >= s.pingInterval) {
+    const due = sideDue(side, now, s)
+    if (due === 'dead') return true
+    // While reading this side is paused for backpressure its pongs cannot be read: its deadline restarts.
+    if (due === 'wait') { side.pingSentAt = now; return false }
+    if (due === 'ping') {
       side.lastPingAt = now
       side.pingSentAt = now
       side.pingWrittenAt = 0
@@ -575,6 +567,30 @@ export class Bridge {
     this.maybeEnd(side)
   }
 
+  /*
+   * The close handshake, per side (flags of Side), and for the pair (`closing`, `endInfo`):
+   *
+   *                 close frame from the side          close frame to the side
+   *   OPEN ----------------------------------+   +------------------------------ OPEN
+   *     |                                    v   v                                 |
+   *     |                     closeReceived        closeSent                        |
+   *     |                          |  (we answer: sendClose)  | (it answers)        |
+   *     |                          +-----------+   +----------+                     |
+   *     |                                      v   v                                |
+   *     |                          closeSent && closeReceived: maybeEnd -> end()    |
+   *     |                                        |                                  |
+   *     | protocol error: failing               v                 mid-frame: cut    |
+   *     +--> close frame, end(), no wait --> TCP closed (ended) <-- end(), no frame -+
+   *                                            |
+   *                      both sides ended: finish() -> onEnd (metrics, registry, log)
+   *
+   * The first event that starts closing either side (a close frame, a protocol error, a socket
+   * that ends, close()/terminate(), a missed pong) calls beginClose once: it records who closed
+   * and the codes each side sees (BridgeEnd), and arms closeTimeout, after which both sockets are
+   * destroyed. A close frame is relayed to the peer with relayClose's mapping (1005/1006 are not
+   * sendable). A failed or cut side gets FAIL_TIMEOUT (endSoon) to close its TCP.
+   */
+
   /** Sends a close frame to `side` (once); `code` undefined: no status. */
   private sendClose (side: Side, code: number | undefined, reason: string): void {
     if (side.closeSent || side.ended) return
@@ -758,7 +774,7 @@ export class Bridge {
   }
 
   /** The admin API's view of this connection (the Connection schema of src/admin/schemas.ts). */
-  toJSON (): Record<string, unknown> {
+  toJSON (): ConnectionView {
     const i = this.info
     return {
       id: i.id,

@@ -1,9 +1,48 @@
 /**
- * One timer for every connection (not a timer per connection): each sweep asks every live bridge
- * whether a ping is due, a pong is late, it has been idle too long or its token expired.
- * The timer is unref()'d so it never keeps the process alive (as in the ws README's heartbeat).
+ * Heartbeats: the rules (when a ping is due, when a side is dead, when a connection is idle or
+ * its token has expired) and the one timer that applies them to every connection (not a timer
+ * per connection). Each sweep asks every live bridge to `tick`; the bridge acts on what the rules
+ * say. The timer is unref()'d so it never keeps the process alive (as in the ws README's heartbeat).
  */
-import type { HeartbeatSettings } from './bridge.js'
+
+export interface HeartbeatSettings {
+  pingInterval: number
+  pongTimeout: number
+  /** 0: never idle. */
+  idleTimeout: number
+}
+
+/** One side's heartbeat clock, in performance.now() milliseconds (0: never). */
+export interface SideClock {
+  /** When the ping still waiting for its pong was sent; 0 when none is waiting. */
+  pingSentAt: number
+  lastPingAt: number
+  /** Reading this side is paused (backpressure): its pongs cannot be read now. */
+  paused: boolean
+}
+
+/**
+ * What one side needs now: `dead` when its pong is later than pongTimeout; `wait` when a pong is
+ * owed but the side is paused (not a sign of death: its deadline restarts); `ping` when
+ * pingInterval has passed since the last ping; else `none`.
+ */
+export function sideDue (side: SideClock, now: number, s: HeartbeatSettings): 'none' | 'ping' | 'wait' | 'dead' {
+  if (side.pingSentAt !== 0) {
+    if (side.paused) return 'wait'
+    return now - side.pingSentAt >= s.pongTimeout ? 'dead' : 'none'
+  }
+  return now - side.lastPingAt >= s.pingInterval ? 'ping' : 'none'
+}
+
+/**
+ * Whether the whole connection ends now: `expired` when its token's exp (`expiresAt`, wall-clock
+ * ms; 0: none) has passed; `idle` when no data frame moved for idleTimeout; else `none`.
+ */
+export function connectionDue (expiresAt: number, lastDataAt: number, now: number, wallNow: number, s: HeartbeatSettings): 'none' | 'expired' | 'idle' {
+  if (expiresAt > 0 && wallNow >= expiresAt) return 'expired'
+  if (s.idleTimeout > 0 && now - lastDataAt >= s.idleTimeout) return 'idle'
+  return 'none'
+}
 
 export interface Sweepable {
   tick (now: number, wallNow: number, settings: HeartbeatSettings): void

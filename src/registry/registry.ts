@@ -20,11 +20,16 @@ export interface ConnectionPage {
   partial?: boolean
 }
 
+/** The one filter rule: a connection passes when its route and user are the ones asked for (if any). */
+export function matchesFilter (route: unknown, userId: unknown, filter: { route?: string, user?: string }): boolean {
+  return (filter.route === undefined || route === filter.route) && (filter.user === undefined || userId === filter.user)
+}
+
 /** Filters, sorts by connectedAt and pages connection views (for registries that gather them). */
 export function pageOf (all: Array<Record<string, unknown>>, filter: ConnectionFilter = {}): ConnectionPage {
   const limit = filter.limit ?? 100
   const offset = filter.offset ?? 0
-  const matched = all.filter((c) => (filter.route === undefined || c.route === filter.route) && (filter.user === undefined || c.userId === filter.user))
+  const matched = all.filter((c) => matchesFilter(c.route, c.userId, filter))
   matched.sort((a, b) => String(a.connectedAt).localeCompare(String(b.connectedAt)) || String(a.id).localeCompare(String(b.id)))
   return { total: matched.length, connections: matched.slice(offset, offset + limit) }
 }
@@ -97,9 +102,7 @@ export class MemoryRegistry implements ConnectionRegistry {
   async broadcast (filter: { route?: string, user?: string }, data: Buffer | string, isBinary: boolean): Promise<number> {
     let n = 0
     for (const b of this.byId.values()) {
-      if (filter.route !== undefined && b.info.route !== filter.route) continue
-      if (filter.user !== undefined && b.info.userId !== filter.user) continue
-      if (b.send(data, isBinary)) n++
+      if (matchesFilter(b.info.route, b.info.userId, filter) && b.send(data, isBinary)) n++
     }
     return n
   }
@@ -111,8 +114,7 @@ export class MemoryRegistry implements ConnectionRegistry {
     const connections: Array<Record<string, unknown>> = []
     // Map iteration is insertion order, which is connectedAt order.
     for (const b of this.byId.values()) {
-      if (filter.route !== undefined && b.info.route !== filter.route) continue
-      if (filter.user !== undefined && b.info.userId !== filter.user) continue
+      if (!matchesFilter(b.info.route, b.info.userId, filter)) continue
       if (total >= offset && connections.length < limit) connections.push(b.toJSON())
       total++
     }
