@@ -1,0 +1,107 @@
+/**
+ * src/logger.ts: redactUrl (the token query parameter and token-like ones masked, every other
+ * byte of the URL untouched) and loggerOptions (credential headers redacted, the request
+ * serializer's URL masked), checked through a real pino logger writing to memory.
+ */
+import { describe, test } from 'node:test'
+import assert from 'node:assert/strict'
+import { Writable } from 'node:stream'
+import { pino, type LoggerOptions } from 'pino'
+import type { FastifyRequest } from 'fastify'
+import { loggerOptions, REDACT_PATHS, redactUrl } from '../../src/logger.js'
+
+describe('redactUrl', () => {
+  test('no query: the URL as is', () => {
+    assert.equal(redactUrl('/ws/chat', 'access_token'), '/ws/chat')
+    assert.equal(redactUrl('/', 'access_token'), '/')
+  })
+
+  test('masks the configured parameter, keeps every other parameter and the path', () => {
+    assert.equal(redactUrl('/ws?room=1&tk=secret&x=a+b%2F', 'tk'), '/ws?room=1&tk=[REDACTED]&x=a+b%2F')
+  })
+
+  test('masks every occurrence of a repeated parameter', () => {
+    assert.equal(redactUrl('/p?tk=1&a=2&tk=3', 'tk'), '/p?tk=[REDACTED]&a=2&tk=[REDACTED]')
+  })
+
+  test('token-like names are masked whatever the configured one: access_token, token, id_token, jwt', () => {
+    assert.equal(redactUrl('/p?access_token=a&token=b&id_token=c&jwt=d&keep=e', 'tk'),
+      '/p?access_token=[REDACTED]&token=[REDACTED]&id_token=[REDACTED]&jwt=[REDACTED]&keep=e')
+  })
+
+  test('names compare case-insensitively, and the name bytes are kept', () => {
+    assert.equal(redactUrl('/p?TK=1&Access_Token=2', 'tk'), '/p?TK=[REDACTED]&Access_Token=[REDACTED]')
+    assert.equal(redactUrl('/p?tk=1', 'TK'), '/p?tk=[REDACTED]')
+  })
+
+  test('a percent-encoded name is decoded before comparing; its original spelling stays', () => {
+    assert.equal(redactUrl('/p?%74k=1&access%5Ftoken=2', 'tk'), '/p?%74k=[REDACTED]&access%5Ftoken=[REDACTED]')
+  })
+
+  test('a malformed escape in a name does not throw and is compared as is', () => {
+    assert.equal(redactUrl('/p?%zz=1&tk=2', 'tk'), '/p?%zz=1&tk=[REDACTED]')
+  })
+
+  test('names that merely contain a token name are not masked', () => {
+    assert.equal(redactUrl('/p?tk2=1&mytk=2&tokens=3&jwt_kind=4', 'tk'), '/p?tk2=1&mytk=2&tokens=3&jwt_kind=4')
+  })
+
+  test('a token parameter without "=" has no value to mask and stays; an empty value is masked', () => {
+    assert.equal(redactUrl('/p?tk&a=1', 'tk'), '/p?tk&a=1')
+    assert.equal(redactUrl('/p?tk=', 'tk'), '/p?tk=[REDACTED]')
+  })
+
+  test('a value holding "=" is masked whole; empty pairs are kept', () => {
+    assert.equal(redactUrl('/p?tk=a=b==&&x=', 'tk'), '/p?tk=[REDACTED]&&x=')
+  })
+})
+
+/** A pino logger with the gateway's options, and the lines it wrote. */
+function capture (tokenParam = 'tk'): { log: pino.Logger, lines: () => Array<Record<string, unknown>> } {
+  const out: string[] = []
+  const dest = new Writable({ write (chunk, _enc, cb) { out.push(String(chunk)); cb() } })
+  const log = pino(loggerOptions('info', tokenParam) as LoggerOptions, dest)
+  return { log, lines: () => out.join('').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>) }
+}
+
+describe('loggerOptions', () => {
+  test('level, redaction paths and censor', () => {
+    const o = loggerOptions('debug', 'tk') as LoggerOptions
+    assert.equal(o.level, 'debug')
+    assert.deepEqual(o.redact, { paths: REDACT_PATHS, censor: '[REDACTED]' })
+    for (const h of ['authorization', 'cookie', 'sec-websocket-protocol', 'proxy-authorization', 'set-cookie']) {
+      assert.ok(REDACT_PATHS.some((p) => p === `headers.${h}` || p === `headers["${h}"]`), h)
+    }
+  })
+
+  test('credential headers in a logged `headers` object are redacted; others are kept', () => {
+    const { log, lines } = capture()
+    log.info({
+      headers: {
+        authorization: 'Bearer s1', cookie: 'tk=s2', 'sec-websocket-protocol': 'bearer.s3',
+        'proxy-authorization': 'Basic s4', 'set-cookie': ['a=s5'], 'user-agent': 'ua/1'
+      }
+    }, 'hello')
+    const [line] = lines()
+    assert.deepEqual(line.headers, {
+      authorization: '[REDACTED]', cookie: '[REDACTED]', 'sec-websocket-protocol': '[REDACTED]',
+      'proxy-authorization': '[REDACTED]', 'set-cookie': '[REDACTED]', 'user-agent': 'ua/1'
+    })
+    assert.equal(JSON.stringify(line).includes('s1'), false)
+  })
+
+  test('the req serializer logs method, masked URL and client address, and no headers', () => {
+    const { log, lines } = capture('tk')
+    const req = {
+      method: 'GET',
+      url: '/ws?tk=secret&room=1',
+      ip: '198.51.100.7',
+      socket: { remotePort: 40000 },
+      headers: { authorization: 'Bearer secret' }
+    } as unknown as FastifyRequest
+    log.info({ req }, 'request')
+    const [line] = lines()
+    assert.deepEqual(line.req, { method: 'GET', url: '/ws?tk=[REDACTED]&room=1', remoteAddress: '198.51.100.7', remotePort: 40000 })
+    assert.equal(JSON.stringify(line).includes('secret'), false)
+  })
+})
