@@ -11,7 +11,7 @@ import type { RateLimitConfig, RateWindow } from '../src/config/types.js'
 import type { ConcurrencyLimiter, Lease } from '../src/limits/concurrency.js'
 import type { WindowStore } from '../src/limits/window-store.js'
 import { codes } from '../src/errors.js'
-import { DEFAULT_REDIS_FAIL_OPEN } from '../src/config/defaults.js'
+import { DEFAULT_RATE_KEY_BY, DEFAULT_REDIS_FAIL_OPEN } from '../src/config/defaults.js'
 
 interface WindowResult { isAllowed: boolean, isExceeded?: boolean, max?: number, remaining?: number, ttlInSeconds?: number }
 type WindowLimiter = (req: FastifyRequest) => Promise<WindowResult>
@@ -55,7 +55,7 @@ export default fp<LimitsPluginOptions>(async function limitsPlugin (fastify, opt
     // Counters live in Redis in cluster mode, else in the shared in-memory store: both outlive a reload.
     ...(fastify.redis !== null ? { redis: fastify.redis, nameSpace: `${prefix}rl:` } : { store: opts.windows.storeClass() as never }),
     skipOnError: failOpen,
-    keyGenerator: (req: FastifyRequest) => keyOf(req, cfg.rateLimit?.keyBy ?? 'ip'),
+    keyGenerator: (req: FastifyRequest) => keyOf(req, cfg.rateLimit?.keyBy ?? DEFAULT_RATE_KEY_BY),
     errorResponseBuilder: (_req, ctx) => Object.assign(new codes.GW_ERR_RATE_LIMITED(ctx.after), { statusCode: ctx.statusCode })
   })
 

@@ -21,7 +21,5 @@ if (files.length === 0) {
   process.exit(1)
 }
 const args = ['--import', 'tsx', '--test', '--test-concurrency=2', '--test-timeout=300000', ...files]
-// @fastify/autoload cannot see tsx loaded with --import; this tells it the routes/ folder may be .ts.
-const env = { ...process.env, FASTIFY_AUTOLOAD_TYPESCRIPT: '1' }
-const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit', env })
+const child = spawn(process.execPath, args, { cwd: root, stdio: 'inherit' })
 child.on('exit', (code, signal) => process.exit(signal ? 1 : code ?? 1))

@@ -3,7 +3,7 @@
  * of IPs that keep presenting wrong credentials.
  */
 import { createHash, timingSafeEqual } from 'node:crypto'
-import { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_AUTH_WINDOW } from '../config/defaults.js'
+import { ADMIN_AUTH_FAILURES_PER_MINUTE, ADMIN_AUTH_MAX_IPS, ADMIN_AUTH_WINDOW } from '../config/defaults.js'
 import { bearerToken } from '../http/headers.js'
 
 /** Compares digests, so neither the token's content nor its length leaks through timing. */
@@ -44,7 +44,7 @@ export class AdminAuthFailures {
   constructor (opts: AdminAuthFailuresOptions = {}) {
     this.max = opts.max ?? ADMIN_AUTH_FAILURES_PER_MINUTE
     this.windowMs = opts.windowMs ?? ADMIN_AUTH_WINDOW
-    this.maxKeys = opts.maxKeys ?? 10_000
+    this.maxKeys = opts.maxKeys ?? ADMIN_AUTH_MAX_IPS
   }
 
   /** Seconds until `ip` may try again (for Retry-After), or 0 when it is not locked out. */

@@ -11,12 +11,18 @@ export class EarlyData {
   private readonly chunks: Buffer[] = []
   private bytes: number
   private reading = false
+  private gone = false
 
   /**
    * @param head bytes that came with the upgrade request itself (Node's `upgrade` event).
    * @param onGone called once if the client ends or closes its socket meanwhile.
    */
-  constructor (private readonly socket: Socket, head: Buffer | undefined, private readonly limit: number, private readonly onGone: () => void) {
+  constructor (private readonly socket: Socket, head: Buffer | undefined, private readonly limit: number, onGone: () => void) {
+    this.onGone = () => {
+      if (this.gone) return
+      this.gone = true
+      onGone()
+    }
     if (head !== undefined && head.length > 0) this.chunks.push(head)
     this.bytes = head?.length ?? 0
     if (this.bytes >= limit) socket.pause()
@@ -24,6 +30,8 @@ export class EarlyData {
     socket.once('end', this.onGone)
     socket.once('close', this.onGone)
   }
+
+  private readonly onGone: () => void
 
   private readonly onData = (chunk: Buffer): void => {
     this.chunks.push(chunk)

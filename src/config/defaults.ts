@@ -59,3 +59,11 @@ export const DEFAULT_RATE_WINDOW = 60_000
 export const ADMIN_AUTH_WINDOW = 60_000
 /** Time a side has to answer a close frame before its socket is destroyed. */
 export const DEFAULT_CLOSE_TIMEOUT = 10_000
+export const DEFAULT_COMPRESSION = 'passthrough'
+export const DEFAULT_ADMIN_PORT = 0
+export const DEFAULT_CLOCK_TOLERANCE = 0
+export const DEFAULT_ROUTE_WEBSOCKET = true
+export const DEFAULT_ROUTE_HTTP = true
+export const DEFAULT_LOG_LEVEL = 'info'
+/** IPs whose wrong admin tokens are counted at once (the oldest are forgotten past that). */
+export const ADMIN_AUTH_MAX_IPS = 10_000

@@ -7,6 +7,7 @@ import { dirname, extname, resolve as resolvePath } from 'node:path'
 import { parse as parseYaml, YAMLParseError } from 'yaml'
 import { ConfigError } from '../errors.js'
 import { resolveConfig } from './resolve.js'
+import { DEFAULT_LOG_LEVEL } from './defaults.js'
 import type { GatewayConfig } from './types.js'
 import type { GatewayConfigInput } from './schema.js'
 
@@ -78,7 +79,7 @@ export function loadConfig (opts: { argv?: string[], env?: NodeJS.ProcessEnv, cw
   const input = structuredClone(fromFile) as GatewayConfigInput & Record<string, unknown>
   applyEnv(input, env)
 
-  const logLevel = nonEmpty(env.LOG_LEVEL) ?? 'info'
+  const logLevel = nonEmpty(env.LOG_LEVEL) ?? DEFAULT_LOG_LEVEL
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `invalid level "${logLevel}" (one of ${LOG_LEVELS.join(', ')})`)
 
   const upstreamUrl = nonEmpty(env.UPSTREAM_URL)

@@ -142,10 +142,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       connectTimeout: dur(ws.connectTimeout, D.DEFAULT_CONNECT_TIMEOUT),
       highWaterMark: size(ws.highWaterMark, D.DEFAULT_HIGH_WATER_MARK),
       allowedOrigins: ws.allowedOrigins ?? [],
-      compression: ws.compression ?? 'passthrough'
+      compression: ws.compression ?? D.DEFAULT_COMPRESSION
     },
     rateLimit: topLimit,
-    admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? 0 },
+    admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? D.DEFAULT_ADMIN_PORT },
     metrics: { protected: cfg.metrics?.protected ?? D.DEFAULT_METRICS_PROTECTED },
     plugins: (cfg.plugins ?? []).map((p) => typeof p === 'string'
       ? { path: pluginPath(p, abs), options: {} }
@@ -184,7 +184,7 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       algorithms,
       issuer: jwt.issuer,
       audience: jwt.audience,
-      clockToleranceSec: jwt.clockToleranceSec ?? 0,
+      clockToleranceSec: jwt.clockToleranceSec ?? D.DEFAULT_CLOCK_TOLERANCE,
       requiredClaims: [...new Set(jwt.requiredClaims ?? [])]
     }
   }
@@ -255,8 +255,8 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
     upstream = upstreams[r.upstream] ?? null
     if (upstream === null) throw new ConfigError(`${path}.upstream`, `unknown upstream "${r.upstream}"`)
   }
-  const websocket = staticDir === null && (r.websocket ?? true)
-  const http = r.http ?? true
+  const websocket = staticDir === null && (r.websocket ?? D.DEFAULT_ROUTE_WEBSOCKET)
+  const http = r.http ?? D.DEFAULT_ROUTE_HTTP
   if (!websocket && !http) throw new ConfigError(`${path}`, 'route serves neither HTTP nor WebSocket (websocket and http are both false)')
   return {
     index: i,

@@ -23,7 +23,7 @@ export function restartOnly (a: GatewayConfig, b: GatewayConfig): string[] {
 export function keepRestartOnly (next: GatewayConfig, prev: GatewayConfig): GatewayConfig {
   return {
     ...next,
-    server: { ...next.server, host: prev.server.host, port: prev.server.port, trustProxy: prev.server.trustProxy, tls: prev.server.tls === undefined ? undefined : next.server.tls },
+    server: { ...next.server, host: prev.server.host, port: prev.server.port, trustProxy: prev.server.trustProxy, tls: prev.server.tls === undefined ? undefined : next.server.tls ?? prev.server.tls },
     admin: { ...next.admin, port: prev.admin.port },
     auth: { ...next.auth, queryParam: prev.auth.queryParam },
     redis: prev.redis

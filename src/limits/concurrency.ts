@@ -130,7 +130,12 @@ export class RedisConcurrency implements ConcurrencyLimiter {
   }
 
   async count (key: string): Promise<number> {
-    const n = Number(await this.redis.get(this.countKey(key)) ?? 0)
+    // A key of another type (junk left in Redis) answers WRONGTYPE: it counts as 0, as in acquire.
+    const raw = await this.redis.get(this.countKey(key)).catch((err: Error) => {
+      if (err.message.startsWith('WRONGTYPE')) return null
+      throw err
+    })
+    const n = Number(raw ?? 0)
     return Number.isSafeInteger(n) && n > 0 ? n : 0
   }
 }

@@ -73,7 +73,7 @@ async function startGatewayProcess (t: TestContext, config: GatewayConfigInput):
   const child = spawn(process.execPath, ['--import', 'tsx', fixture, JSON.stringify(config)], {
     cwd: root,
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    env: { ...process.env, FASTIFY_AUTOLOAD_TYPESCRIPT: '1' }
+    env: { ...process.env }
   })
   const exited = once(child, 'exit')
   t.after(async () => {

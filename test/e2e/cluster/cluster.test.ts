@@ -120,7 +120,7 @@ test('an instance killed with SIGKILL vanishes from listings within 3 pingInterv
   const port = await freePort()
   const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json')], {
     cwd: process.cwd(),
-    env: { PATH: process.env.PATH, FASTIFY_AUTOLOAD_TYPESCRIPT: '1', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: 'ignore'
   })
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
@@ -200,7 +200,7 @@ test('--workers 2: two processes share the port and, through Redis, one registry
   const port = await freePort()
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json'), '--workers', '2'], {
     cwd: process.cwd(),
-    env: { PATH: process.env.PATH, FASTIFY_AUTOLOAD_TYPESCRIPT: '1', PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
+    env: { PATH: process.env.PATH, PORT: String(port), HOST: '127.0.0.1', LOG_LEVEL: 'warn' },
     stdio: 'ignore'
   })
   t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })

@@ -33,11 +33,11 @@ interface Cli {
   waitForLog (re: RegExp, ms?: number): Promise<RegExpExecArray>
 }
 
-/** Runs the CLI with PATH and FASTIFY_AUTOLOAD_TYPESCRIPT only, plus `env`. Killed after the test. */
+/** Runs the CLI with PATH only, plus `env`. Killed after the test. */
 function spawnCli (t: TestContext, args: string[], env: Record<string, string> = {}): Cli {
   const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', ...args], {
     cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', FASTIFY_AUTOLOAD_TYPESCRIPT: '1', ...env },
+    env: { PATH: process.env.PATH ?? '', ...env },
     stdio: ['ignore', 'pipe', 'pipe']
   })
   let out = ''

@@ -255,7 +255,7 @@ describe('load failures name the plugin', () => {
       writeFileSync(join(dir, 'gateway.json'), JSON.stringify({ server: { host: '127.0.0.1', port: 0 }, plugins }))
       const child = spawn(process.execPath, ['--import', 'tsx', 'src/gateway/cli.ts', '--config', join(dir, 'gateway.json')], {
         cwd: ROOT,
-        env: { PATH: process.env.PATH ?? '', FASTIFY_AUTOLOAD_TYPESCRIPT: '1' },
+        env: { PATH: process.env.PATH ?? '' },
         stdio: ['ignore', 'ignore', 'pipe']
       })
       t.after(() => { if (child.exitCode === null) child.kill('SIGKILL') })
