@@ -27,9 +27,10 @@ import { TokenBucket } from '../limits/token-bucket.js'
 import { DEFAULT_CLOSE_TIMEOUT } from '../config/defaults.js'
 import { connectionDue, sideDue, type HeartbeatSettings } from './heartbeat.js'
 import type { ConnectionView } from '../admin/schemas.js'
-import { closeFrame, encodeFrame, frameError, frameProblem, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, randomInto, unmask } from './frames.js'
+import { closeFrame, encodeFrame, OP_BINARY, OP_CLOSE, OP_CONTINUATION, OP_PING, OP_PONG, OP_TEXT, parseClose, randomInto, unmask } from './frames.js'
 import { InflateMeter, METER_OK, METER_TOO_BIG, parseDeflateParams, type DeflateParams, type MeterVerdict } from './inflate-meter.js'
 import { ProtocolError } from './protocol-errors.js'
+import { frameError, frameProblem, newFrameHeader, scanFrameHeader } from './frame-scanner.js'
 import type { ReusedReads } from './upstream-handshake.js'
 
 export interface BridgeInfo {
@@ -175,7 +176,6 @@ interface Side {
 const PING_PAYLOAD = Buffer.alloc(8)
 /** How long a failed (or cut) connection may take to close its TCP once the gateway ended it. */
 const FAIL_TIMEOUT = 1000
-const MAX_SAFE_HIGH = 0x1fffff
 
 export class Bridge {
   readonly info: BridgeInfo
@@ -194,6 +194,8 @@ export class Bridge {
   /** permessage-deflate's parameters, when it was negotiated. */
   private readonly deflate: DeflateParams | null
   private closing = false
+  /** The frame header being read (scanFrameHeader fills it in place). */
+  private readonly header = newFrameHeader()
   private endInfo: BridgeEnd | null = null
   private closeTimer: NodeJS.Timeout | null = null
   /** performance.now() of the last data frame either way, for idleTimeout. */
@@ -394,32 +396,17 @@ export class Bridge {
         start = pos
         this.flush(to)
       }
+      const h = this.header
+      if (!scanFrameHeader(chunk, pos, len, h)) break
+      const { opcode, fin, masked } = h
+      const plen = h.length
+      const hdr = h.size
       const avail = len - pos
-      if (avail < 2) break
-      const b0 = chunk[pos]
-      const b1 = chunk[pos + 1]
-      let plen = b1 & 0x7f
-      let hdr = 2
-      if (plen === 126) {
-        if (avail < 4) break
-        plen = chunk.readUInt16BE(pos + 2)
-        hdr = 4
-      } else if (plen === 127) {
-        if (avail < 10) break
-        const high = chunk.readUInt32BE(pos + 2)
-        plen = high > MAX_SAFE_HIGH ? Number.MAX_SAFE_INTEGER : high * 0x100000000 + chunk.readUInt32BE(pos + 6)
-        hdr = 10
-      }
-      const masked = (b1 & 0x80) !== 0
-      if (masked) hdr += 4
-      if (avail < hdr) break
-      const opcode = b0 & 0x0f
-      const fin = (b0 & 0x80) !== 0
-      const problem = frameError(b0, masked, plen, from.masked, r.inMessage, this.deflate !== null)
+      const problem = frameError(h.b0, masked, plen, from.masked, r.inMessage, this.deflate !== null)
       if (problem !== null) {
         // Framing that cannot be trusted: the connection is failed at this frame.
         this.relay(to, chunk, start, pos)
-        this.protocolError(from, frameProblem(problem, b0, plen))
+        this.protocolError(from, frameProblem(problem, h.b0, plen))
         start = pos = len
         break
       }
@@ -449,7 +436,7 @@ export class Bridge {
       if (opcode !== OP_CONTINUATION) {
         r.messageBytes = 0
         // RSV1 (allowed by frameError only with permessage-deflate): a compressed message.
-        r.inflating = (b0 & 0x40) !== 0
+        r.inflating = h.rsv1
         if (r.inflating) (r.meter ??= this.newMeter(from)).begin()
         if (from === this.client && this.bucket !== null && !this.closing && !this.bucket.take(now)) {
           // Closing from here on: this frame and the rest are read and dropped, so that the

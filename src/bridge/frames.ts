@@ -1,13 +1,13 @@
 /**
  * RFC 6455 frame helpers for the frame-level relay: the few frames the gateway writes itself
- * (pings, closes, admin pushes), the checks on a relayed frame's header, and the reading of a
- * close frame's payload. Relayed frames are never built here: they pass through as the bytes
+ * (pings, closes, admin pushes), and the reading of a close frame's payload (a relayed frame's
+ * header is read by frame-scanner.ts). Relayed frames are never built here: they pass through as the bytes
  * the peer sent.
  */
 import { randomFillSync } from 'node:crypto'
 import { isUtf8 } from 'node:buffer'
 import { isSendableCode } from '../close-codes.js'
-import { ProtocolError, type ProtocolErrorCode } from './protocol-errors.js'
+import { ProtocolError } from './protocol-errors.js'
 
 /** Random bytes drawn from a pool refilled 4 KiB at a time: one RNG call per 256 handshake keys. */
 const pool = Buffer.allocUnsafe(4096)
@@ -68,43 +68,6 @@ export function unmask (buf: Buffer, start: number, len: number, maskAt: number)
   if (maskAt < 0) { buf.copy(out, 0, start, start + len); return out }
   for (let i = 0; i < len; i++) out[i] = buf[start + i] ^ buf[maskAt + (i & 3)]
   return out
-}
-
-/**
- * What is wrong with a frame's header (RFC 6455 5.2 and 5.5, RFC 7692 6), checked in the order
- * ws's receiver checks it; null when nothing is.
- * @param b0 the header's first byte: FIN, RSV1-3, opcode
- * @param masked the MASK bit
- * @param length the payload length
- * @param fromClient the frame comes from a client (it must be masked) or a server (it must not)
- * @param inMessage the sender is in the middle of a fragmented data message
- * @param deflate permessage-deflate was negotiated: RSV1 may mark a data message's first frame
- */
-export function frameError (b0: number, masked: boolean, length: number, fromClient: boolean, inMessage: boolean, deflate: boolean): ProtocolErrorCode | null {
-  if ((b0 & 0x30) !== 0) return 'WS_ERR_UNEXPECTED_RSV_2_3'
-  const rsv1 = (b0 & 0x40) !== 0
-  if (rsv1 && !deflate) return 'WS_ERR_UNEXPECTED_RSV_1'
-  const opcode = b0 & 0x0f
-  if (opcode === OP_CONTINUATION) {
-    if (rsv1) return 'WS_ERR_UNEXPECTED_RSV_1'
-    if (!inMessage) return 'WS_ERR_UNEXPECTED_CONTINUATION'
-  } else if (opcode === OP_TEXT || opcode === OP_BINARY) {
-    if (inMessage) return 'WS_ERR_EXPECTED_CONTINUATION'
-  } else if (opcode >= OP_CLOSE && opcode <= OP_PONG) {
-    if ((b0 & 0x80) === 0) return 'WS_ERR_EXPECTED_FIN'
-    if (rsv1) return 'WS_ERR_UNEXPECTED_RSV_1'
-    // A close payload of one byte cannot hold a status code.
-    if (length > 125 || (opcode === OP_CLOSE && length === 1)) return 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH'
-  } else return 'WS_ERR_INVALID_OPCODE'
-  if (masked !== fromClient) return fromClient ? 'WS_ERR_EXPECTED_MASK' : 'WS_ERR_UNEXPECTED_MASK'
-  return null
-}
-
-/** frameError's code as an error, with the close reason ws would give (it names the opcode or length). */
-export function frameProblem (code: ProtocolErrorCode, b0: number, length: number): ProtocolError {
-  if (code === 'WS_ERR_INVALID_OPCODE') return new ProtocolError(code, `invalid opcode ${b0 & 0x0f}`)
-  if (code === 'WS_ERR_INVALID_CONTROL_PAYLOAD_LENGTH') return new ProtocolError(code, `invalid payload length ${length}`)
-  return new ProtocolError(code)
 }
 
 export type ParsedClose =
