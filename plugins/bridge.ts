@@ -17,6 +17,7 @@ import { answeredProtocol, handshakeProblem, originAllowed, switchingProtocols }
 import { EarlyData } from '../src/bridge/early-data.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
+import { forwardContext } from './edge.js'
 import { HeartbeatSweeper } from '../src/bridge/heartbeat.js'
 import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
 import { codes } from '../src/errors.js'
@@ -237,17 +238,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     return {
       bearer,
       protocols: bearer === undefined ? allOffered : allOffered.filter((p) => !p.startsWith(BEARER_PROTOCOL_PREFIX)),
-      headers: forwardHeaders(request.headers, {
-        remoteAddress: request.raw.socket.remoteAddress ?? '',
-        clientIp: request.ip,
-        proto: request.protocol,
-        host: request.host,
-        requestId: request.id,
-        extra: target.headers,
-        strip: target.strip,
-        policy: fastify.headerPolicy,
-        httpVersion: request.raw.httpVersion
-      }, skipForWs),
+      headers: forwardHeaders(request.headers, forwardContext(request, target.headers, target.strip), skipForWs),
       // permessage-deflate is negotiated end to end: the relay passes compressed frames as they
       // are. compression: off asks for none, so neither hop compresses.
       extensions: cfg.compression === 'off' ? '' : deflateOffers(request.headers['sec-websocket-extensions']),

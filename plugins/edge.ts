@@ -14,7 +14,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { normaliseTarget, type EncodedSlashes, type RequestTarget, type TargetProblem } from '../src/edge/request-target.js'
 import { codes } from '../src/errors.js'
-import { headerPolicy, type HeaderPolicy } from '../src/edge/forward-headers.js'
+import { headerPolicy, type ForwardContext, type HeaderPolicy } from '../src/edge/forward-headers.js'
 import type { GatewayConfig } from '../src/config/types.js'
 
 const kTarget = Symbol.for('tollgate.requestTarget')
@@ -45,6 +45,25 @@ export function tollgateRewriteUrl (encodedSlashes: EncodedSlashes = 'refuse'): 
 export function notFoundHandler (request: FastifyRequest, reply: FastifyReply): void {
   const path = request.url.split('?', 1)[0]
   void reply.send(new codes.GW_ERR_NOT_FOUND(`${request.method}:${path}`))
+}
+
+/**
+ * Who the client is, as the edge decided (trustProxy applied), for the headers sent upstream:
+ * the same for a proxied request and a WebSocket handshake. `extra` (route headers, claims) is
+ * set last; `strip` names are removed first.
+ */
+export function forwardContext (request: FastifyRequest, extra?: Record<string, string>, strip?: readonly string[]): ForwardContext {
+  return {
+    remoteAddress: request.raw.socket.remoteAddress ?? '',
+    clientIp: request.ip,
+    proto: request.protocol,
+    host: request.host,
+    requestId: request.id,
+    extra,
+    strip,
+    policy: request.server.headerPolicy,
+    httpVersion: request.raw.httpVersion
+  }
 }
 
 /** The request's decided target (normalised path, query, upstream form). */

@@ -9,6 +9,7 @@ import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
+import { forwardContext } from './edge.js'
 import { declaresBody } from '../src/http/headers.js'
 import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
@@ -90,17 +91,7 @@ export default fp(async function httpProxyPlugin (fastify) {
     // The answer is written straight to the response as the upstream sends it. Fastify's
     // onResponse hooks (metrics, the access-log line) still run when it finishes.
     if (!reply.sent) reply.hijack()
-    const headers = forwardHeaders(request.headers, {
-      remoteAddress: request.raw.socket.remoteAddress ?? '',
-      clientIp: request.ip,
-      proto: request.protocol,
-      host: request.host,
-      requestId: request.id,
-      extra: target.headers,
-      strip: target.strip,
-      policy: fastify.headerPolicy,
-      httpVersion: request.raw.httpVersion
-    }, skipForHttp)
+    const headers = forwardHeaders(request.headers, forwardContext(request, target.headers, target.strip), skipForHttp)
     headers.host = targets.parts(target.origin).host
     const q = request.url.indexOf('?')
     const query = target.query !== undefined ? target.query : q === -1 ? '' : request.url.slice(q + 1)
