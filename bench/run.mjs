@@ -279,6 +279,10 @@ async function main () {
   loadgen = await startLoadgen(nodeEnv)
 
   // The proxies under test.
+  if (process.env.BENCH_GATEWAY_TRACING === '1') {
+    otlpSink = await startOtlpSink()
+    log(`tracing on for the gateway path: spans go to ${otlpSink.url}`)
+  }
   const services = {
     gateway: want.has('gateway') ? gatewayService('gateway', root) : null,
     baseline: want.has('baseline') ? gatewayService('baseline', opts.baseline) : null,
@@ -428,6 +432,19 @@ async function main () {
  * --baseline DIR), each with its own config (same routes, secret and admin token), port,
  * upstream port and log, the same env and Node flags, on the proxy core.
  */
+/** An OTLP/HTTP endpoint that takes every batch of spans and drops it (BENCH_GATEWAY_TRACING=1). */
+let otlpSink = null
+async function startOtlpSink () {
+  const { createServer } = await import('node:http')
+  const server = createServer((req, res) => {
+    req.resume()
+    req.on('end', () => { res.writeHead(200, { 'content-type': 'application/json' }).end('{}') })
+  })
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve))
+  server.unref()
+  return { url: `http://127.0.0.1:${server.address().port}` }
+}
+
 function gatewayService (key, dir) {
   const config = join(tmp, `${key}.json`)
   writeFileSync(config, JSON.stringify({
@@ -449,7 +466,14 @@ function gatewayService (key, dir) {
       const p = launch(key, [process.execPath, ...nodeArgs, join(dir, CLI)], {
         cwd: dir,
         core: PROXY_CORE,
-        env: cleanEnv({ NODE_ENV: 'production', GATEWAY_CONFIG: config, LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info' }),
+        env: cleanEnv({
+          NODE_ENV: 'production',
+          GATEWAY_CONFIG: config,
+          LOG_LEVEL: process.env.BENCH_GATEWAY_LOG_LEVEL ?? 'info',
+          // BENCH_GATEWAY_TRACING=1: this tree's gateway (not the baseline) traces every request
+          // and sends its spans to a sink in this process: the cost of tracing on.
+          ...(key === 'gateway' && otlpSink !== null ? { OTEL_EXPORTER_OTLP_ENDPOINT: otlpSink.url } : {})
+        }),
         logFile: join(tmp, `${key}.log`)
       })
       await waitHttp(`http://127.0.0.1:${ports[key]}/health`, 20_000, () => !p.exited)

@@ -15,6 +15,7 @@ import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
 import { deflateOffers, HandshakeCancel, openUpstream, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import { answeredProtocol, handshakeProblem, originAllowed, switchingProtocols } from '../src/bridge/client-handshake.js'
 import { EarlyData } from '../src/bridge/early-data.js'
+import { endWithStatus, SpanKind, type SpanContext } from '../src/tracing/tracer.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
 import { forwardContext } from './edge.js'
@@ -124,6 +125,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
    * so shutdown, reloadDrain and closeOnUnhealthy act on these, not on everything it lists.
    */
   const mine = new Set<Bridge>()
+  const tracing = fastify.tracing
+  /** The handshake span of each traced bridge: the parent of its close span. */
+  const traceOf = new WeakMap<Bridge, SpanContext>()
   /** The pool each bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
   const poolOf = new WeakMap<Bridge, UpstreamPool>()
   function closeAll (code: number, reason: string, which?: (bridge: Bridge) => boolean): number {
@@ -156,6 +160,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   /** One upstream attempt, with its outcome told to the target's pool and the metrics. */
   async function attempt (target: BridgeTarget, request: FastifyRequest, offer: UpstreamOffer): Promise<HandshakeResult> {
+    // Tracing on: a client span for this attempt, whose traceparent goes upstream.
+    const span = tracing === null || request.traceSpan === null ? null : tracing.start('GET', SpanKind.CLIENT, request.traceSpan, { 'http.request.method': 'GET', 'url.full': target.target + target.path.split('?', 1)[0] })
+    if (span !== null) tracing!.inject(span, offer.headers)
     const r = await openUpstream({
       url: target.target + target.path, headers: offer.headers, protocols: offer.protocols, extensions: offer.extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel: offer.cancel, targets: fastify.targetCache
     })
@@ -165,6 +172,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       target.pool?.markFailure(id, r.error.cause instanceof Error ? r.error.cause.message : r.reason)
       fastify.metrics.upstreamError(id, r.reason)
     } else if (r.reason === 'rejected') fastify.metrics.upstreamError(id, r.reason)
+    if (span !== null) {
+      if (!r.ok) span.setAttribute('error.type', r.reason)
+      endWithStatus(span, r.ok ? 101 : r.upstreamStatus ?? r.error.statusCode ?? 502, false)
+    }
     return r
   }
 
@@ -195,7 +206,13 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       const { target, result } = await openWithRetry(request, first, offer)
       early.stop()
       if (!result.ok) {
-        if (result.reason === 'aborted') { reply.hijack(); sock.destroy(); return false }
+        if (result.reason === 'aborted') {
+          // Never answered: the handshake's span ends as nginx would log it.
+          if (request.traceSpan?.isRecording() === true) endWithStatus(request.traceSpan, 499, true)
+          reply.hijack()
+          sock.destroy()
+          return false
+        }
         request.log.warn({ upstream: target.upstream ?? target.target, status: result.error.statusCode, reason: result.reason, err: result.error.cause instanceof Error ? result.error.cause.message : result.error.message }, 'upstream handshake failed')
         await refuse(reply, result.error)
         return false
@@ -268,6 +285,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       handshakeMs: reply.elapsedTime
     }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, extensions: result.extensions, onEnd, onRtt, messageLimit: t.messageLimit, upstreamReads: result.reads })
     fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
+    const span = request.traceSpan
+    if (span !== null) {
+      // The handshake's span ends at the 101 (not a span open for hours); the close gets its own.
+      if (span.isRecording()) endWithStatus(span, 101, true)
+      traceOf.set(bridge, span.spanContext())
+    }
     if (t.pool !== undefined) {
       t.pool.connectionOpened(upstreamUrl)
       poolOf.set(bridge, t.pool)
@@ -297,8 +320,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     sweeper.delete(bridge)
     active--
     const i = bridge.info
+    const durationMs = Date.now() - bridge.connectedAt
+    const trace = traceOf.get(bridge)
+    if (trace !== undefined) closeSpan(bridge, end, trace, durationMs)
     fastify.log.info({
       reqId: i.id,
+      ...(trace !== undefined ? { trace_id: trace.traceId } : {}),
       // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
       req: { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } },
       connId: i.id,
@@ -307,7 +334,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       userId: i.userId,
       statusCode: 101,
       responseTime: i.handshakeMs,
-      durationMs: Date.now() - bridge.connectedAt,
+      durationMs,
       by: end.by,
       clientCode: end.clientCode,
       upstreamCode: end.upstreamCode,
@@ -317,6 +344,21 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       bytesToClient: bridge.bytesToClient
     }, 'websocket closed')
     settled()
+  }
+
+  /** One short span when a traced WebSocket ends: who closed, the codes both ways, its counters. */
+  function closeSpan (bridge: Bridge, end: BridgeEnd, parent: SpanContext, durationMs: number): void {
+    tracing!.startUnder(`WebSocket close ${bridge.info.route}`, SpanKind.INTERNAL, parent, {
+      'tollgate.close.by': end.by,
+      'tollgate.close.client_code': end.clientCode,
+      'tollgate.close.upstream_code': end.upstreamCode,
+      'tollgate.duration_ms': durationMs,
+      'tollgate.messages_from_client': bridge.messagesFromClient,
+      'tollgate.messages_to_client': bridge.messagesToClient,
+      'tollgate.bytes_from_client': bridge.bytesFromClient,
+      'tollgate.bytes_to_client': bridge.bytesToClient,
+      'http.route': bridge.info.route
+    }).end()
   }
 
   // A handshake on a route that bridges nothing (/health, a static route, a plugin's HTTP route)
@@ -348,7 +390,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     closeAll,
     terminateAll () { for (const b of mine) b.terminate() }
   })
-}, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics', 'tollgate-drain', 'tollgate-upstreams'] })
+}, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics', 'tollgate-drain', 'tollgate-upstreams', 'tollgate-tracing'] })
 
 /** What one handshake offers the upstream (the same for a retry on another target). */
 interface UpstreamOffer {

@@ -8,8 +8,9 @@ import fp from 'fastify-plugin'
 import { Agent, Pool } from 'undici'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { IncomingMessage } from 'node:http'
-import { forwardHeaders } from '../src/edge/forward-headers.js'
+import { forwardHeaders, type TargetParts } from '../src/edge/forward-headers.js'
 import { forwardContext } from './edge.js'
+import { endWithStatus, SpanKind, type GatewayTracing, type Span } from '../src/tracing/tracer.js'
 import { declaresBody } from '../src/http/headers.js'
 import { forwardRequest } from '../src/proxy/http-forward.js'
 import { codes, errorBody } from '../src/errors.js'
@@ -68,6 +69,7 @@ export default fp(async function httpProxyPlugin (fastify) {
   fastify.addHook('onClose', async () => { await agent.close() })
 
   const timeout = cfg.server.proxyTimeout
+  const tracing = fastify.tracing
   const state = fastify.gatewayState
   const targets = fastify.targetCache
 
@@ -105,6 +107,8 @@ export default fp(async function httpProxyPlugin (fastify) {
       return reply
     }
     const body = hasBody ? (request.body as IncomingMessage | undefined) ?? request.raw : null
+    // Tracing on: a client span for this upstream call, and its traceparent sent upstream.
+    const span = tracing === null || request.traceSpan === null ? null : clientSpan(tracing, request.traceSpan, method, targets.parts(target.origin), headers, reply)
     forwardRequest(agent, reply.raw, {
       origin: target.origin,
       path: query === '' ? target.path : `${target.path}?${query}`,
@@ -126,6 +130,7 @@ export default fp(async function httpProxyPlugin (fastify) {
         }
         const code = err.cause?.code ?? err.code ?? ''
         const timedOut = TIMEOUT_CODES.has(code)
+        if (span?.isRecording() === true) { span.setAttribute('error.type', code || 'error'); endWithStatus(span, timedOut ? 504 : 502, false) }
         request.log.warn({ upstream: target.origin, code, err: err.message }, 'upstream request failed')
         fastify.metrics.upstreamError(target.origin, timedOut ? 'timeout' : 'refused')
         if (target.onUpstreamError?.(timedOut ? 'timeout' : 'refused', CONNECT_CODES.has(code)) === true) return
@@ -134,7 +139,15 @@ export default fp(async function httpProxyPlugin (fastify) {
     })
     return reply
   })
-}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics', 'tollgate-upstreams', 'tollgate-drain'] })
+}, { name: 'tollgate-http-proxy', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics', 'tollgate-upstreams', 'tollgate-drain', 'tollgate-tracing'] })
+
+/** The upstream call's span: its context goes upstream in `headers`; it ends when the answer does. */
+function clientSpan (tracing: GatewayTracing, parent: Span, method: string, upstream: TargetParts, headers: Record<string, string | string[]>, reply: FastifyReply): Span {
+  const span = tracing.start(method, SpanKind.CLIENT, parent, { 'http.request.method': method, 'server.address': upstream.hostname, 'server.port': upstream.port })
+  tracing.inject(span, headers)
+  reply.raw.once('close', () => { if (span.isRecording()) endWithStatus(span, reply.raw.statusCode, false) })
+  return span
+}
 
 /** Whether a request's TE header lists `trailers` (`TE: trailers, deflate;q=0.5`). */
 function acceptsTrailers (te: string | string[] | undefined): boolean {

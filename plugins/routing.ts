@@ -50,7 +50,7 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
       else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
     }
   })
-}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain'] })
+}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain', 'tollgate-tracing'] })
 
 
 function urls (prefix: string): string[] {
@@ -148,15 +148,18 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
    * included), the upgrade checks, the handshake limits, then auth. With keyBy user the token
    * is verified first, so the limits know the user; a request without a valid one counts by IP.
    */
+  const traced = scope.tracing === null ? null : scope.traced
+  /** `fn`, in a child span of the request's when tracing is on (then auth and limits show in the trace). */
+  const step = <T>(request: FastifyRequest, name: string, fn: () => Promise<T>): Promise<T> => traced === null ? fn() : traced(request, name, fn)
   const onRequest = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (keyByUser) await scope.identify(request)
-    if (limits !== null && !await limits.http(request, reply)) return
+    if (keyByUser) await step(request, 'auth', async () => { await scope.identify(request) })
+    if (limits !== null && !await step(request, 'rate limit', () => limits.http(request, reply))) return
     if (request.ws) {
       if (route.websocket) {
         if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
         // Cluster mode with Redis away: new handshakes follow redis.failOpen.
         if (refuseWhenRedisDown && !scope.redisState.up) { await reply.send(new codes.GW_ERR_CLUSTER_UNAVAILABLE()); return }
-        if (limits !== null && !await limits.handshake(request, reply)) return
+        if (limits !== null && !await step(request, 'rate limit', () => limits.handshake(request, reply))) return
       } else if (isWebSocketUpgrade(request.headers)) {
         await reply.send(new codes.GW_ERR_NO_WEBSOCKET()); return
       } else if (declaresBody(request.headers)) {
@@ -169,7 +172,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       await reply.send(new codes.GW_ERR_BAD_HANDSHAKE('Connection must include upgrade')); return
     }
     if (route.auth !== 'none' && (request as { user?: JwtClaims | null }).user == null) {
-      await scope.checkAuth(request, reply, route.auth)
+      await step(request, 'auth', () => scope.checkAuth(request, reply, route.auth))
     }
   }
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
@@ -197,7 +200,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   const handler = route.http ? httpHandler : upgradeRequired
   const metrics = scope.metrics
   const onResponse = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
-    if (!request.ws) metrics.httpRequest(route.prefix, reply.statusCode)
+    if (!request.ws) metrics.httpRequest(route.prefix, reply.statusCode, reply.elapsedTime / 1000)
   }
   const config = { gatewayRoute: route.prefix }
   for (const url of urls(route.prefix)) {

@@ -22,6 +22,12 @@ export default fp(async function upstreamsPlugin (fastify) {
   const pools = buildPools(upstreams, { log: fastify.log })
   fastify.decorate('upstreamPools', pools)
   fastify.decorate('targetCache', new TargetCache())
-  fastify.addHook('onReady', async () => { for (const p of pools.values()) p.start() })
+  fastify.addHook('onReady', async () => {
+    for (const p of pools.values()) p.start()
+    // The newest ready app's targets are the ones /metrics shows.
+    fastify.metrics.watchTargets(function * () {
+      for (const [cfg, pool] of pools) for (const t of pool.state()) yield { upstream: cfg.name, target: t.url, up: t.healthy }
+    })
+  })
   fastify.addHook('onClose', async () => { for (const p of pools.values()) p.stop() })
-}, { name: 'tollgate-upstreams', fastify: '5.x', dependencies: ['tollgate-config'] })
+}, { name: 'tollgate-upstreams', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-metrics'] })

@@ -67,3 +67,5 @@ export const DEFAULT_ROUTE_HTTP = true
 export const DEFAULT_LOG_LEVEL = 'info'
 /** IPs whose wrong admin tokens are counted at once (the oldest are forgotten past that). */
 export const ADMIN_AUTH_MAX_IPS = 10_000
+export const DEFAULT_SERVICE_NAME = 'tollgate'
+export const DEFAULT_SAMPLE_RATIO = 1

@@ -20,6 +20,8 @@ export interface LoadedConfig {
   /** No config file and no UPSTREAM_URL: the caller runs the demo. */
   demo: boolean
   logLevel: string
+  /** LOG_FORMAT: `pretty` (human-readable lines) or `json`; undefined: pretty on a terminal, else json. */
+  logFormat?: 'pretty' | 'json'
 }
 
 const LOG_LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
@@ -82,9 +84,13 @@ export function loadConfig (opts: { argv?: string[], env?: NodeJS.ProcessEnv, cw
   const logLevel = nonEmpty(env.LOG_LEVEL) ?? DEFAULT_LOG_LEVEL
   if (!LOG_LEVELS.includes(logLevel)) throw new ConfigError('LOG_LEVEL', `invalid level "${logLevel}" (one of ${LOG_LEVELS.join(', ')})`)
 
+  const format = nonEmpty(env.LOG_FORMAT)?.toLowerCase()
+  if (format !== undefined && format !== 'pretty' && format !== 'json') throw new ConfigError('LOG_FORMAT', `invalid format "${format}" (pretty or json)`)
+  const logFormat = format as LoadedConfig['logFormat']
+
   const upstreamUrl = nonEmpty(env.UPSTREAM_URL)
   const config = resolveConfig(input, { baseDir: file === undefined ? cwd : dirname(file) })
-  return { config, input, file, demo: file === undefined && upstreamUrl === undefined, logLevel }
+  return { config, input, file, demo: file === undefined && upstreamUrl === undefined, logLevel, logFormat }
 }
 
 function nonEmpty (v: string | undefined): string | undefined {
@@ -118,6 +124,15 @@ function applyEnv (input: GatewayConfigInput, env: NodeJS.ProcessEnv): void {
   if (adminToken !== undefined) input.admin = { ...(isObject(input.admin) ? input.admin : {}), token: adminToken }
   const redisUrl = nonEmpty(env.REDIS_URL)
   if (redisUrl !== undefined) input.redis = { ...(isObject(input.redis) ? input.redis : {}), url: redisUrl }
+  // The standard OpenTelemetry variables: the traces URL wins over the base endpoint.
+  const otlp = nonEmpty(env.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT) ?? nonEmpty(env.OTEL_EXPORTER_OTLP_ENDPOINT)
+  const serviceName = nonEmpty(env.OTEL_SERVICE_NAME)
+  if (otlp !== undefined || (serviceName !== undefined && isObject(input.tracing))) {
+    const tracing = { ...(isObject(input.tracing) ? input.tracing : {}) }
+    if (otlp !== undefined) tracing.otlpEndpoint = otlp
+    if (serviceName !== undefined) tracing.serviceName = serviceName
+    input.tracing = tracing as GatewayConfigInput['tracing']
+  }
   const upstreamUrl = nonEmpty(env.UPSTREAM_URL)
   if (upstreamUrl !== undefined) {
     // Without this check a value such as "localhost:9001" is taken for an upstream name and fails

@@ -147,6 +147,13 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
     rateLimit: topLimit,
     admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? D.DEFAULT_ADMIN_PORT },
     metrics: { protected: cfg.metrics?.protected ?? D.DEFAULT_METRICS_PROTECTED },
+    tracing: cfg.tracing === undefined
+      ? undefined
+      : {
+          tracesUrl: /\/v1\/traces\/?$/.test(cfg.tracing.otlpEndpoint) ? cfg.tracing.otlpEndpoint : `${cfg.tracing.otlpEndpoint.replace(/\/+$/, '')}/v1/traces`,
+          serviceName: cfg.tracing.serviceName ?? D.DEFAULT_SERVICE_NAME,
+          sampleRatio: cfg.tracing.sampleRatio ?? D.DEFAULT_SAMPLE_RATIO
+        },
     plugins: (cfg.plugins ?? []).map((p) => typeof p === 'string'
       ? { path: pluginPath(p, abs), options: {} }
       : { path: pluginPath(p.path, abs), options: p.options ?? {}, prefix: p.prefix }),

@@ -123,6 +123,11 @@ export const ConfigSchema = Closed({
     keyPrefix: Opt(Type.String())
   })),
   metrics: Opt(Closed({ protected: Opt(Type.Boolean()) })),
+  tracing: Opt(Closed({
+    otlpEndpoint: Type.String({ pattern: '^https?://' }),
+    serviceName: Opt(Type.String({ minLength: 1 })),
+    sampleRatio: Opt(Type.Number({ minimum: 0, maximum: 1 }))
+  })),
   plugins: Opt(Type.Array(Type.Union([
     Type.String({ minLength: 1 }),
     Closed({ path: Type.String({ minLength: 1 }), options: Opt(Type.Record(Type.String(), Type.Unknown())), prefix: Opt(Type.String()) })

@@ -104,6 +104,14 @@ export interface GatewayConfig {
   admin: { token?: string, prefix: string, port: number }
   redis?: { url: string, failOpen: boolean, keyPrefix: string }
   metrics: { protected: boolean }
+  /** OpenTelemetry tracing over OTLP/HTTP; absent: off. */
+  tracing?: {
+    /** Where spans are sent: `<otlpEndpoint>/v1/traces`, or the URL itself when it already ends so. */
+    tracesUrl: string
+    serviceName: string
+    /** Share of new traces sampled (a client's sampled traceparent is always followed). */
+    sampleRatio: number
+  }
   plugins: Array<{ path: string, options: Record<string, unknown>, prefix?: string }>
   /** Folder that relative paths were resolved against (the config file's folder, else the cwd). */
   baseDir: string

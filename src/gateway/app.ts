@@ -70,7 +70,9 @@ class AccessLog extends LogController {
 
   override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return
-    if (error !== null && error !== undefined) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime }, 'request errored')
-    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime }, 'request completed')
+    // With tracing on, the line names its trace.
+    const traceId = request.traceSpan?.spanContext().traceId
+    if (error !== null && error !== undefined) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, trace_id: traceId }, 'request errored')
+    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, trace_id: traceId }, 'request completed')
   }
 }

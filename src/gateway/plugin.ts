@@ -1,5 +1,5 @@
 /**
- * The gateway as one Fastify plugin: the plugins/ (config, cluster, registry, metrics, upstreams,
+ * The gateway as one Fastify plugin: the plugins/ (config, cluster, registry, metrics, tracing, upstreams,
  * drain, auth, limits, bridge, proxy, routing, admin), then the autoloaded routes/ (public, ops,
  * admin), then the user's plugins.
  * Users who run their own Fastify app register this plugin with a configuration object.
@@ -13,6 +13,7 @@ import registryPlugin from '../../plugins/registry.js'
 import metricsPlugin from '../../plugins/metrics.js'
 import upstreamsPlugin from '../../plugins/upstreams.js'
 import drainPlugin from '../../plugins/drain.js'
+import tracingPlugin from '../../plugins/tracing.js'
 import authPlugin from '../../plugins/auth.js'
 import limitsPlugin from '../../plugins/limits.js'
 import bridgePlugin from '../../plugins/bridge.js'
@@ -59,6 +60,7 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   fastify.decorate('reloadGateway', opts.reload ?? null)
   await fastify.register(registryPlugin, { registry: shared.registry })
   await fastify.register(metricsPlugin, { metrics: shared.metrics })
+  await fastify.register(tracingPlugin)
   await fastify.register(upstreamsPlugin)
   await fastify.register(drainPlugin)
   await fastify.register(authPlugin)

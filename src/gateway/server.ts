@@ -33,8 +33,15 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
   // Buffered writes: lines go out 4 KiB at a time under load (one syscall for dozens of
   // requests instead of one per line) and at least every 200 ms when it is quiet; what is left
   // is written when the process exits (a SIGKILL loses up to 200 ms of lines).
-  const destination = pino.destination({ dest: 1, sync: true, minLength: 4096, periodicFlush: 200 })
-  process.once('exit', () => { try { destination.flushSync() } catch { /* stdout gone */ } })
+  // A person at a terminal gets readable lines (as fastify-cli's -P); JSON otherwise, or with LOG_FORMAT=json.
+  const pretty = (first.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
+  const destination = pretty
+    ? (await import('pino-pretty')).default({ destination: 1, sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
+    : pino.destination({ dest: 1, sync: true, minLength: 4096, periodicFlush: 200 })
+  if (!pretty) {
+    const d = destination as ReturnType<typeof pino.destination>
+    process.once('exit', () => { try { d.flushSync() } catch { /* stdout gone */ } })
+  }
   const logger = pino(loggerOptions(first.logLevel, first.config.auth.queryParam) as LoggerOptions, destination) as unknown as FastifyBaseLogger
   let echo: EchoServer | undefined
   let demoToken: string | undefined
@@ -76,6 +83,7 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
     logger.info(`demo: WebSocket  connect a client to ${ws}/echo  (e.g. npx wscat -c ${ws}/echo)`)
     if (demoToken !== undefined) {
       logger.info(`demo: admin token (shown once): ${demoToken}`)
+      logger.info(`demo: dashboard  ${base}${config.admin.prefix}/ui  (sign in with the token above)`)
       logger.info(`demo: admin API  curl -H "Authorization: Bearer <the token above>" ${base}${config.admin.prefix}/connections`)
     }
     logger.info('demo: real upstreams: UPSTREAM_URL=http://host:port npm start, or GATEWAY_CONFIG=gateway.yaml npm start (see gateway.example.yaml)')

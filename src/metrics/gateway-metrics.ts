@@ -19,6 +19,9 @@ export class GatewayMetrics {
   private readonly httpRequests: Counter<'route' | 'status'>
   private readonly handshakeSeconds: Histogram<'route'>
   readonly rtt: Histogram
+  private readonly httpSeconds: Histogram<'route'>
+  /** The current app's upstream targets, read at scrape time (set by the upstreams plugin; a reload replaces it). */
+  private targets: () => Iterable<{ upstream: string, target: string, up: boolean }> = () => []
 
   /** @param live the live connections of this instance, read at scrape time */
   constructor (live: () => Iterable<Bridge>, opts: { defaultMetrics?: boolean } = {}) {
@@ -117,6 +120,24 @@ export class GatewayMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers
     })
+    this.httpSeconds = new Histogram({
+      name: 'tollgate_http_request_duration_seconds',
+      help: 'Time to answer a proxied HTTP request (until its last byte), by route',
+      labelNames: ['route'],
+      buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+      registers
+    })
+    const targetsOf = (): Iterable<{ upstream: string, target: string, up: boolean }> => this.targets()
+    new Gauge({
+      name: 'tollgate_upstream_target_up',
+      help: 'Whether an upstream target may be picked now (1), or is down or unhealthy (0)',
+      labelNames: ['upstream', 'target'],
+      registers,
+      collect () {
+        this.reset()
+        for (const t of targetsOf()) this.set({ upstream: t.upstream, target: t.target }, t.up ? 1 : 0)
+      }
+    })
     this.rtt = new Histogram({
       name: 'tollgate_websocket_rtt_seconds',
       help: 'Heartbeat round-trip time from the gateway to its clients',
@@ -148,9 +169,15 @@ export class GatewayMetrics {
     this.ended.set(route, t)
   }
 
-  /** A proxied HTTP request finished. */
-  httpRequest (route: string, status: number): void {
+  /** A proxied HTTP request finished, after `seconds`. */
+  httpRequest (route: string, status: number, seconds?: number): void {
     this.httpRequests.inc({ route, status: String(status) })
+    if (seconds !== undefined) this.httpSeconds.observe({ route }, seconds)
+  }
+
+  /** Where the upstream targets' health is read at scrape time (the current app's pools). */
+  watchTargets (targets: () => Iterable<{ upstream: string, target: string, up: boolean }>): void {
+    this.targets = targets
   }
 
   /** Prometheus text exposition. */

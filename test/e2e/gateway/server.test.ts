@@ -13,6 +13,7 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { upstreamFor as upstream } from '../../helpers/upstream.js'
 import { closed, connect, nextMessage } from '../../helpers/ws.js'
+import { freePort, waitFor } from '../../helpers/resources.js'
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url))
 /** Startup includes tsx compiling the sources on a cold cache. */
@@ -184,6 +185,23 @@ describe('the tollgate process', { concurrency: 4 }, () => {
     assert.ok(!cli.stderr().includes('    at '))
   })
 
+  test('LOG_FORMAT=pretty prints readable lines, json (the default off a terminal) JSON; another value is refused', { timeout: 2 * START_MS + EXIT_MS }, async (t) => {
+    const port = await freePort()
+    const pretty = spawnCli(t, [], { LOG_FORMAT: 'pretty', PORT: String(port), HOST: '127.0.0.1' })
+    await waitFor(() => /demo: real upstreams/.test(pretty.stdout()), () => pretty.stdout(), START_MS)
+    const lines = pretty.stdout().split('\n').filter((l) => l.trim() !== '')
+    assert.ok(lines.length > 3)
+    for (const line of lines) assert.throws(() => JSON.parse(line), `not JSON: ${line}`)
+    assert.ok(lines.some((l) => /INFO/.test(l) && l.includes('demo: dashboard')), pretty.stdout())
+    const json = spawnCli(t, [], { LOG_FORMAT: 'JSON', PORT: '0', HOST: '127.0.0.1' })
+    await json.waitForLog(/^demo: real upstreams/, START_MS)
+    assert.ok(json.logs().some((l) => l.level === 30 && /^demo: dashboard/.test(String(l.msg))))
+    const bad = spawnCli(t, [], { LOG_FORMAT: 'xml' })
+    const exit = await bad.exit
+    assert.equal(exit.code, 1)
+    assert.match(bad.stderr(), /LOG_FORMAT: invalid format "xml" \(pretty or json\)/)
+  })
+
   test('--help prints the usage and exits 0', { timeout: START_MS + EXIT_MS }, async (t) => {
     const cli = spawnCli(t, ['--help'])
     assert.deepEqual(await exitWithin(cli, START_MS), { code: 0, signal: null })
@@ -203,6 +221,9 @@ describe('the tollgate process', { concurrency: 4 }, () => {
     const tokenLine = msgs.find((m) => /admin token/i.test(m))
     assert.ok(tokenLine !== undefined, `an admin token line in the banner:\n${banner}`)
     assert.match(tokenLine, /admin token.*: [A-Za-z0-9_-]{16,}$/)
+    // The dashboard's URL next to the token.
+    const tokenAt = msgs.indexOf(tokenLine)
+    assert.ok(msgs.slice(tokenAt, tokenAt + 3).some((m) => m.includes(`${gw.url}/admin/ui`)), `the dashboard URL next to the token:\n${banner}`)
     assert.ok(msgs.some((m) => m.includes('UPSTREAM_URL') && m.includes('GATEWAY_CONFIG')), `how to configure real upstreams:\n${banner}`)
 
     const res = await getJson<Echo>(`${gw.url}/echo/hi?name=you`)
