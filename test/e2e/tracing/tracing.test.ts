@@ -179,3 +179,21 @@ test('config: OTEL_EXPORTER_OTLP_ENDPOINT and OTEL_SERVICE_NAME turn tracing on;
   assert.throws(() => resolveConfig({ tracing: { otlpEndpoint: 'collector:4318' } }), (e: unknown) => e instanceof ConfigError && /^tracing\.otlpEndpoint/.test(e.message))
   assert.throws(() => resolveConfig({ tracing: { otlpEndpoint: 'http://c', sampleRatio: 2 } }), (e: unknown) => e instanceof ConfigError && /^tracing\.sampleRatio/.test(e.message))
 })
+
+test('hostile trace context: a malformed or all-zero traceparent starts a new trace, and never reaches the upstream', async (t) => {
+  const rx = await otlpReceiver(t)
+  const up = await upstreamFor(t)
+  const gw = await gatewayFor(t, { routes: [{ prefix: '/', upstream: up.url }], tracing: { otlpEndpoint: rx.url } })
+  for (const bad of [`00-${'0'.repeat(32)}-${CLIENT_SPAN}-01`, 'ff-zzzz', `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01-extra\r\nx: y`.slice(0, 60), `00-${CLIENT_TRACE.toUpperCase()}-${CLIENT_SPAN}-01`]) {
+    const seen = (await (await fetch(`${gw.url}/a`, { headers: { traceparent: bad, tracestate: 'a=1' } })).json()) as { headers: Record<string, string> }
+    assert.match(seen.headers.traceparent, /^00-[0-9a-f]{32}-[0-9a-f]{16}-01$/, bad)
+    assert.notEqual(seen.headers.traceparent, bad)
+    assert.doesNotMatch(seen.headers.traceparent, new RegExp(CLIENT_TRACE, 'i'), `${bad}: not continued`)
+    // The client's tracestate belongs to the trace it was refused with: it does not go on either.
+    assert.equal(seen.headers.tracestate, undefined, bad)
+  }
+  await gw.app.tracing!.flush()
+  const servers = rx.spans.filter((s) => s.kind === SERVER)
+  assert.equal(servers.length, 4)
+  for (const s of servers) assert.equal(s.parentSpanId ?? '', '')
+})
