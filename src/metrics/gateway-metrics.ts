@@ -20,6 +20,8 @@ export class GatewayMetrics {
   private readonly handshakeSeconds: Histogram<'route'>
   readonly rtt: Histogram
   private readonly httpSeconds: Histogram<'route'>
+  /** The histogram's child per route, bound once: observe() then hashes no labels per request. */
+  private readonly httpSecondsOf = new Map<string, ReturnType<Histogram<'route'>['labels']>>()
   /** The current app's upstream targets, read at scrape time (set by the upstreams plugin; a reload replaces it). */
   private targets: () => Iterable<{ upstream: string, target: string, up: boolean }> = () => []
 
@@ -172,7 +174,13 @@ export class GatewayMetrics {
   /** A proxied HTTP request finished, after `seconds`. */
   httpRequest (route: string, status: number, seconds?: number): void {
     this.httpRequests.inc({ route, status: String(status) })
-    if (seconds !== undefined) this.httpSeconds.observe({ route }, seconds)
+    if (seconds === undefined) return
+    let h = this.httpSecondsOf.get(route)
+    if (h === undefined) {
+      h = this.httpSeconds.labels({ route })
+      this.httpSecondsOf.set(route, h)
+    }
+    h.observe(seconds)
   }
 
   /** Where the upstream targets' health is read at scrape time (the current app's pools). */
