@@ -5,7 +5,7 @@
  */
 import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
-import { spawn, type ChildProcess } from 'node:child_process'
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
@@ -200,6 +200,36 @@ describe('the tollgate process', { concurrency: 4 }, () => {
     const exit = await bad.exit
     assert.equal(exit.code, 1)
     assert.match(bad.stderr(), /LOG_FORMAT: invalid format "xml" \(pretty or json\)/)
+  })
+
+  test('on a terminal the default is readable lines (run under a pty with script(1))', { timeout: START_MS + EXIT_MS }, async (t) => {
+    if (spawnSync('script', ['--version'], { encoding: 'utf8' }).status !== 0) { t.skip('script(1) (util-linux) is not installed'); return }
+    // script gives the CLI a terminal for stdout; LOG_FORMAT is not set.
+    const child = spawn('script', ['-qfec', `${JSON.stringify(process.execPath)} --import tsx src/gateway/cli.ts`, '/dev/null'], {
+      cwd: ROOT,
+      env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', TERM: 'dumb' },
+      stdio: ['pipe', 'pipe', 'pipe']
+    })
+    let out = ''
+    child.stdout.setEncoding('utf8')
+    child.stdout.on('data', (d: string) => { out += d })
+    const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()))
+    t.after(async () => {
+      if (child.exitCode !== null) return
+      // The gateway runs in script's own session: it is stopped as npm start would be (SIGTERM),
+      // and script exits with it.
+      const kids = spawnSync('pgrep', ['-P', String(child.pid)], { encoding: 'utf8' }).stdout.split('\n').filter((x) => x !== '')
+      for (const pid of kids) process.kill(Number(pid), 'SIGTERM')
+      const timer = setTimeout(() => child.kill('SIGKILL'), EXIT_MS)
+      await exited
+      clearTimeout(timer)
+    })
+    // eslint-disable-next-line no-control-regex -- the colours a terminal gets
+    const plain = (): string => out.replace(/\x1b\[[0-9;]*m/g, '').replace(/\r/g, '')
+    await waitFor(() => /demo: real upstreams/.test(plain()), () => out, START_MS)
+    const lines = plain().split('\n').filter((l) => l.trim() !== '')
+    for (const line of lines) assert.throws(() => JSON.parse(line), `not JSON: ${line}`)
+    assert.ok(lines.some((l) => /INFO/.test(l) && l.includes('demo: dashboard')), plain())
   })
 
   test('--help prints the usage and exits 0', { timeout: START_MS + EXIT_MS }, async (t) => {

@@ -161,3 +161,18 @@ test('a lockout does not outlive its window (clock moved on)', { timeout: 30_000
   t.mock.timers.tick(1_000)
   assert.equal((await status(url, GOOD)).status, 200)
 })
+
+test('the dashboard\'s token-free routes are no way around the token: targets that climb out of /ui reach the API only with it', async (t) => {
+  const { rawRequest } = await import('./raw-http.js')
+  const gw = await gateway(t)
+  // The page itself needs no token (a browser navigation cannot send one).
+  assert.equal((await status(`${gw.url}/admin/ui`)).status, 200)
+  for (const target of ['/admin/ui/../connections', '/admin/ui/%2e%2e/connections', '/admin/ui/.%2E/connections', '/admin/ui//../connections', '/admin/ui/app.js/../../connections', '/ADMIN/ui/../connections']) {
+    const res = await rawRequest(gw.port, target)
+    assert.ok(res.status === 401 || res.status === 404 || res.status === 400, `${target}: ${res.status}`)
+    assert.doesNotMatch(res.body, /"connections"\s*:/, `${target}: no listing without the token`)
+  }
+  const withToken = await rawRequest(gw.port, '/admin/ui/%2e%2e/connections', GOOD)
+  assert.equal(withToken.status, 200)
+  assert.match(withToken.body, /"connections":\[\]/)
+})

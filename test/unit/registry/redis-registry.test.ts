@@ -10,25 +10,17 @@
 import { describe, test, type TestContext } from 'node:test'
 import assert from 'node:assert/strict'
 import { Redis } from 'ioredis'
-import type { Bridge } from '../../../src/bridge/bridge.js'
+import { FakeBridge as BaseFakeBridge } from '../../helpers/fake-bridge.js'
 import { RedisRegistry } from '../../../src/registry/redis-registry.js'
 import { needRedis, REDIS_URL, testPrefix } from '../../helpers/redis.js'
 
-/** A stand-in for Bridge: what the registries read (info, counters, toJSON) and what they call. */
-class FakeBridge {
-  closed = false
-  closes: Array<[number, string]> = []
-  sent: Array<[Buffer | string, boolean]> = []
-  sendResult: 'sent' | 'closed' | 'busy' = 'sent'
-  messagesFromClient = 0
-  messagesToClient = 0
-  lastPongAt = 0
-  readonly info: { id: string, route: string, userId: string | null, instanceId: string }
+/** The shared stand-in, with the admin API's whole view (what flush publishes) and its connection time. */
+class FakeBridge extends BaseFakeBridge {
   constructor (id: string, route: string, userId: string | null, instanceId: string, private readonly connectedAt: string) {
-    this.info = { id, route, userId, instanceId }
+    super(id, route, userId, instanceId)
   }
 
-  toJSON (): Record<string, unknown> {
+  override toJSON (): Record<string, unknown> {
     return {
       id: this.info.id,
       route: this.info.route,
@@ -48,15 +40,6 @@ class FakeBridge {
       bytesToClient: 0
     }
   }
-
-  close (code: number, reason: string): void { this.closes.push([code, reason]); this.closed = true }
-  trySend (data: Buffer | string, isBinary: boolean): 'sent' | 'closed' | 'busy' {
-    if (this.sendResult === 'sent') this.sent.push([data, isBinary])
-    return this.sendResult
-  }
-
-  send (data: Buffer | string, isBinary: boolean): boolean { return this.trySend(data, isBinary) === 'sent' }
-  get bridge (): Bridge { return this as unknown as Bridge }
 }
 
 const at = (s: number): string => new Date(Date.UTC(2024, 0, 1, 0, 0, s)).toISOString()
@@ -78,6 +61,13 @@ async function registry (t: TestContext, prefix: string, instanceId: string, ext
   const stop = async (): Promise<void> => { if (!stopped) { stopped = true; await reg.stop() } }
   t.after(async () => { await stop(); redis.disconnect() })
   return { reg, redis, warnings, stop }
+}
+
+/** Two registries (inst-a, inst-b) on one fresh key prefix; null (the test skipped) without Redis. */
+async function twoInstances (t: TestContext): Promise<{ prefix: string, a: Awaited<ReturnType<typeof registry>>, b: Awaited<ReturnType<typeof registry>> } | null> {
+  if (!await needRedis(t)) return null
+  const prefix = testPrefix(t)
+  return { prefix, a: await registry(t, prefix, 'inst-a'), b: await registry(t, prefix, 'inst-b') }
 }
 
 describe('RedisRegistry: publishing and listing', () => {
@@ -123,10 +113,9 @@ describe('RedisRegistry: publishing and listing', () => {
   })
 
   test('search lists every live instance\'s connections, sorted by connectedAt, filtered and paged', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { a, b } = pair
     const a1 = new FakeBridge('a1', '/chat', 'alice', 'inst-a', at(3))
     const a2 = new FakeBridge('a2', '/feed', 'bob', 'inst-a', at(1))
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
@@ -149,10 +138,9 @@ describe('RedisRegistry: publishing and listing', () => {
   })
 
   test('find: a local view, a remote one, or null', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { a, b } = pair
     const a1 = new FakeBridge('a1', '/chat', 'alice', 'inst-a', at(1))
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
     a.reg.add(a1.bridge)
@@ -169,10 +157,9 @@ describe('RedisRegistry: publishing and listing', () => {
   })
 
   test('an instance whose heartbeat expired is not listed', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { prefix, a, b } = pair
     b.reg.add(new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2)).bridge)
     await b.reg.flush()
     await a.redis.del(`${prefix}inst:inst-b`)
@@ -181,10 +168,9 @@ describe('RedisRegistry: publishing and listing', () => {
   })
 
   test('junk entries in another instance\'s hash are skipped with a warning', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { prefix, a, b } = pair
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
     b.reg.add(b1.bridge)
     await b.reg.flush()
@@ -210,10 +196,9 @@ async function published (...regs: RedisRegistry[]): Promise<void> {
 
 describe('RedisRegistry: commands to another instance', () => {
   test('closeById, sendById and broadcast reach the owner over pub/sub', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { a, b } = pair
     const a1 = new FakeBridge('a1', '/chat', 'alice', 'inst-a', at(1))
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
     const b2 = new FakeBridge('b2', '/feed', 'bob', 'inst-b', at(3))
@@ -247,10 +232,9 @@ describe('RedisRegistry: commands to another instance', () => {
   })
 
   test('a bad close code is refused before anything is sent; a long reason is cut to fit a close frame', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { a, b } = pair
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
     b.reg.add(b1.bridge)
     await published(a.reg, b.reg)
@@ -289,10 +273,9 @@ describe('RedisRegistry: commands to another instance', () => {
   })
 
   test('junk on the command channel is ignored with a warning, and nothing is executed', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { prefix, a, b } = pair
     const b1 = new FakeBridge('b1', '/chat', 'bob', 'inst-b', at(2))
     b.reg.add(b1.bridge)
     await published(a.reg, b.reg)
@@ -328,10 +311,9 @@ describe('RedisRegistry: reaping and outages', () => {
   })
 
   test('a live instance is not reaped, and neither is this one', async (t) => {
-    if (!await needRedis(t)) return
-    const prefix = testPrefix(t)
-    const a = await registry(t, prefix, 'inst-a')
-    const b = await registry(t, prefix, 'inst-b')
+    const pair = await twoInstances(t)
+    if (pair === null) return
+    const { prefix, a, b } = pair
     await b.reg.flush()
     await a.redis.hset(`${prefix}conc:inst:inst-b`, 'k', '1')
     await a.redis.set(`${prefix}conc:k`, '1')

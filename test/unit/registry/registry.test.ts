@@ -7,27 +7,9 @@
  */
 import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
-import type { Bridge } from '../../../src/bridge/bridge.js'
+import { FakeBridge } from '../../helpers/fake-bridge.js'
 import { MemoryRegistry, pageOf } from '../../../src/registry/registry.js'
 
-/** A stand-in for Bridge: records what the registry asks of it. */
-class FakeBridge {
-  closed = false
-  closes: Array<[number, string]> = []
-  sent: Array<[Buffer | string, boolean]> = []
-  sendResult: 'sent' | 'closed' | 'busy' = 'sent'
-  readonly info: { id: string, route: string, userId: string | null }
-  constructor (id: string, route: string, userId: string | null) { this.info = { id, route, userId } }
-  toJSON (): Record<string, unknown> { return { id: this.info.id, route: this.info.route, userId: this.info.userId } }
-  close (code: number, reason: string): void { this.closes.push([code, reason]); this.closed = true }
-  trySend (data: Buffer | string, isBinary: boolean): 'sent' | 'closed' | 'busy' {
-    if (this.sendResult === 'sent') this.sent.push([data, isBinary])
-    return this.sendResult
-  }
-
-  send (data: Buffer | string, isBinary: boolean): boolean { return this.trySend(data, isBinary) === 'sent' }
-  get bridge (): Bridge { return this as unknown as Bridge }
-}
 
 /** A registry holding, in this order: c1 /chat alice, c2 /chat bob, c3 /feed alice, c4 /chat alice, c5 /feed (anonymous). */
 function filled (): { reg: MemoryRegistry, b: FakeBridge[] } {
