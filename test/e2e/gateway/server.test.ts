@@ -205,7 +205,8 @@ describe('the tollgate process', { concurrency: 4 }, () => {
   test('on a terminal the default is readable lines (run under a pty with script(1))', { timeout: START_MS + EXIT_MS }, async (t) => {
     if (spawnSync('script', ['--version'], { encoding: 'utf8' }).status !== 0) { t.skip('script(1) (util-linux) is not installed'); return }
     // script gives the CLI a terminal for stdout; LOG_FORMAT is not set.
-    const child = spawn('script', ['-qfec', `${JSON.stringify(process.execPath)} --import tsx src/gateway/cli.ts`, '/dev/null'], {
+    // exec: the gateway replaces the shell script starts, so it is script's own child (stopped below).
+    const child = spawn('script', ['-qfec', `exec ${JSON.stringify(process.execPath)} --import tsx src/gateway/cli.ts`, '/dev/null'], {
       cwd: ROOT,
       env: { PATH: process.env.PATH ?? '', PORT: '0', HOST: '127.0.0.1', TERM: 'dumb' },
       stdio: ['pipe', 'pipe', 'pipe']
