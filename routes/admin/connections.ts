@@ -1,5 +1,6 @@
 /**
- * Live connections: list (filter, page), inspect, close, and push a message to one client.
+ * Live connections: list (filter, page), count (totals), inspect, close, and push a message to
+ * one client.
  */
 import type { FastifyPluginAsync } from 'fastify'
 import { Type, type Static } from '@sinclair/typebox'
@@ -38,6 +39,21 @@ const connections: FastifyPluginAsync = async (fastify) => {
       response: { 200: Type.Object({ total: Type.Integer(), partial: Type.Optional(Type.Boolean()), connections: Type.Array(Type.Ref(Connection)) }) }
     }
   }, async (request) => registry.search(request.query))
+
+  fastify.get('/connections/totals', {
+    schema: {
+      summary: 'Count open connections, in all, per route and per instance',
+      tags: ['connections'],
+      response: {
+        200: Type.Object({
+          total: Type.Integer(),
+          partial: Type.Optional(Type.Boolean()),
+          routes: Type.Record(Type.String(), Type.Integer()),
+          instances: Type.Array(Type.Object({ instanceId: Type.String(), connections: Type.Integer() }))
+        })
+      }
+    }
+  }, async () => registry.totals())
 
   fastify.get<{ Params: Static<typeof IdParams> }>('/connections/:id', {
     schema: { summary: 'Inspect one connection', tags: ['connections'], params: IdParams, response: { 200: Type.Ref(Connection), ...NotFound } }

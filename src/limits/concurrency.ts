@@ -4,6 +4,7 @@
  * exactly once.
  */
 import { ReplyError, type Redis } from 'ioredis'
+import { clusterKeyBase } from '../cluster/keys.js'
 
 export interface Lease { release (): void }
 
@@ -75,15 +76,20 @@ type RedisWithScripts = Redis & {
 
 /**
  * Cluster-wide counts in Redis. Each instance also records its own share in a hash
- * (`<prefix>conc:inst:<instanceId>`), which cluster mode uses to give back a dead instance's counts.
+ * (`<base>conc:inst:<instanceId>`), which cluster mode uses to give back a dead instance's counts.
+ * `<base>` is `<prefix>{<prefix>reg}:` (src/cluster/keys.ts): the count and the share are in one
+ * slot on Redis Cluster, and so are the registry keys the reaping script touches with them.
  */
 export class RedisConcurrency implements ConcurrencyLimiter {
   private readonly redis: RedisWithScripts
   /** Releases that failed while Redis was unreachable, retried when it is back. */
   private readonly pending = new Map<string, number>()
 
-  constructor (redis: Redis, private readonly prefix: string, private readonly instanceId: string) {
+  private readonly base: string
+
+  constructor (redis: Redis, prefix: string, private readonly instanceId: string) {
     this.redis = redis as RedisWithScripts
+    this.base = clusterKeyBase(prefix)
     if (typeof this.redis.gwConcAcquire !== 'function') {
       redis.defineCommand('gwConcAcquire', { numberOfKeys: 2, lua: ACQUIRE })
       redis.defineCommand('gwConcRelease', { numberOfKeys: 2, lua: RELEASE })
@@ -113,8 +119,8 @@ export class RedisConcurrency implements ConcurrencyLimiter {
   }
 
   /** The Redis key of the cluster-wide count for `key`. */
-  countKey (key: string): string { return `${this.prefix}conc:${key}` }
-  get instanceKey (): string { return `${this.prefix}conc:inst:${this.instanceId}` }
+  countKey (key: string): string { return `${this.base}conc:${key}` }
+  get instanceKey (): string { return `${this.base}conc:inst:${this.instanceId}` }
 
   async acquire (key: string, max: number): Promise<Lease | null> {
     const n = await this.redis.gwConcAcquire(this.countKey(key), this.instanceKey, max, key)

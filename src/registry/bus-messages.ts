@@ -8,7 +8,14 @@
  *   command  <prefix>cmd:<id>    { rid, from, cmd: { op: 'close', id, code, reason } }
  *                                { rid, from, cmd: { op: 'send', id, data, binary } }
  *                                { rid, from, cmd: { op: 'broadcast', route?, user?, data, binary } }
- *   reply    <prefix>reply:<id>  { rid, result }
+ *                                { rid, from, cmd: { op: 'find', id } }
+ *                                { rid, from, cmd: { op: 'count', route?, user? } }
+ *                                { rid, from, cmd: { op: 'page', route?, user?, offset, limit } }
+ *   reply    <prefix>reply:<id>  { rid, result, views? }
+ *
+ * `find` and `page` are answered with the owner's own views of its connections (`views`, checked
+ * with parseConnectionView: each must name the instance that was asked), so that a listing shows
+ * counters as they are at that moment.
  *
  * `data` is the message in base64. Fields this version does not know are ignored, so that
  * instances of two versions can run side by side during a rolling upgrade.
@@ -21,21 +28,29 @@ export type WireCommand =
   | { op: 'close', id: string, code: number, reason: string }
   | { op: 'send', id: string, data: string, binary: boolean }
   | { op: 'broadcast', route?: string, user?: string, data: string, binary: boolean }
+  | QueryCommand
+
+/** A question about an instance's connections (nothing in it needs decoding). */
+export type QueryCommand =
+  | { op: 'find', id: string }
+  | { op: 'count', route?: string, user?: string }
+  | { op: 'page', route?: string, user?: string, offset: number, limit: number }
 
 /** A command once checked (data decoded: a Buffer when binary, else a string). */
 export type Command =
   | { op: 'close', id: string, code: number, reason: string }
   | { op: 'send', id: string, payload: Buffer | string, binary: boolean }
   | { op: 'broadcast', route?: string, user?: string, payload: Buffer | string, binary: boolean }
+  | QueryCommand
 
 export interface Envelope { rid: string, from: string, cmd: Command }
-export interface Reply { rid: string, result: number }
+export interface Reply { rid: string, result: number, views?: unknown[] }
 
 /** Why a message or stored value was refused (a log field). */
 export type Refusal =
   | 'too-large' | 'not-json' | 'not-object' | 'bad-rid' | 'bad-from' | 'bad-op' | 'bad-id'
   | 'bad-close-code' | 'bad-reason' | 'bad-binary' | 'bad-data' | 'data-too-large' | 'bad-text'
-  | 'bad-filter' | 'bad-result' | 'bad-field' | 'wrong-owner'
+  | 'bad-filter' | 'bad-result' | 'bad-field' | 'wrong-owner' | 'bad-page' | 'bad-views'
 
 export type Parsed<T> = { ok: true, value: T } | { ok: false, reason: Refusal }
 
@@ -53,6 +68,10 @@ export const MAX_REASON_BYTES = 123
 const ENVELOPE_OVERHEAD = 16 * 1024
 /** One connection's JSON view in a registry hash (the real ones are well under 1 KiB). */
 export const MAX_ENTRY_LENGTH = 64 * 1024
+/** The most views a page request may ask for (the admin API's largest limit). */
+export const MAX_PAGE_LIMIT = 1000
+/** A reply with views: a page of MAX_PAGE_LIMIT views of a few hundred bytes each, with room. */
+export const MAX_REPLY_LENGTH = 8 * 1024 * 1024
 
 const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/
 
@@ -81,8 +100,8 @@ export function fitReason (reason: string): string {
   return b.subarray(0, end).toString('utf8')
 }
 
-export function encodeReply (rid: string, result: number): string {
-  return JSON.stringify({ rid, result })
+export function encodeReply (rid: string, result: number, views?: unknown[]): string {
+  return JSON.stringify(views === undefined ? { rid, result } : { rid, result, views })
 }
 
 /**
@@ -101,14 +120,19 @@ export function parseEnvelope (message: string, maxPayload: number): Parsed<Enve
   return { ok: true, value: { rid, from, cmd: c.value } }
 }
 
-/** Checks a message from the reply channel. A result is a count, or -1 (client busy). */
+/**
+ * Checks a message from the reply channel. A result is a count, or -1 (client busy); `views`, when
+ * there, is an array of at most MAX_PAGE_LIMIT items, each to be checked with parseConnectionView.
+ */
 export function parseReply (message: string): Parsed<Reply> {
-  const o = parseObject(message, ENVELOPE_OVERHEAD)
+  const o = parseObject(message, MAX_REPLY_LENGTH)
   if (!o.ok) return o
-  const { rid, result } = o.value
+  const { rid, result, views } = o.value
   if (!isToken(rid, MAX_RID_LENGTH)) return refuse('bad-rid')
   if (typeof result !== 'number' || !Number.isSafeInteger(result) || result < -1) return refuse('bad-result')
-  return { ok: true, value: { rid, result } }
+  if (views === undefined) return { ok: true, value: { rid, result } }
+  if (!Array.isArray(views) || views.length > MAX_PAGE_LIMIT) return refuse('bad-views')
+  return { ok: true, value: { rid, result, views } }
 }
 
 function parseCommand (cmd: Record<string, unknown>, maxPayload: number): Parsed<Command> {
@@ -136,6 +160,21 @@ function parseCommand (cmd: Record<string, unknown>, maxPayload: number): Parsed
       if (route !== undefined) value.route = route
       if (user !== undefined) value.user = user
       return { ok: true, value }
+    }
+    case 'find':
+      if (!isToken(cmd.id, MAX_CONNECTION_ID_LENGTH)) return refuse('bad-id')
+      return { ok: true, value: { op: 'find', id: cmd.id } }
+    case 'count':
+    case 'page': {
+      const { route, user } = cmd
+      if (!isOptionalFilter(route) || !isOptionalFilter(user)) return refuse('bad-filter')
+      const filter: { route?: string, user?: string } = {}
+      if (route !== undefined) filter.route = route
+      if (user !== undefined) filter.user = user
+      if (cmd.op === 'count') return { ok: true, value: { op: 'count', ...filter } }
+      const { offset, limit } = cmd
+      if (!Number.isSafeInteger(offset) || (offset as number) < 0 || !Number.isSafeInteger(limit) || (limit as number) < 1 || (limit as number) > MAX_PAGE_LIMIT) return refuse('bad-page')
+      return { ok: true, value: { op: 'page', ...filter, offset: offset as number, limit: limit as number } }
     }
     default:
       return refuse('bad-op')
@@ -170,7 +209,17 @@ const COUNTER_FIELDS = ['messagesFromClient', 'messagesToClient', 'bytesFromClie
 export function parseConnectionEntry (raw: string, expect: { instanceId: string, id?: string }): Parsed<ConnectionView> {
   const o = parseObject(raw, MAX_ENTRY_LENGTH)
   if (!o.ok) return o
-  const e = o.value
+  return parseConnectionView(o.value, expect)
+}
+
+/**
+ * Checks one connection view another instance sent (a `find` or `page` reply). Only the known
+ * fields are kept.
+ * @param expect the instance that was asked (`instanceId`) and, for a `find`, the id (`id`)
+ */
+export function parseConnectionView (v: unknown, expect: { instanceId: string, id?: string }): Parsed<ConnectionView> {
+  if (!isRecord(v)) return refuse('not-object')
+  const e = v
   if (!isToken(e.id, MAX_CONNECTION_ID_LENGTH) || typeof e.instanceId !== 'string') return refuse('bad-field')
   if (e.instanceId !== expect.instanceId || (expect.id !== undefined && e.id !== expect.id)) return refuse('wrong-owner')
   const out: ConnectionView = { id: e.id }

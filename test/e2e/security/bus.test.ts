@@ -82,7 +82,11 @@ function hostileCommands (id: string): string[] {
     env({ op: 'broadcast', user: null, data: b64(MARK), binary: false }),
     env({ op: 'broadcast', route: '/chat', data: '!!!', binary: false }),
     env({ op: 'broadcast', data: null, binary: true }),
-    env({ op: 'broadcast', data: b64(Buffer.alloc(DEFAULT_MAX_PAYLOAD + 1)), binary: true })
+    env({ op: 'broadcast', data: b64(Buffer.alloc(DEFAULT_MAX_PAYLOAD + 1)), binary: true }),
+    env({ op: 'find' }), env({ op: 'find', id: 42 }), env({ op: 'find', id: `a\n${MARK}` }),
+    env({ op: 'count', route: 5 }), env({ op: 'count', user: 'u'.repeat(5000) }),
+    env({ op: 'page', offset: -1, limit: 10 }), env({ op: 'page', offset: 0, limit: 1e9 }), env({ op: 'page', offset: '0', limit: 1 }),
+    env({ op: 'page', offset: 0, limit: 0 }), env({ op: 'page', route: [MARK], offset: 0, limit: 1 })
   ]
 }
 
@@ -92,6 +96,7 @@ function hostileReplies (): string[] {
     JSON.stringify({ rid: 5, result: 1 }), JSON.stringify({ rid: randomUUID() }),
     JSON.stringify({ rid: randomUUID(), result: 'one' }), JSON.stringify({ rid: randomUUID(), result: 2 ** 60 }),
     JSON.stringify({ rid: randomUUID(), result: -5 }), JSON.stringify({ rid: 'r'.repeat(5000), result: 1 }),
+    JSON.stringify({ rid: randomUUID(), result: 1, views: MARK }), JSON.stringify({ rid: randomUUID(), result: 1, views: new Array(1001).fill(MARK) }),
     // Well-formed, but for a request nobody waits for: dropped silently.
     JSON.stringify({ rid: randomUUID(), result: 1 })
   ]
@@ -151,41 +156,41 @@ test('hostile messages on the bus and junk in the registry: nothing crashes, rel
     return await answered
   }
 
-  // Junk in the registry's keys: A's hash, a fake live instance, a dead one, bad set members.
-  const good = await redis.hget(`${prefix}conns:${aId}`, connId)
-  assert.ok(good !== null)
-  const goodEntry = JSON.parse(good) as Record<string, unknown>
-  await redis.hset(`${prefix}conns:${aId}`,
-    'j-not-json', MARK, 'j-null', 'null', 'j-array', '[1,2]', 'j-number', '5', 'j-string', `"${MARK}"`,
-    'j-bad-id', JSON.stringify({ ...goodEntry, id: 5 }),
-    'j-bad-counter', JSON.stringify({ ...goodEntry, id: 'j-bad-counter', messagesFromClient: 'many' }),
-    'j-bad-date', JSON.stringify({ ...goodEntry, id: 'j-bad-date', connectedAt: MARK }),
-    'j-other-owner', JSON.stringify({ ...goodEntry, id: 'j-other-owner', instanceId: bId }),
-    'j-huge', JSON.stringify({ ...goodEntry, id: 'j-huge', path: MARK.repeat(20_000) }))
-  await redis.sadd(`${prefix}instances`, 'fake-live', 'x'.repeat(300), `bad\n${MARK}`, 'fake-dead')
-  await redis.set(`${prefix}inst:fake-live`, MARK, 'PX', 60_000)
-  await redis.hset(`${prefix}conns:fake-live`, 'f1', MARK, 'f2', JSON.stringify({ ...goodEntry, id: 'f2' }))
+  // Junk in the registry's keys: A's id set and count hashes, a fake live instance (with a count
+  // that is not a number, and an id nobody answers for), a dead one, bad set members.
+  const k = `${prefix}{${prefix}reg}:`
+  await redis.sadd(`${k}ids:${aId}`, 'j-not-there', 'j-junk', 'j'.repeat(5000))
+  await redis.hset(`${k}n:${aId}`, 'r:/junk', MARK, MARK, '7')
+  await redis.hset(`${k}u:${aId}`, 'ghost-user', MARK)
+  await redis.sadd(`${k}instances`, 'fake-live', 'x'.repeat(300), `bad\n${MARK}`, 'fake-dead')
+  await redis.set(`${k}hb:fake-live`, MARK, 'PX', 60_000)
+  await redis.hset(`${k}n:fake-live`, '*', MARK, 'r:/chat', '-3')
+  await redis.sadd(`${k}ids:fake-live`, 'f1')
   // A dead instance's share of concurrent counts, one of them junk: the rest is still given back.
-  await redis.hset(`${prefix}conc:inst:fake-dead`, 'k-junk', MARK, 'k-good', '2', 'k-neg', '-4')
-  await redis.set(`${prefix}conc:k-good`, '5')
-  await redis.set(`${prefix}conc:k-junk`, '3')
-  await redis.set(`${prefix}conc:k-neg`, '1')
+  await redis.hset(`${k}conc:inst:fake-dead`, 'k-junk', MARK, 'k-good', '2', 'k-neg', '-4')
+  await redis.set(`${k}conc:k-good`, '5')
+  await redis.set(`${k}conc:k-junk`, '3')
+  await redis.set(`${k}conc:k-neg`, '1')
 
-  // Listings skip the junk; inspecting a junk field is a 404, not a 500.
+  // Listings and totals skip the junk; inspecting a junk id is a 404, not a 500.
   for (const gw of [a, b]) {
     const page = await list(gw)
     assert.equal(page.partial, undefined)
+    assert.equal(page.total, 1)
     assert.deepEqual(page.connections.map((c) => c.id), [connId])
+    const totals = await (await fetch(`${gw.url}/admin/connections/totals`, { headers: auth })).json() as { total: number, routes: Record<string, number> }
+    assert.deepEqual(totals.routes, { '/chat': 1 })
+    assert.equal((await fetch(`${gw.url}/admin/connections?user=ghost-user`, { headers: auth })).status, 200)
   }
-  for (const field of ['j-not-json', 'j-null', 'j-bad-id', 'j-bad-counter', 'j-other-owner', 'j-huge', 'f1', 'f2']) {
-    assert.equal((await fetch(`${b.url}/admin/connections/${field}`, { headers: auth })).status, 404, field)
+  for (const id of ['j-not-there', 'j-junk', 'f1']) {
+    assert.equal((await fetch(`${b.url}/admin/connections/${encodeURIComponent(id)}`, { headers: auth })).status, 404, id)
   }
   assert.equal((await fetch(`${b.url}/admin/connections/${connId}`, { headers: auth })).status, 200)
   // The dead instance is reaped despite its junk share; bad members leave the set.
-  await waitFor(async () => !(await redis.smembers(`${prefix}instances`)).some((m) => m === 'fake-dead' || m.startsWith('bad') || m.length > 256), 'the dead instance and bad members to leave the set')
-  assert.equal(await redis.get(`${prefix}conc:k-good`), '3')
-  assert.equal(await redis.get(`${prefix}conc:k-junk`), '3')
-  assert.equal(await redis.get(`${prefix}conc:k-neg`), '1')
+  await waitFor(async () => !(await redis.smembers(`${k}instances`)).some((m) => m === 'fake-dead' || m.startsWith('bad') || m.length > 256), 'the dead instance and bad members to leave the set')
+  assert.equal(await redis.get(`${k}conc:k-good`), '3')
+  assert.equal(await redis.get(`${k}conc:k-junk`), '3')
+  assert.equal(await redis.get(`${k}conc:k-neg`), '1')
 
   // The bus: hostile messages on both instances' command and reply channels.
   const commands = hostileCommands(connId)
@@ -279,18 +284,19 @@ test('reaping: a ghost instance with a key of the wrong type neither stops the r
   t.after(() => redis.disconnect())
   const p = testPrefix(t)
   // A dead instance that held two connections of one IP, and a ghost whose share is not a hash.
-  await redis.sadd(`${p}instances`, 'ghost', 'dead')
-  await redis.set(`${p}conc:inst:ghost`, 'not a hash')
-  await redis.hset(`${p}conc:inst:dead`, 'ip:10.0.0.9', '2')
-  await redis.set(`${p}conc:ip:10.0.0.9`, '2')
+  const k = `${p}{${p}reg}:`
+  await redis.sadd(`${k}instances`, 'ghost', 'dead')
+  await redis.set(`${k}conc:inst:ghost`, 'not a hash')
+  await redis.hset(`${k}conc:inst:dead`, 'ip:10.0.0.9', '2')
+  await redis.set(`${k}conc:ip:10.0.0.9`, '2')
   const warnings: string[] = []
   const infos: Array<Record<string, unknown>> = []
   const reg = new RedisRegistry({ redis, prefix: p, instanceId: 'alive', pingInterval: 100, log: { warn: (_o, msg) => warnings.push(msg), info: (o) => infos.push(o as Record<string, unknown>) } })
   await reg.start()
   t.after(() => reg.stop())
-  await waitFor(async () => (await redis.sismember(`${p}instances`, 'dead')) === 0 && (await redis.sismember(`${p}instances`, 'ghost')) === 0, 'both to be reaped')
-  assert.equal(await redis.exists(`${p}conc:ip:10.0.0.9`), 0, 'the dead instance\'s counts were given back')
+  await waitFor(async () => (await redis.sismember(`${k}instances`, 'dead')) === 0 && (await redis.sismember(`${k}instances`, 'ghost')) === 0, 'both to be reaped')
+  assert.equal(await redis.exists(`${k}conc:ip:10.0.0.9`), 0, 'the dead instance\'s counts were given back')
   assert.ok(infos.some((o) => o.instance === 'dead'))
   assert.ok(warnings.filter((m) => m === 'cluster registry: publish failed').length <= 1)
-  await redis.del(`${p}conc:inst:ghost`)
+  await redis.del(`${k}conc:inst:ghost`)
 })

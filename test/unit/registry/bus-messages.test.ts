@@ -8,7 +8,8 @@ import { createRequire } from 'node:module'
 import { dirname, join } from 'node:path'
 import {
   encodeData, encodeEnvelope, encodeReply, fitReason, isInstanceId, maxMessageLength, parseConnectionEntry,
-  parseEnvelope, parseReply, RateLimitedWarning, MAX_ENTRY_LENGTH, type Parsed, type WireCommand
+  parseConnectionView, parseEnvelope, parseReply, RateLimitedWarning, MAX_ENTRY_LENGTH, MAX_PAGE_LIMIT, MAX_REPLY_LENGTH,
+  type Parsed, type WireCommand
 } from '../../../src/registry/bus-messages.js'
 
 const require = createRequire(import.meta.url)
@@ -124,7 +125,7 @@ test('a message longer than any valid one is refused before it is parsed', () =>
   const huge = env({ op: 'send', id: 'c1', data: 'A'.repeat(maxMessageLength(MAX)), binary: true })
   assert.equal(reason(parseEnvelope(huge, MAX)), 'too-large')
   assert.equal(reason(parseEnvelope('x'.repeat(10 * 1024 * 1024), MAX)), 'too-large')
-  assert.equal(reason(parseReply('x'.repeat(1024 * 1024))), 'too-large')
+  assert.equal(reason(parseReply('x'.repeat(MAX_REPLY_LENGTH + 1))), 'too-large')
   // The largest valid message fits.
   const largest = encodeEnvelope(RID, 'h'.repeat(256), { op: 'broadcast', route: 'r'.repeat(4096), user: 'u'.repeat(4096), data: encodeData(Buffer.alloc(MAX)), binary: true })
   assert.equal(reason(parseEnvelope(largest, MAX)), 'ok')
@@ -231,4 +232,39 @@ test('RateLimitedWarning: one line per interval, carrying how many were suppress
   now = 1000
   w.hit({ reason: 'bad-rid' })
   assert.deepEqual(lines[1], [{ reason: 'bad-rid', suppressed: 10_001 }, 'cluster bus: message ignored'])
+})
+
+test('questions (find, count, page) round-trip; hostile ones are refused', () => {
+  const ok = (cmd: unknown): unknown => { const p = parseEnvelope(env(cmd), MAX); assert.equal(p.ok, true, reason(p)); return p.ok ? p.value.cmd : null }
+  assert.deepEqual(ok({ op: 'find', id: 'c1' }), { op: 'find', id: 'c1' })
+  assert.deepEqual(ok({ op: 'count', route: '/chat', user: 'u1' }), { op: 'count', route: '/chat', user: 'u1' })
+  assert.deepEqual(ok({ op: 'count' }), { op: 'count' })
+  assert.deepEqual(ok({ op: 'page', user: 'u1', offset: 0, limit: MAX_PAGE_LIMIT, extra: 1 }), { op: 'page', user: 'u1', offset: 0, limit: MAX_PAGE_LIMIT })
+  const cases: Array<[unknown, string]> = [
+    [{ op: 'find' }, 'bad-id'],
+    [{ op: 'find', id: 'a\nb' }, 'bad-id'],
+    [{ op: 'count', route: 7 }, 'bad-filter'],
+    [{ op: 'page', route: 'r'.repeat(5000), offset: 0, limit: 1 }, 'bad-filter'],
+    [{ op: 'page', offset: -1, limit: 1 }, 'bad-page'],
+    [{ op: 'page', offset: 0.5, limit: 1 }, 'bad-page'],
+    [{ op: 'page', offset: 0, limit: 0 }, 'bad-page'],
+    [{ op: 'page', offset: 0, limit: MAX_PAGE_LIMIT + 1 }, 'bad-page'],
+    [{ op: 'page', offset: '0', limit: 1 }, 'bad-page'],
+    [{ op: 'page', offset: 1e300, limit: 1 }, 'bad-page']
+  ]
+  for (const [cmd, why] of cases) assert.equal(reason(parseEnvelope(env(cmd), MAX)), why, JSON.stringify(cmd))
+})
+
+test('replies with views: an array of at most a page; each view checked against the instance asked', () => {
+  const view = { id: 'c1', route: '/chat', path: '/chat/x', clientIp: '198.51.100.1', userId: null, subprotocol: null, upstream: 'http://u', instanceId: 'inst-b', connectedAt: '2024-01-01T00:00:00.000Z', lastActivityAt: '2024-01-01T00:00:00.000Z', lastPongAt: null, rttMs: null, messagesFromClient: 1, messagesToClient: 2, bytesFromClient: 3, bytesToClient: 4 }
+  const r = parseReply(encodeReply(RID, 1, [view]))
+  assert.deepEqual(r, { ok: true, value: { rid: RID, result: 1, views: [view] } })
+  assert.equal(reason(parseReply(JSON.stringify({ rid: RID, result: 1, views: {} }))), 'bad-views')
+  assert.equal(reason(parseReply(JSON.stringify({ rid: RID, result: 1, views: new Array(MAX_PAGE_LIMIT + 1).fill(0) }))), 'bad-views')
+  assert.deepEqual(parseConnectionView({ ...view, secret: 'x' }, { instanceId: 'inst-b' }), { ok: true, value: view }, 'unknown fields are dropped')
+  assert.equal(reason(parseConnectionView(view, { instanceId: 'inst-a' })), 'wrong-owner')
+  assert.equal(reason(parseConnectionView(view, { instanceId: 'inst-b', id: 'c2' })), 'wrong-owner')
+  assert.equal(reason(parseConnectionView('x', { instanceId: 'inst-b' })), 'not-object')
+  assert.equal(reason(parseConnectionView([view], { instanceId: 'inst-b' })), 'not-object')
+  assert.equal(reason(parseConnectionView({ ...view, bytesToClient: 1.5 }, { instanceId: 'inst-b' })), 'bad-field')
 })

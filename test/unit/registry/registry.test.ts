@@ -222,3 +222,55 @@ describe('pageOf', () => {
     assert.deepEqual(pageOf([...views], { offset: 9 }), { total: 4, connections: [] })
   })
 })
+
+describe('MemoryRegistry: indexes, counts and totals', () => {
+  test('route and user together; counts per filter; totals per route', async () => {
+    const { reg, b } = filled()
+    assert.deepEqual(ids(reg.list({ route: '/chat', user: 'alice' })), ['c1', 'c4'])
+    assert.equal(reg.list({ route: '/chat', user: 'alice', offset: 1 }).total, 2)
+    assert.deepEqual(ids(reg.list({ route: '/chat', user: 'alice', offset: 1 })), ['c4'])
+    assert.deepEqual(reg.list({ route: '/none', user: 'alice' }), { total: 0, connections: [] })
+    assert.equal(reg.count(), 5)
+    assert.equal(reg.count({ route: '/chat' }), 3)
+    assert.equal(reg.count({ user: 'alice' }), 3)
+    assert.equal(reg.count({ user: 'alice', route: '/feed' }), 1)
+    assert.equal(reg.count({ user: 'nobody' }), 0)
+    assert.deepEqual(await reg.totals(), { total: 5, routes: { '/chat': 3, '/feed': 2 }, instances: [{ instanceId: 'local', connections: 5 }] })
+    reg.remove(b[2].bridge)
+    reg.remove(b[4].bridge)
+    assert.deepEqual((await reg.totals()).routes, { '/chat': 3 }, 'a route with no connection left is gone')
+    assert.deepEqual(ids(reg.list({ user: 'alice' })), ['c1', 'c4'])
+  })
+
+  test('a bridge added again under the same id replaces the old one in every index', () => {
+    const reg = new MemoryRegistry('inst-a')
+    const old = new FakeBridge('c1', '/chat', 'alice')
+    const again = new FakeBridge('c1', '/feed', 'bob')
+    reg.add(old.bridge)
+    reg.add(again.bridge)
+    assert.equal(reg.size, 1)
+    assert.equal(reg.count({ route: '/chat' }), 0)
+    assert.equal(reg.count({ user: 'bob' }), 1)
+    reg.remove(old.bridge) // not the registered one: nothing happens
+    assert.equal(reg.get('c1'), again.bridge)
+  })
+
+  test('a page deep in thousands of connections is the right slice, after removals too', () => {
+    const reg = new MemoryRegistry()
+    const all = Array.from({ length: 5000 }, (_, i) => new FakeBridge(`c${i}`, i % 2 === 0 ? '/chat' : '/feed', `u${i % 10}`))
+    for (const x of all) reg.add(x.bridge)
+    for (let i = 0; i < 5000; i += 3) reg.remove(all[i].bridge)
+    const left = all.filter((_, i) => i % 3 !== 0)
+    assert.deepEqual(ids(reg.list({ offset: 2000, limit: 5 })), left.slice(2000, 2005).map((x) => x.info.id))
+    const chat = left.filter((x) => x.info.route === '/chat')
+    assert.deepEqual(reg.list({ route: '/chat', offset: 1000, limit: 3 }), { total: chat.length, connections: chat.slice(1000, 1003).map((x) => x.toJSON()) })
+  })
+
+  test('broadcast walks only the index of its filter, and a send that ends a connection does not disturb it', async () => {
+    const { reg, b } = filled()
+    b[0].send = (): boolean => { reg.remove(b[0].bridge); return true }
+    assert.equal(await reg.broadcast({ user: 'alice' }, 'x', false), 3)
+    assert.equal(b[1].sent.length, 0, 'bob is not walked')
+    assert.equal(await reg.broadcast({ user: 'nobody' }, 'x', false), 0)
+  })
+})
