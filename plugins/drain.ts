@@ -3,8 +3,9 @@
  * `app.close()`), this plugin's preClose hook turns `gatewayState.draining` on, and from then on:
  * new handshakes and proxied requests are answered 503, `/ready` answers 503, every answer says
  * `Connection: close` and keep-alive sockets close once idle. It then closes the open WebSockets
- * with 1001 and waits until the bridge is idle (no connection, no handshake in flight), or for
- * `server.drainTimeout`, after which the rest are terminated.
+ * with 1001, paced over `server.drainPace` (all at once when 0), and waits until the bridge is
+ * idle (no connection, no handshake in flight), or for `server.drainTimeout` (counted from the
+ * start, so it bounds the whole drain), after which the rest are terminated.
  */
 import fp from 'fastify-plugin'
 import { CLOSE_GOING_AWAY, REASON_GOING_AWAY } from '../src/close-codes.js'
@@ -40,10 +41,13 @@ export default fp(async function drainPlugin (fastify) {
     if (bridge.active === 0 && bridge.handshaking === 0) return
     // Handshakes still in progress are answered 503 or closed with 1001 as they complete.
     const idle = bridge.whenIdle()
-    bridge.closeAll(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
+    // Clients reconnect (elsewhere) at a bounded rate instead of all at once.
+    const pace = bridge.closePaced({ code: CLOSE_GOING_AWAY, reason: REASON_GOING_AWAY, cause: 'shutdown' })
     let timer: NodeJS.Timeout | undefined
     const timedOut = new Promise<boolean>((resolve) => { timer = setTimeout(() => resolve(true), fastify.gatewayConfig.server.drainTimeout) })
-    if (await Promise.race([idle.then(() => false), timedOut])) {
+    const late = await Promise.race([idle.then(() => false), timedOut])
+    pace.cancel()
+    if (late) {
       fastify.log.warn({ open: bridge.active, handshakes: bridge.handshaking }, 'drain timeout: terminating remaining WebSocket connections')
       bridge.terminateAll()
     }

@@ -58,11 +58,18 @@ export default fp(async function httpProxyPlugin (fastify) {
     if (pool.config.ca === undefined) continue
     for (const t of pool.config.targets) caByOrigin.set(new URL(t).origin, pool.config.ca)
   }
+  /** The CA of a target that came at run time (a DNS address, the admin API): its pool's. */
+  const caOfLiveTarget = (origin: string): string | undefined => {
+    for (const pool of fastify.upstreamPools.values()) {
+      if (pool.config.ca !== undefined && pool.state().some((t) => t.url === origin || t.url.startsWith(origin + '/'))) return pool.config.ca
+    }
+    return undefined
+  }
   const agent = new Agent({
     keepAliveTimeout: 30_000,
     connect: { timeout: cfg.websocket.connectTimeout },
     factory: (origin, opts) => {
-      const ca = caByOrigin.get(String(origin))
+      const ca = caByOrigin.get(String(origin)) ?? caOfLiveTarget(String(origin))
       return new Pool(origin, ca === undefined ? opts : { ...opts, connect: { timeout: cfg.websocket.connectTimeout, ca } })
     }
   })

@@ -1,7 +1,7 @@
 // The admin API client: fetch with the admin token as a Bearer header (never in a URL), a timeout,
 // and errors that say what went wrong (AuthError for a 401, ApiError for the rest); and the calls
-// the dashboard makes: {prefix}/connections (list, send a message, close), {prefix}/upstreams and
-// GET /metrics. No DOM: the token comes from whoever creates the client.
+// the dashboard makes: {prefix}/connections (list, send a message, close), {prefix}/upstreams
+// (list, drain or activate a target, rebalance) and GET /metrics. No DOM: the token comes from whoever creates the client.
 
 export const METRICS_URL = '/metrics'
 export const REQUEST_TIMEOUT_MS = 8000
@@ -66,8 +66,8 @@ export function createClient (prefix, getToken) {
     checkToken: (token) => request(prefix + '/connections?limit=1', { token }),
     /** One page of connections: `query` from listQuery. */
     connections: (query) => api('/connections?' + query),
-    /** The smallest page, for its `total`: every connection, whatever the table's filter. */
-    connectionCount: () => api('/connections?limit=1'),
+    /** Open connections in all, per route and per instance (cluster-wide), whatever the table's filter. */
+    connectionTotals: () => api('/connections/totals'),
     upstreams: () => api('/upstreams'),
     /**
      * The text of GET /metrics, or the ApiError it answered with (a 401 included): the dashboard
@@ -81,6 +81,10 @@ export function createClient (prefix, getToken) {
     /** @param {string} id @param {{ text: string } | { binary: string }} body */
     sendMessage: (id, body) => api('/connections/' + encodeURIComponent(id) + '/messages', { method: 'POST', body }),
     /** @param {string} id */
-    closeConnection: (id) => api('/connections/' + encodeURIComponent(id), { method: 'DELETE' })
+    closeConnection: (id) => api('/connections/' + encodeURIComponent(id), { method: 'DELETE' }),
+    /** @param {string} upstream @param {string} target its id (host:port) @param {{ weight?: number, state?: string }} body */
+    updateTarget: (upstream, target, body) => api('/upstreams/' + encodeURIComponent(upstream) + '/targets/' + encodeURIComponent(target), { method: 'PATCH', body }),
+    /** @param {string} upstream @param {{ dryRun?: boolean, minAgeMs?: number }} body */
+    rebalance: (upstream, body) => api('/upstreams/' + encodeURIComponent(upstream) + '/rebalance', { method: 'POST', body })
   }
 }

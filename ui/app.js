@@ -3,15 +3,16 @@
 // comes from the admin API ({prefix}/connections, {prefix}/upstreams) and GET /metrics, polled
 // every 2 s with the admin token as a Bearer header. The token lives in sessionStorage (this tab
 // only) and never in a URL.
-// This module holds the state, the sign-in, the polling, the summary cards, the upstreams table
-// and the banner; it wires together api.js (the client), metrics.js (the Prometheus text),
-// charts.js (the charts) and table.js (the connections table).
+// This module holds the state, the sign-in, the polling, the summary cards and the banner; it
+// wires together api.js (the client), metrics.js (the Prometheus text), charts.js (the charts),
+// table.js (the connections table) and upstreams.js (the upstream targets and their actions).
 import { ApiError, AuthError, createClient, listQuery } from './api.js'
 import { drawChart, drawRouteBars, HISTORY_MS } from './charts.js'
 import { setText } from './dom.js'
 import { nf, rate, timeFmt } from './format.js'
 import { counterRate, dashboardMetrics } from './metrics.js'
 import { createTable } from './table.js'
+import { createUpstreamsPanel } from './upstreams.js'
 
 const PREFIX = document.querySelector('meta[name="tollgate-admin-prefix"]').content
 const TOKEN_KEY = 'tollgate.adminToken'
@@ -58,7 +59,8 @@ const el = {
   pageLast: $('page-last'),
   pageInfo: $('page-info'),
   sortNote: $('sort-note'),
-  upRows: $('up-rows')
+  upRows: $('up-rows'),
+  upNotice: $('up-notice')
 }
 
 const state = {
@@ -119,25 +121,22 @@ async function tick () {
 async function refresh () {
   const { route, user, limit, offset } = state
   const query = listQuery(route, user, limit, offset)
-  const filtered = route !== '' || user !== ''
-  const [page, all, ups, metrics] = await Promise.all([
+  const [page, totals, ups, metrics] = await Promise.all([
     client.connections(query),
-    // The chart counts every connection, whatever the table's filter.
-    filtered ? client.connectionCount() : null,
+    // The chart and the summary count every connection, whatever the table's filter.
+    client.connectionTotals(),
     client.upstreams(),
     client.metrics()
   ])
   const now = performance.now()
-  const activeTotal = (all ?? page).total
+  const activeTotal = totals.total
   let messages = null
-  let byRoute = null
   if (metrics instanceof ApiError) {
     state.metricsError = 'metrics unavailable (' + metrics.message + ')'
   } else {
     state.metricsError = null
     const m = dashboardMetrics(metrics)
     messages = m.messages
-    byRoute = m.byRoute
     table.renderRouteNames(m.routeNames)
   }
   let mps = null
@@ -147,8 +146,10 @@ async function refresh () {
   } else {
     state.lastMessages = null
   }
+  // By route from the totals: every instance's connections (the gauge in /metrics is this instance's).
+  const byRoute = new Map(Object.entries(totals.routes))
   pushHistory(activeTotal, mps, now)
-  renderSummary(activeTotal, mps, byRoute, page, filtered)
+  renderSummary(activeTotal, mps, byRoute, page, totals)
   renderUpstreams(ups.upstreams)
   // A filter or page change while this request was out: draw the answer to the new question instead.
   if (query !== listQuery(state.route, state.user, state.limit, state.offset)) { again = true; return }
@@ -176,27 +177,16 @@ function drawCharts () {
 // ---------- summary ----------
 
 let routesKey = ''
-function renderSummary (total, mps, byRoute, page, filtered) {
+function renderSummary (total, mps, byRoute, page, totals) {
   setText(el.total, nf.format(total))
-  setText(el.totalNote, page.partial ? '(partial: some instances did not answer)' : '')
+  const instances = totals.instances.length > 1 ? 'on ' + nf.format(totals.instances.length) + ' instances ' : ''
+  setText(el.totalNote, instances + (page.partial || totals.partial ? '(partial: some instances did not answer)' : ''))
   setText(el.mps, state.metricsError === null ? rate(mps) : '–')
   setText(el.mpsNote, state.metricsError ?? (mps === null ? 'measuring…' : 'both directions'))
 
-  // By route from the gauge in /metrics (this instance); without metrics, from the rows when
-  // the page holds every connection.
-  let counts = byRoute
-  let note = ''
-  if (counts === null) {
-    if (!filtered && page.total <= page.connections.length) {
-      counts = new Map()
-      for (const c of page.connections) counts.set(c.route, (counts.get(c.route) ?? 0) + 1)
-    } else {
-      note = state.metricsError ?? ''
-    }
-  }
-  const entries = counts === null ? [] : [...counts].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-  if (counts !== null && entries.length === 0) note = 'No open connections.'
-  setText(el.byRouteNote, note)
+  // By route, from the totals: every instance's connections, without listing them.
+  const entries = [...byRoute].sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+  setText(el.byRouteNote, entries.length === 0 ? 'No open connections.' : '')
   const key = JSON.stringify(entries)
   if (key === routesKey) return
   routesKey = key
@@ -205,43 +195,17 @@ function renderSummary (total, mps, byRoute, page, filtered) {
 
 // ---------- upstreams ----------
 
-let upstreamsKey = ''
-function renderUpstreams (upstreams) {
-  const key = JSON.stringify(upstreams)
-  if (key === upstreamsKey) return
-  upstreamsKey = key
-  const rows = []
-  for (const u of upstreams) {
-    u.targets.forEach((t, i) => {
-      const tr = document.createElement('tr')
-      const cell = (text, cls) => { const td = document.createElement('td'); td.textContent = text; if (cls) td.className = cls; tr.append(td); return td }
-      const name = cell(i === 0 ? u.name : '')
-      if (i === 0) name.className = 'strong'
-      cell(t.url, 'upstream')
-      const health = cell('')
-      const badge = document.createElement('span')
-      badge.className = 'badge ' + (t.health === 'healthy' ? 'good' : t.health === 'unchecked' ? (t.healthy ? 'neutral' : 'bad') : 'bad')
-      badge.textContent = t.health
-      health.append(badge)
-      if (t.downUntil) health.append(' until ' + timeFmt.format(new Date(t.downUntil)))
-      cell(nf.format(t.openConnections), 'num')
-      cell(nf.format(t.inFlight), 'num')
-      cell(i === 0 ? u.balance : '', 'muted')
-      cell(t.lastError ?? '', 'error-text')
-      rows.push(tr)
-    })
-  }
-  if (rows.length === 0) {
-    const tr = document.createElement('tr')
-    const td = document.createElement('td')
-    td.colSpan = 7
-    td.className = 'muted'
-    td.textContent = 'No upstreams configured.'
-    tr.append(td)
-    rows.push(tr)
-  }
-  el.upRows.replaceChildren(...rows)
-}
+const upstreamsPanel = createUpstreamsPanel({
+  client,
+  tbody: el.upRows,
+  notify: (text, isError = false) => {
+    el.upNotice.className = 'notice ' + (isError ? 'bad' : 'ok')
+    el.upNotice.textContent = text
+  },
+  // A change shows at once rather than at the next poll.
+  changed: () => { void tick() }
+})
+const renderUpstreams = (upstreams) => upstreamsPanel.render(upstreams)
 
 // ---------- banner and live status ----------
 
@@ -296,7 +260,9 @@ function signOut (message) {
   state.lastMessages = null
   state.lastOkAt = null
   state.failures = 0
-  routesKey = upstreamsKey = ''
+  routesKey = ''
+  upstreamsPanel.reset()
+  el.upNotice.textContent = ''
   showLogin(message)
 }
 

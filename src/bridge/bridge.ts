@@ -45,6 +45,11 @@ export interface BridgeInfo {
   subprotocol: string | null
   /** Target URL of the upstream socket. */
   upstream: string
+  /**
+   * The name of the upstream (pool) whose target `upstream` is, when the connection went through
+   * one: a target URL two upstreams share is then told apart.
+   */
+  upstreamName?: string
   instanceId: string
   /** Token expiry (ms since epoch) for closeOnExpiry; 0 = none. */
   expiresAt?: number

@@ -214,6 +214,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     const key = nonce.toString('base64')
     let request: string
     let host: string
+    let servername: string | undefined
     let port: number
     let secure: boolean
     try {
@@ -224,6 +225,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       const o = opts.targets?.parts(origin) ?? parseTarget(origin)
       secure = o.secure
       host = o.hostname
+      servername = o.servername ?? (net.isIP(host) === 0 ? host : undefined)
       port = o.port
       let target = opts.url.slice(origin.length).split('#', 1)[0]
       if (target === '' || target[0] === '?') target = '/' + target
@@ -261,7 +263,7 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
     }
     const reads = secure ? null : new ReusedReads()
     const s = secure
-      ? tls.connect({ host, port, ca: opts.ca, servername: net.isIP(host) === 0 ? host : undefined, ALPNProtocols: ['http/1.1'] })
+      ? tls.connect({ host, port, ca: opts.ca, servername, ALPNProtocols: ['http/1.1'] })
       : net.connect({ host, port, noDelay: true, onread: reads!.onread })
     socket = s
     s.once(secure ? 'secureConnect' : 'connect', onConnect)

@@ -147,6 +147,11 @@ export interface TargetParts {
   hostname: string
   /** The port, the scheme's default when none is given. */
   port: number
+  /**
+   * The TLS server name when it is not `hostname`: an address found by DNS (upstreams.*.resolve)
+   * is connected to by address, its certificate checked for the name.
+   */
+  servername?: string
 }
 /**
  * The parts of a target URL.
@@ -181,5 +186,24 @@ export class TargetCache {
       if (this.parsed.size < 10_000) this.parsed.set(target, parts)
     }
     return parts
+  }
+
+  /**
+   * `target` is an address that `name` (a URL with the host name) resolved to: it is connected
+   * to by address, while its Host header and TLS server name are the name's, as nginx sends its
+   * upstream's name. Set for the target URL and its origin (both are looked up). Two names that
+   * resolve to one address and port share the entry: the last one set wins.
+   */
+  alias (target: string, name: string): void {
+    const n = parseTarget(name)
+    for (const key of new Set([target, parseTarget(target).origin])) {
+      this.parsed.set(key, { ...parseTarget(key), host: n.host, servername: n.hostname })
+    }
+  }
+
+  /** Forgets `target` (and its origin): a DNS address that is no longer a target. */
+  forget (target: string): void {
+    this.parsed.delete(target)
+    this.parsed.delete(parseTarget(target).origin)
   }
 }

@@ -17,6 +17,7 @@ import { markResolved } from '../config/resolve.js'
 import { createShared, type SharedState } from './shared-state.js'
 import { CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART } from '../close-codes.js'
 import type { ReloadResult } from './types.js'
+import type { PacedClose } from '../drain/paced-close.js'
 import { diff, keepRestartOnly, restartOnly } from './reload-diff.js'
 
 export interface RuntimeOptions {
@@ -35,6 +36,8 @@ export class GatewayRuntime {
   private readonly shared: SharedState
   private reloading: Promise<ReloadResult> | null = null
   private drainTimer: NodeJS.Timeout | null = null
+  /** The paced closes of the last reload drain, one per app generation. */
+  private reloadPaces: PacedClose[] = []
 
   private constructor (private readonly opts: RuntimeOptions, first: Generation) {
     const cfg = first.config
@@ -63,7 +66,14 @@ export class GatewayRuntime {
 
   private async build (config: GatewayConfig): Promise<FastifyInstance> {
     const app = await buildGateway(markResolved(config), { loggerInstance: this.opts.logger, shared: this.shared, reload: () => this.reload() })
-    await app.ready()
+    try {
+      await app.ready()
+    } catch (err) {
+      // Hooks that ran before the failure may have started things (health probes, DNS
+      // refreshes, the upstream bus subscriber): closing the app stops them.
+      await app.close().catch((closeErr: Error) => this.opts.logger.warn({ err: closeErr.message }, 'closing a configuration that failed to start failed'))
+      throw err
+    }
     return app
   }
 
@@ -121,16 +131,26 @@ export class GatewayRuntime {
     return { ok: true, changed, restartRequired }
   }
 
-  /** After `reloadDrain`, connections whose route is gone are closed with 1012 so clients reconnect. */
+  /**
+   * After `reloadDrain`, connections whose route is gone are closed with 1012 so clients
+   * reconnect, paced over the new configuration's `server.drainPace`.
+   */
   private scheduleDrain (config: GatewayConfig): void {
     if (this.drainTimer !== null) clearTimeout(this.drainTimer)
     const routes = new Set(config.routes.map((r) => r.prefix))
     this.drainTimer = setTimeout(() => {
       this.drainTimer = null
+      // A newer reload's drain replaces an older one still pacing (it picks up what is left).
+      for (const p of this.reloadPaces) p.cancel()
       let n = 0
-      // Each generation's bridge closes its own connections (the registry lists them all).
-      for (const g of [this.current, ...this.retiring]) n += g.app.websocketBridge.closeAll(CLOSE_SERVICE_RESTART, REASON_SERVICE_RESTART, (b) => !routes.has(b.info.route))
-      if (n > 0) this.opts.logger.info({ closed: n }, 'reload drain: closed connections of removed routes')
+      // Each generation's bridge closes its own connections (the registry lists them all), each
+      // over the same window: together they stay within the rate bound of their total, plus at
+      // most one close a second per generation for the rounding up.
+      this.reloadPaces = [this.current, ...this.retiring].map((g) => g.app.websocketBridge.closePaced({
+        code: CLOSE_SERVICE_RESTART, reason: REASON_SERVICE_RESTART, cause: 'reload', windowMs: config.server.drainPace, which: (b) => !routes.has(b.info.route)
+      }))
+      for (const p of this.reloadPaces) n += p.total
+      if (n > 0) this.opts.logger.info({ closing: n, windowMs: config.server.drainPace }, 'reload drain: closing connections of removed routes')
     }, config.server.reloadDrain)
     this.drainTimer.unref()
   }
@@ -141,6 +161,8 @@ export class GatewayRuntime {
    */
   private retire (gen: Generation): void {
     this.retiring.add(gen)
+    // The new generation applies the cluster's target changes from now on, not both.
+    if (gen.app.hasDecorator('upstreamTargets')) gen.app.upstreamTargets.retire()
     void gen.app.websocketBridge.whenIdle().then(async () => {
       // Shutdown may have closed it meanwhile.
       if (!this.retiring.delete(gen)) return

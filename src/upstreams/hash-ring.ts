@@ -9,6 +9,9 @@
 /** Points per target: ketama's 160 keeps each target's share within about ±20% of the mean. */
 export const DEFAULT_VIRTUAL_NODES = 160
 
+/** Room for the rank of a target in a ring's sort key (see the constructor). */
+const RANK_SPAN = 2 ** 20
+
 const FNV_OFFSET = 0x811c9dc5
 const FNV_PRIME = 0x01000193
 
@@ -19,12 +22,20 @@ const FNV_PRIME = 0x01000193
  * spreads them over the ring.
  */
 export function hash32 (s: string): number {
-  let h = FNV_OFFSET
+  return fmix32(fnv(FNV_OFFSET, s))
+}
+
+/** FNV-1a from state `h` over `s` (incremental: fnv(fnv(h, a), b) is fnv(h, a + b)). */
+function fnv (h: number, s: string): number {
   for (let i = 0; i < s.length; i++) {
     const c = s.charCodeAt(i)
     h = Math.imul(h ^ (c & 0xff), FNV_PRIME)
     if (c > 0xff) h = Math.imul(h ^ (c >>> 8), FNV_PRIME)
   }
+  return h
+}
+
+function fmix32 (h: number): number {
   h ^= h >>> 16
   h = Math.imul(h, 0x85ebca6b)
   h ^= h >>> 13
@@ -44,19 +55,40 @@ export class HashRing {
   /**
    * Builds the ring once for a fixed set of targets. A target's points depend only on its own
    * string, so the same target sits at the same places in every ring that contains it.
+   * `virtualNodes`: points per target, or a function giving each target's count (weights).
    */
-  constructor (targets: Iterable<string>, virtualNodes = DEFAULT_VIRTUAL_NODES) {
-    if (!Number.isInteger(virtualNodes) || virtualNodes < 1) throw new RangeError(`virtualNodes must be a positive integer, got ${virtualNodes}`)
+  constructor (targets: Iterable<string>, virtualNodes: number | ((target: string) => number) = DEFAULT_VIRTUAL_NODES) {
+    const nodesOf = typeof virtualNodes === 'number' ? () => virtualNodes : virtualNodes
     this.targets = [...new Set(targets)]
-    const nodes: Array<{ point: number, owner: number }> = []
-    this.targets.forEach((target, owner) => {
-      for (let i = 0; i < virtualNodes; i++) nodes.push({ point: hash32(`${target}#${i}`), owner })
+    const counts = this.targets.map((target) => {
+      const count = nodesOf(target)
+      if (!Number.isInteger(count) || count < 1) throw new RangeError(`virtualNodes must be a positive integer, got ${count}`)
+      return count
     })
     // Ties (two targets on the same point) are broken by the target string, not by the order of
-    // the configuration, so every ring with these targets agrees.
-    nodes.sort((a, b) => a.point - b.point || (this.targets[a.owner] < this.targets[b.owner] ? -1 : 1))
-    this.points = Uint32Array.from(nodes, (n) => n.point)
-    this.owners = this.targets.length <= 0xffff ? Uint16Array.from(nodes, (n) => n.owner) : Uint32Array.from(nodes, (n) => n.owner)
+    // the configuration, so every ring with these targets agrees: each node is one number,
+    // point * 2^20 + the target's rank among the sorted strings (exact below 2^53), and a typed
+    // array sorts those numerically, without a comparator.
+    const byString = this.targets.map((_t, i) => i).sort((a, b) => this.targets[a] < this.targets[b] ? -1 : 1)
+    const rank = new Uint32Array(this.targets.length)
+    byString.forEach((owner, r) => { rank[owner] = r })
+    if (this.targets.length > RANK_SPAN) throw new RangeError(`a ring holds at most ${RANK_SPAN} targets`)
+    const keys = new Float64Array(counts.reduce((n, c) => n + c, 0))
+    let k = 0
+    this.targets.forEach((target, owner) => {
+      // Node i of a target is at the same place whatever its count: a heavier weight adds points.
+      // Its point is hash32(`${target}#${i}`), the common prefix hashed once.
+      const prefix = fnv(FNV_OFFSET, `${target}#`)
+      for (let i = 0; i < counts[owner]; i++) keys[k++] = fmix32(fnv(prefix, String(i))) * RANK_SPAN + rank[owner]
+    })
+    keys.sort()
+    this.points = new Uint32Array(keys.length)
+    this.owners = this.targets.length <= 0xffff ? new Uint16Array(keys.length) : new Uint32Array(keys.length)
+    for (let i = 0; i < keys.length; i++) {
+      const r = keys[i] % RANK_SPAN
+      this.points[i] = (keys[i] - r) / RANK_SPAN
+      this.owners[i] = byString[r]
+    }
   }
 
   /**

@@ -34,6 +34,11 @@ export interface HealthCheckerOptions {
   /** Called after every failed probe (to keep the target's last error). */
   onProbeFailure?: (target: string, error: string) => void
   fetchImpl?: typeof fetch
+  /**
+   * The TLS server name of a target whose certificate is not for its address (one found by DNS:
+   * the name it was resolved from); used only when `fetchImpl` is not given.
+   */
+  servernameOf?: (target: string) => string | undefined
   /** PEM of an extra CA for https targets; used only when `fetchImpl` is not given. */
   ca?: string
 }
@@ -108,10 +113,24 @@ export class HealthChecker {
   private timer: NodeJS.Timeout | null = null
   /** Aborts the probes in flight when the checker stops, so a stopped checker changes nothing. */
   private abort: AbortController | null = null
-  private agent: Agent | null = null
+  /** undici Agents by TLS server name ('' for the default), made when first needed. */
+  private agents = new Map<string, Agent>()
 
-  constructor (readonly targets: readonly string[], readonly options: HealthCheckOptions, private readonly hooks: HealthCheckerOptions) {
-    for (const t of targets) this.state.set(t, { status: 'unchecked', successes: 0, failures: 0, probing: false })
+  constructor (targets: readonly string[], readonly options: HealthCheckOptions, private readonly hooks: HealthCheckerOptions) {
+    for (const t of targets) this.add(t)
+  }
+
+  /** The targets probed, in the order they were added. */
+  get targets (): string[] { return [...this.state.keys()] }
+
+  /** Probes `target` too from the next round on (a DNS answer or the admin API added it). */
+  add (target: string): void {
+    if (!this.state.has(target)) this.state.set(target, { status: 'unchecked', successes: 0, failures: 0, probing: false })
+  }
+
+  /** Stops probing `target` and forgets its state; a probe in flight for it changes nothing. */
+  remove (target: string): void {
+    this.state.delete(target)
   }
 
   /** The target's state; `unchecked` until its first probe decides it (or for an unknown target). */
@@ -140,9 +159,9 @@ export class HealthChecker {
     this.abort?.abort()
     this.abort = null
     for (const s of this.state.values()) s.probing = false
-    const agent = this.agent
-    this.agent = null
-    agent?.close().catch(() => {})
+    const agents = [...this.agents.values()]
+    this.agents.clear()
+    for (const agent of agents) agent.close().catch(() => {})
   }
 
   /**
@@ -156,9 +175,9 @@ export class HealthChecker {
       const s = this.state.get(target)!
       if (s.probing) return
       s.probing = true
-      const result = await probe(target + this.options.path, this.options.timeout, this.fetchImpl(), abort)
-      // A probe that outlived stop() (or a restart) must not change anything.
-      if (abort.aborted) return
+      const result = await probe(target + this.options.path, this.options.timeout, this.fetchImpl(target), abort)
+      // A probe that outlived stop() (or a restart), or its target's removal, changes nothing.
+      if (abort.aborted || this.state.get(target) !== s) return
       s.probing = false
       this.record(target, s, result)
     })).then(() => {})
@@ -181,13 +200,19 @@ export class HealthChecker {
     if (s.status !== from) this.hooks.onChange({ target, from, to: s.status, error: result.error })
   }
 
-  private fetchImpl (): typeof fetch {
+  private fetchImpl (target: string): typeof fetch {
     if (this.hooks.fetchImpl !== undefined) return this.hooks.fetchImpl
-    if (this.hooks.ca === undefined) return fetch
-    // Node's global fetch takes no CA option; undici's own fetch with an Agent that trusts the
-    // extra CA does (the same undici the proxy uses, so the check sees what traffic sees).
-    this.agent ??= new Agent({ connect: { ca: this.hooks.ca } })
-    const dispatcher = this.agent
-    return ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher })) as unknown as typeof fetch
+    const servername = target.startsWith('https:') ? this.hooks.servernameOf?.(target) : undefined
+    if (this.hooks.ca === undefined && servername === undefined) return fetch
+    // Node's global fetch takes no CA or server name option; undici's own fetch with an Agent
+    // that has them does (the same undici the proxy uses, so the check sees what traffic sees).
+    const key = servername ?? ''
+    let dispatcher = this.agents.get(key)
+    if (dispatcher === undefined) {
+      dispatcher = new Agent({ connect: { ca: this.hooks.ca, ...(servername !== undefined ? { servername } : {}) } })
+      this.agents.set(key, dispatcher)
+    }
+    const agent = dispatcher
+    return ((input: string, init?: RequestInit) => undiciFetch(input, { ...(init as object), dispatcher: agent })) as unknown as typeof fetch
   }
 }

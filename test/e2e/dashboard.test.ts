@@ -31,7 +31,7 @@ const root = fileURLToPath(new URL('../..', import.meta.url))
 // ---------- served without a browser ----------
 
 /** The dashboard's ES modules in ui/: app.js (the entry) and every module it imports, even indirectly. */
-const UI_MODULES = ['app.js', 'api.js', 'charts.js', 'dom.js', 'format.js', 'metrics.js', 'table.js']
+const UI_MODULES = ['app.js', 'api.js', 'charts.js', 'dom.js', 'format.js', 'metrics.js', 'table.js', 'upstreams.js']
 
 /** Every http(s) URL in a text, to prove nothing is loaded from elsewhere. */
 const urls = (s: string): string[] => s.match(/https?:\/\/[^\s'"`)<>]+/g) ?? []
@@ -82,7 +82,7 @@ test('GET {prefix}/ui: HTML with a strict CSP and no token needed; assets too; t
     assert.equal((await fetch(`${gw.url}${path}`, { headers: { 'if-none-match': etag } })).status, 304)
   }
   // Nothing else in ui/ is served: not the TypeScript declarations, not index.html by its name.
-  for (const path of ['/admin/ui/metrics.d.ts', '/admin/ui/index.html', '/admin/ui/nope.js']) {
+  for (const path of ['/admin/ui/metrics.d.ts', '/admin/ui/upstreams.d.ts', '/admin/ui/index.html', '/admin/ui/nope.js']) {
     assert.equal((await fetch(`${gw.url}${path}`)).status, 404, path)
   }
   for (const path of ['/admin/connections', '/admin/upstreams']) {

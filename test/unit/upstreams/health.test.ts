@@ -76,7 +76,7 @@ async function closedPort (): Promise<string> {
 }
 
 function upstream (targets: string[], healthCheck: Hc | undefined = FAST, extra: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return { name: 'api', targets, balance: 'round-robin', hashOn: 'ip', healthCheck, closeOnUnhealthy: false, ...extra }
+  return { name: 'api', targets, weights: targets.map(() => 1), resolve: 0, autoRebalance: null, balance: 'round-robin', hashOn: 'ip', healthCheck, closeOnUnhealthy: false, ...extra }
 }
 
 function recordingLog (): PoolLogger & { lines: Array<{ level: string, o: Record<string, unknown>, msg: string }>, count (msg: string): number } {

@@ -17,7 +17,12 @@ const C = 'http://127.0.0.1:9003'
 const ctx: PickContext = { ip: '198.51.100.1', headers: {} }
 
 function upstream (targets: string[], extra: Partial<UpstreamConfig> = {}): UpstreamConfig {
-  return { name: 'chat', targets, balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false, ...extra }
+  return { name: 'chat', targets, weights: targets.map(() => 1), resolve: 0, autoRebalance: null, balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false, ...extra }
+}
+
+/** The fields of a configured target of weight 1 in state(). */
+function meta (url: string): { id: string, url: string, weight: number, state: 'active', source: 'config', resolvedFrom: null } {
+  return { id: url.slice('http://'.length), url, weight: 1, state: 'active', source: 'config', resolvedFrom: null }
 }
 
 interface LogLine { level: 'info' | 'warn', o: Record<string, unknown>, msg: string }
@@ -254,7 +259,7 @@ describe('UpstreamPool: state()', () => {
   test('lists every target in configuration order', () => {
     const pool = new UpstreamPool(upstream([A, B, C, A]))
     assert.deepEqual(pool.state(), [A, B, C].map((url) => ({
-      url, healthy: true, health: 'unchecked', openConnections: 0, inFlight: 0, lastError: null, downUntil: null
+      id: url.slice('http://'.length), url, weight: 1, state: 'active', source: 'config', resolvedFrom: null, healthy: true, health: 'unchecked', openConnections: 0, inFlight: 0, lastError: null, downUntil: null
     })))
   })
 
@@ -266,12 +271,12 @@ describe('UpstreamPool: state()', () => {
     pool.requestStarted(A)
     pool.requestStarted(A)
     const [a, b] = pool.state()
-    assert.deepEqual(a, { url: A, healthy: true, health: 'unchecked', openConnections: 1, inFlight: 2, lastError: null, downUntil: null })
-    assert.deepEqual({ ...b, downUntil: null }, { url: B, healthy: false, health: 'down', openConnections: 0, inFlight: 0, lastError: 'ECONNREFUSED', downUntil: null })
+    assert.deepEqual(a, { ...meta(A), healthy: true, health: 'unchecked', openConnections: 1, inFlight: 2, lastError: null, downUntil: null })
+    assert.deepEqual({ ...b, downUntil: null }, { ...meta(B), healthy: false, health: 'down', openConnections: 0, inFlight: 0, lastError: 'ECONNREFUSED', downUntil: null })
     const until = Date.parse(b.downUntil!)
     assert.ok(until >= before + 60_000 && until <= Date.now() + 60_000, b.downUntil!)
     pool.markSuccess(B)
-    assert.deepEqual(pool.state()[1], { url: B, healthy: true, health: 'unchecked', openConnections: 0, inFlight: 0, lastError: 'ECONNREFUSED', downUntil: null })
+    assert.deepEqual(pool.state()[1], { ...meta(B), healthy: true, health: 'unchecked', openConnections: 0, inFlight: 0, lastError: 'ECONNREFUSED', downUntil: null })
   })
 
   test('start() and stop() do nothing without healthCheck', () => {
