@@ -7,7 +7,10 @@
 //   ratelimit  baseline + rateLimit.messages { rate: 100000, burst: 100000 } (never trips)
 //   redis      baseline + redis { url, keyPrefix: gwbench:<random>: } (cluster mode)
 //   direct     client -> echo upstream, no proxy (CPU = the upstream's own, for scale)
-// and handshakes/s + CPU µs per handshake for baseline vs a route with `auth: required` (HS256).
+// and handshakes/s + CPU µs per handshake for baseline vs a route with `auth: required` (HS256)
+// and vs `authorize` (an auth service asked per handshake, answering 200: the echo upstream's
+// own HTTP handler, on the load core), plus HTTP GET requests/s + CPU µs per request (autocannon,
+// 50 connections) for baseline vs `authorize`, and `authorize` with its decision cache on.
 // Each figure is the median of the runs (2 by default, variants alternating). Every gateway runs
 // for the whole bench (idle ones cost nothing measurable); all children are stopped by PID at
 // the end, on Ctrl-C and on SIGTERM. JSON: bench/results/features-<timestamp>.json.
@@ -16,14 +19,14 @@
 //        env REDIS_BENCH_URL (default redis://127.0.0.1:6379)
 import { createChildren } from './children.mjs'
 import { allowedCpus, cleanEnv, freePort, ipc, waitHttp, waitReady, which, withTimeout } from './util.mjs'
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, loadavg, release, tmpdir } from 'node:os'
 import { join, relative } from 'node:path'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
-import { CLK_TCK, childPids } from './proc.mjs'
+import { CLK_TCK, childPids, cpuTimes } from './proc.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const benchDir = fileURLToPath(new URL('.', import.meta.url))
@@ -97,12 +100,16 @@ const VARIANTS = [
   { key: 'baseline', label: 'baseline (/ws, admin+registry+metrics, info log)' },
   { key: 'ratelimit', label: '+ rateLimit.messages 100k/s (never trips)', extra: { rateLimit: { messages: { rate: 100000, burst: 100000 } } } },
   { key: 'redis', label: '+ Redis cluster mode', extra: () => ({ redis: { url: redisUrl, keyPrefix } }) },
-  { key: 'jwt', label: 'route auth: required (HS256)', extra: { auth: { jwt: { secret: jwtSecret } } }, routeAuth: 'required', handshakeOnly: true }
+  { key: 'jwt', label: 'route auth: required (HS256)', extra: { auth: { jwt: { secret: jwtSecret } } }, routeAuth: 'required', handshakeOnly: true },
+  { key: 'authorize', label: '+ authorize (auth service asked each time)', extra: () => ({ authorize: { url: authzUrl, upstreamHeaders: ['x-user-id'] } }) },
+  { key: 'authzcache', label: '+ authorize with cache: 10s', extra: () => ({ authorize: { url: authzUrl, upstreamHeaders: ['x-user-id'], cache: '10s' } }) }
 ]
+let authzUrl = ''
+const HTTP_CONNS = 50
 
 let upstream, loadgen
 const gateways = {} // key -> { proc, port, url, pids }
-const records = { rtt: {}, handshake: {} }
+const records = { rtt: {}, handshake: {}, http: {} }
 
 async function startGateway (v, upPort) {
   const port = await freePort()
@@ -170,6 +177,27 @@ async function handshakes (key, url, headers, proxyPids) {
   }
 }
 
+/** HTTP GET load with autocannon: requests/s and the gateway's CPU µs per request. */
+async function httpRun (key, url, proxyPids) {
+  const bin = join(root, 'node_modules/autocannon/autocannon.js')
+  const run = (seconds) => new Promise((resolve, reject) => {
+    const args = [bin, '-c', String(HTTP_CONNS), '-d', String(seconds), '-t', '5', '-j', url]
+    const child = spawn(LOAD_CORE !== null ? 'taskset' : process.execPath, LOAD_CORE !== null ? ['-c', String(LOAD_CORE), process.execPath, ...args] : args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (c) => { out += c })
+    child.on('error', reject)
+    child.on('close', (code) => code === 0 ? resolve(JSON.parse(out)) : reject(new Error(`autocannon exit ${code}`)))
+  })
+  if (S.warmupMs >= 1000) await run(Math.round(S.warmupMs / 1000))
+  const c0 = cpuTimes(proxyPids)
+  const j = await run(Math.max(1, Math.round(S.durationMs / 1000)))
+  const c1 = cpuTimes(proxyPids)
+  if (j.non2xx > 0 || j.errors > 0) problem(`http ${key}: ${j.non2xx} non-2xx, ${j.errors} errors`)
+  if (j.requests.total === 0) throw new Error(`http ${key}: no request answered`)
+  const cpu = c1.user + c1.sys - c0.user - c0.sys
+  return { rate: j.requests.total / j.duration, cpu: cpu / j.requests.total, proxyUtil: cpu / (j.duration * 1e6), loadUtil: 0, p99: j.latency.p99, requests: j.requests.total, seconds: j.duration, load1: loadavg()[0] }
+}
+
 function push (kind, key, rec) {
   (records[kind][key] ??= []).push(rec)
 }
@@ -180,8 +208,9 @@ async function main () {
   const b = spawnSync('npm', ['run', 'build'], { cwd: root, stdio: ['ignore', 'ignore', 'inherit'], timeout: 300_000 })
   if (b.status !== 0) throw new Error('npm run build failed')
 
-  const upPorts = { direct: await freePort() }
+  const upPorts = { direct: await freePort(), authz: await freePort() }
   for (const v of VARIANTS) upPorts[v.key] = await freePort()
+  authzUrl = `http://127.0.0.1:${upPorts.authz}/check`
   const env = cleanEnv({ BENCH_CLK_TCK: String(CLK_TCK) })
   upstream = launch('upstream', [process.execPath, join(benchDir, 'upstream.mjs')], {
     core: LOAD_CORE, env: { ...env, BENCH_PORTS: Object.entries(upPorts).map(([k, v]) => `${k}:${v}`).join(',') }, logFile: join(tmp, 'upstream.log'), ipc: true
@@ -210,8 +239,11 @@ async function main () {
   ]
   const hsPaths = [
     { key: 'baseline', url: () => gateways.baseline.url, headers: {}, pids: () => gateways.baseline.pids() },
-    { key: 'jwt', url: () => gateways.jwt.url, headers: { authorization: `Bearer ${jwt}` }, pids: () => gateways.jwt.pids() }
+    { key: 'jwt', url: () => gateways.jwt.url, headers: { authorization: `Bearer ${jwt}` }, pids: () => gateways.jwt.pids() },
+    { key: 'authorize', url: () => gateways.authorize.url, headers: {}, pids: () => gateways.authorize.pids() }
   ]
+  const httpUrl = (key) => `http://127.0.0.1:${gateways[key].port}/ws/x`
+  const httpPaths = ['baseline', 'authorize', 'authzcache'].map((key) => ({ key, url: () => httpUrl(key), pids: () => gateways[key].pids() }))
 
   // Warm-up stage (not recorded): V8 compiles each gateway's hot paths before any measure.
   log('warm-up stage (not recorded)')
@@ -231,6 +263,12 @@ async function main () {
       const r = await handshakes(p.key, p.url(), p.headers, p.pids())
       push('handshake', p.key, r)
       log(`run ${run + 1} handshake ${p.key.padEnd(9)} ${Math.round(r.rate)} /s, ${r.cpu.toFixed(1)} µs/handshake, proxy ${Math.round(r.proxyUtil * 100)}% load ${Math.round(r.loadUtil * 100)}%`)
+    }
+    const tp = run % 2 === 0 ? httpPaths : [...httpPaths].reverse()
+    for (const p of tp) {
+      const r = await httpRun(p.key, p.url(), p.pids())
+      push('http', p.key, r)
+      log(`run ${run + 1} http ${p.key.padEnd(10)} ${Math.round(r.rate)} req/s, ${r.cpu.toFixed(1)} µs/request, proxy ${Math.round(r.proxyUtil * 100)}%`)
     }
   }
 }
@@ -264,8 +302,8 @@ async function finish (error) {
   await withTimeout(stopAll(), 20_000, 'stopping children').catch((err) => problem(err.message))
   cleanupRedis()
   const load1 = loadavg()
-  const m = { rtt: {}, handshake: {} }
-  for (const kind of ['rtt', 'handshake']) for (const [k, list] of Object.entries(records[kind])) m[kind][k] = med(list)
+  const m = { rtt: {}, handshake: {}, http: {} }
+  for (const kind of ['rtt', 'handshake', 'http']) for (const [k, list] of Object.entries(records[kind])) m[kind][k] = med(list)
 
   const f = (x, d = 1) => x === null || x === undefined ? '-' : x.toFixed(d)
   const k = (x) => x === null || x === undefined ? '-' : `${(x / 1000).toFixed(1)}k`
@@ -281,11 +319,19 @@ async function finish (error) {
     }),
     ['', '', '', '', '', ''],
     ['handshakes (16 loops open+close)', 'hs/s', 'CPU µs/hs', 'vs baseline', 'proxy/load core %', 'p99 open ms'],
-    ...['baseline', 'jwt'].map((key) => {
+    ...['baseline', 'jwt', 'authorize'].map((key) => {
       const r = m.handshake[key]
-      const label = key === 'jwt' ? VARIANTS.find((v) => v.key === 'jwt').label : 'baseline (/ws, no auth)'
+      const label = key === 'baseline' ? 'baseline (/ws, no auth)' : VARIANTS.find((v) => v.key === key).label
       if (!r) return [label, '-', '-', '', '', '']
-      return [label, f(r.rate, 0), f(r.cpu), key === 'jwt' ? ratio(r.cpu, m.handshake.baseline?.cpu) : '', `${Math.round(r.proxyUtil * 100)}/${Math.round(r.loadUtil * 100)}`, f(r.p99OpenMs, 2)]
+      return [label, f(r.rate, 0), f(r.cpu), key !== 'baseline' ? ratio(r.cpu, m.handshake.baseline?.cpu) : '', `${Math.round(r.proxyUtil * 100)}/${Math.round(r.loadUtil * 100)}`, f(r.p99OpenMs, 2)]
+    }),
+    ['', '', '', '', '', ''],
+    [`HTTP GET (${HTTP_CONNS} conns, autocannon)`, 'req/s', 'CPU µs/req', 'vs baseline', 'proxy core %', 'p99 ms'],
+    ...['baseline', 'authorize', 'authzcache'].map((key) => {
+      const r = m.http[key]
+      const label = key === 'baseline' ? 'baseline (/ws/x, no auth)' : VARIANTS.find((v) => v.key === key).label
+      if (!r) return [label, '-', '-', '', '', '']
+      return [label, k(r.rate), f(r.cpu), key !== 'baseline' ? ratio(r.cpu, m.http.baseline?.cpu) : '', `${Math.round(r.proxyUtil * 100)}`, f(r.p99, 2)]
     })
   ]
   const widths = rows[0].map((_c, i) => Math.max(...rows.map((r) => String(r[i]).length)))

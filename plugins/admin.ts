@@ -12,6 +12,7 @@ import { Connection, ErrorBody } from '../src/admin/schemas.js'
 import { AdminAuthFailures } from '../src/admin/auth.js'
 import edgePlugin, { notFoundHandler, tollgateRewriteUrl } from './edge.js'
 import { gatewayErrorHandler } from '../src/errors.js'
+import { MAX_PARAM_LENGTH } from '../src/config/defaults.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -35,6 +36,7 @@ export default fp(async function adminPlugin (fastify) {
     const server = Fastify({
       loggerInstance: fastify.log.child({ server: 'admin' }),
       genReqId: () => randomUUID(),
+      routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
       trustProxy: fastify.gatewayConfig.server.trustProxy as boolean,
       rewriteUrl: tollgateRewriteUrl(fastify.gatewayConfig.server.encodedSlashes)
     })

@@ -16,16 +16,21 @@ import { deflateOffers, HandshakeCancel, openUpstream, type HandshakeResult } fr
 import { answeredProtocol, handshakeProblem, originAllowed, switchingProtocols } from '../src/bridge/client-handshake.js'
 import { EarlyData } from '../src/bridge/early-data.js'
 import { endWithStatus, SpanKind, type SpanContext } from '../src/tracing/tracer.js'
-import type { UpstreamPool } from '../src/upstreams/pool.js'
+import { distinctPools, type UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
 import { forwardContext } from './edge.js'
 import { HeartbeatSweeper } from '../src/bridge/heartbeat.js'
-import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
+import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_TARGET_DRAINED, REASON_TARGET_REMOVED, REASON_UPSTREAM_UNHEALTHY } from '../src/close-codes.js'
+import { startPacedClose, type ClosePacedOptions, type PacedClose } from '../src/drain/paced-close.js'
 import { codes } from '../src/errors.js'
 import { EARLY_DATA_LIMIT } from '../src/config/defaults.js'
 import { redactUrl } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
+import { requestUserId } from './authorize.js'
+import { connectEvent, disconnectEvent, type ConnectEvent, type DisconnectEvent } from '../src/events/payload.js'
+
+export type { ClosePacedOptions, PacedCause, PacedClose } from '../src/drain/paced-close.js'
 
 const kHead = Symbol('tollgate.upgradeHead')
 type RawWithHead = IncomingMessage & { [kHead]?: Buffer }
@@ -83,8 +88,30 @@ declare module 'fastify' {
       whenIdle (): Promise<void>
       /** Closes this app's connections (those `which` picks, or all) with `code`; returns how many. */
       closeAll (code: number, reason: string, which?: (bridge: Bridge) => boolean): number
+      /**
+       * Closes connections (`bridges`, else this app's that `which` picks, else all of this app's)
+       * with `code`, spread over `windowMs` (default `server.drainPace`) with jitter: at most
+       * `maxPerSecond` in any second. A connection that ended before its turn is skipped. A
+       * shutdown pace cancels this app's other paces (it closes their connections itself).
+       */
+      closePaced (opts: ClosePacedOptions): PacedClose
       /** Ends every connection of this app at once, without a close handshake (drain timeout). */
       terminateAll (): void
+      /**
+       * Calls `listener` when a connection of this app opened (its client got the 101), with the
+       * payload a `connect` lifecycle event has (without `claims`) and the handshake's request.
+       * A listener that throws is logged; it never affects the connection.
+       */
+      onConnect (listener: (event: ConnectEvent, request: FastifyRequest) => void): void
+      /** Calls `listener` when a connection of this app ended, with a `disconnect` event's payload. */
+      onClose (listener: (event: DisconnectEvent) => void): void
+      /**
+       * The open bridges of this instance to the targets of the upstream named as `pool` is (only
+       * to the target URL `target`, when given), whatever app generation opened them (a reload
+       * keeps them), for draining, removing and rebalancing a target. Bridges already closing
+       * are left out.
+       */
+      connectionsOf (pool: UpstreamPool, target?: string): Bridge[]
     }
   }
 }
@@ -114,7 +141,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     // Its ws server is only reached by a handshake no preHandler connected (see attach):
     // `connect` answers the 101 itself and relays frames on the raw sockets.
     options: { maxPayload: cfg.maxPayload, perMessageDeflate: false, clientTracking: false },
-    // Shutdown is plugins/drain.ts's (closeAll with 1001); @fastify/websocket's own would close
+    // Shutdown is plugins/drain.ts's (closePaced with 1001); @fastify/websocket's own would close
     // clients without a code.
     preClose: async function () {}
   })
@@ -130,17 +157,50 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   const traceOf = new WeakMap<Bridge, SpanContext>()
   /** The pool each bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
   const poolOf = new WeakMap<Bridge, UpstreamPool>()
+  /** What the pool's connectionOpened returned for each bridge, given back when it ends. */
+  const countedOf = new WeakMap<Bridge, number>()
   function closeAll (code: number, reason: string, which?: (bridge: Bridge) => boolean): number {
     let n = 0
     for (const b of mine) if (which === undefined || which(b)) { b.close(code, reason); n++ }
     return n
   }
-  for (const pool of fastify.upstreamPools.values()) {
+  /** This app's paces in progress (a shutdown cancels the others). */
+  const paces = new Set<PacedClose>()
+  // A closed app has nothing left to pace (its connections are gone): no timer outlives it.
+  fastify.addHook('onClose', async () => { for (const p of paces) p.cancel() })
+  function closePaced (opts: ClosePacedOptions): PacedClose {
+    const which = opts.which
+    const items = opts.bridges ?? (which === undefined ? [...mine] : [...mine].filter(which))
+    if (opts.cause === 'shutdown') for (const p of paces) p.cancel()
+    const metrics = fastify.metrics
+    const p = startPacedClose({
+      items,
+      code: opts.code,
+      reason: opts.reason,
+      cause: opts.cause,
+      windowMs: opts.windowMs ?? fastify.gatewayConfig.server.drainPace,
+      log: fastify.log,
+      book: metrics.pacedCloses,
+      onClosed: (cause) => { metrics.pacedClose(cause) }
+    })
+    paces.add(p)
+    void p.done.then(() => paces.delete(p))
+    return p
+  }
+  for (const pool of distinctPools(fastify.upstreamPools)) {
     if (!pool.config.closeOnUnhealthy) continue
-    // Clients of a target that turned unhealthy reconnect elsewhere (1012: service restart).
+    // Clients of a target that turned unhealthy reconnect elsewhere (1012: service restart), paced.
+    // One pace per target: a flap while it runs starts no second one, and the target turning
+    // healthy again stops it (the connections not reached yet stay).
     pool.onUnhealthy((target) => {
-      const n = closeAll(CLOSE_SERVICE_RESTART, REASON_UPSTREAM_UNHEALTHY, (b) => b.info.upstream === target && poolOf.get(b) === pool)
-      if (n > 0) fastify.log.warn({ upstream: target, closed: n }, 'closed connections of an unhealthy target')
+      if (pool.pacing(target, 'unhealthy')) return
+      const p = closePaced({ code: CLOSE_SERVICE_RESTART, reason: REASON_UPSTREAM_UNHEALTHY, cause: 'unhealthy', which: (b) => b.info.upstream === target && poolOf.get(b) === pool })
+      if (p.total === 0) return
+      pool.trackPace(target, 'unhealthy', p)
+      fastify.log.warn({ upstream: target, paceId: p.id, connections: p.total, windowMs: p.windowMs }, 'closing connections of an unhealthy target')
+    })
+    pool.onHealthy((target) => {
+      if (pool.cancelPace(target, 'unhealthy')) fastify.log.info({ upstream: target }, 'target healthy again: its paced close stopped')
     })
   }
 
@@ -234,6 +294,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       const bridge = startBridge(request, reply, target, result, protocol)
       // The upstream answered just before shutdown began: this connection goes the way of the others.
       if (state.draining) bridge.close(CLOSE_GOING_AWAY, REASON_GOING_AWAY)
+      else {
+        // Its target was removed, or its connections are being closed, while the handshake was
+        // in flight: that close missed this one, so it goes the same way now.
+        const refused = target.pool?.refuses(bridge.info.upstream) ?? null
+        if (refused !== null) bridge.close(CLOSE_SERVICE_RESTART, refused === 'drain' ? REASON_TARGET_DRAINED : refused === 'unhealthy' ? REASON_UPSTREAM_UNHEALTHY : REASON_TARGET_REMOVED)
+      }
       return true
     } finally {
       inflight--
@@ -273,9 +339,10 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       route: t.route,
       path: request.url.split('?', 1)[0],
       clientIp: request.ip,
-      userId: typeof claims?.sub === 'string' ? claims.sub : null,
+      userId: requestUserId(request),
       subprotocol: protocol === '' || protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : protocol,
       upstream: upstreamUrl,
+      ...(t.pool !== undefined ? { upstreamName: t.pool.name } : {}),
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0,
       // Kept with the token parameter already masked: the bridge outlives the request, and
@@ -292,13 +359,19 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       traceOf.set(bridge, span.spanContext())
     }
     if (t.pool !== undefined) {
-      t.pool.connectionOpened(upstreamUrl)
+      countedOf.set(bridge, t.pool.connectionOpened(upstreamUrl))
       poolOf.set(bridge, t.pool)
     }
     active++
     mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
+    if (connectListeners.length > 0) {
+      const event = connectEvent(bridge.info, bridge.connectedAt)
+      for (const l of connectListeners) {
+        try { l(event, request) } catch (err) { request.log.error({ err }, 'onConnect listener failed') }
+      }
+    }
     // The access-log line comes when the connection ends, with its totals (as nginx logs a
     // WebSocket): one line per connection instead of two. At debug level, one now too.
     request.log.debug({ req: request, connId: bridge.info.id, route: t.route, upstream: upstreamUrl, responseTime: reply.elapsedTime }, 'websocket bridged')
@@ -309,12 +382,15 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     client.close(1011, 'no upstream')
   }
 
+  const connectListeners: Array<(event: ConnectEvent, request: FastifyRequest) => void> = []
+  const closeListeners: Array<(event: DisconnectEvent) => void> = []
+
   const rtt = fastify.metrics.rtt
   function onRtt (seconds: number): void { rtt.observe(seconds) }
 
   function onEnd (bridge: Bridge, end: BridgeEnd): void {
     fastify.metrics.connectionEnded(bridge, end.clientCode, end.upstreamCode)
-    poolOf.get(bridge)?.connectionClosed(bridge.info.upstream)
+    poolOf.get(bridge)?.connectionClosed(bridge.info.upstream, countedOf.get(bridge))
     mine.delete(bridge)
     registry.remove(bridge)
     sweeper.delete(bridge)
@@ -323,6 +399,12 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     const durationMs = Date.now() - bridge.connectedAt
     const trace = traceOf.get(bridge)
     if (trace !== undefined) closeSpan(bridge, end, trace, durationMs)
+    if (closeListeners.length > 0) {
+      const event = disconnectEvent(i, bridge.connectedAt, end, bridge)
+      for (const l of closeListeners) {
+        try { l(event) } catch (err) { fastify.log.error({ err, connId: i.id }, 'onClose listener failed') }
+      }
+    }
     fastify.log.info({
       reqId: i.id,
       ...(trace !== undefined ? { trace_id: trace.traceId } : {}),
@@ -388,7 +470,19 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     get handshaking () { return inflight },
     whenIdle,
     closeAll,
-    terminateAll () { for (const b of mine) b.terminate() }
+    closePaced,
+    terminateAll () { for (const b of mine) b.terminate() },
+    onConnect (listener) { connectListeners.push(listener) },
+    onClose (listener) { closeListeners.push(listener) },
+    connectionsOf (pool: UpstreamPool, target?: string): Bridge[] {
+      // The registry is shared by every app generation: connections opened before a reload
+      // count too (their pool is the older generation's, their upstream's name the same).
+      const out: Bridge[] = []
+      for (const b of registry.values()) {
+        if (!b.closed && b.info.upstreamName === pool.name && (target === undefined || b.info.upstream === target)) out.push(b)
+      }
+      return out
+    }
   })
 }, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics', 'tollgate-drain', 'tollgate-upstreams', 'tollgate-tracing'] })
 

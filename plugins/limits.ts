@@ -11,6 +11,7 @@ import type { RateLimitConfig, RateWindow } from '../src/config/types.js'
 import type { ConcurrencyLimiter, Lease } from '../src/limits/concurrency.js'
 import type { WindowStore } from '../src/limits/window-store.js'
 import { codes } from '../src/errors.js'
+import { requestUserId } from './authorize.js'
 import { DEFAULT_RATE_KEY_BY, DEFAULT_REDIS_FAIL_OPEN } from '../src/config/defaults.js'
 
 interface WindowResult { isAllowed: boolean, isExceeded?: boolean, max?: number, remaining?: number, ttlInSeconds?: number }
@@ -22,6 +23,10 @@ export interface RouteLimits {
   http (request: FastifyRequest, reply: FastifyReply): Promise<boolean>
   /** WebSocket handshake rate and open-connection count; false when it answered (429/503). */
   handshake (request: FastifyRequest, reply: FastifyReply): Promise<boolean>
+  /** The handshake rate alone (a route with `authorize` counts open connections after the auth service named the user). */
+  handshakeRate (request: FastifyRequest, reply: FastifyReply): Promise<boolean>
+  /** The open-connection count alone. */
+  concurrent (request: FastifyRequest, reply: FastifyReply): Promise<boolean>
   /** Token bucket settings for the bridge, if any. */
   messages?: { rate: number, burst: number }
 }
@@ -33,7 +38,8 @@ declare module 'fastify' {
   }
 }
 
-const NO_LIMITS: RouteLimits = { http: async () => true, handshake: async () => true }
+const allow = async (): Promise<boolean> => true
+const NO_LIMITS: RouteLimits = { http: allow, handshake: allow, handshakeRate: allow, concurrent: allow }
 
 export interface LimitsPluginOptions {
   /** Open-connection counts (memory, or Redis in cluster mode); kept across hot reloads. */
@@ -140,18 +146,23 @@ export default fp<LimitsPluginOptions>(async function limitsPlugin (fastify, opt
       : {
           http: (request, reply) => checkWindow(http, request, reply),
           handshake: async (request, reply) => await checkWindow(hs, request, reply) && await acquire(limits.concurrent, owner, keyBy, request, reply),
+          handshakeRate: (request, reply) => checkWindow(hs, request, reply),
+          concurrent: (request, reply) => acquire(limits.concurrent, owner, keyBy, request, reply),
           messages: limits.messages
         }
     compiled.set(limits, c)
     return c
   })
-}, { name: 'tollgate-rate-limit', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-redis', 'tollgate-auth'] })
+}, { name: 'tollgate-rate-limit', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-redis', 'tollgate-auth', 'tollgate-authorize'] })
 
-/** The limit key: the verified JWT `sub` for keyBy user (else the client IP, trustProxy applied). */
+/**
+ * The limit key for keyBy user: the user the auth service named or the verified JWT's `sub`
+ * (else, and for keyBy ip, the client IP, trustProxy applied).
+ */
 function keyOf (request: FastifyRequest, keyBy: 'ip' | 'user'): string {
   if (keyBy === 'user') {
-    const sub = (request as { user?: { sub?: unknown } | null }).user?.sub
-    if (typeof sub === 'string' && sub !== '') return `u:${sub}`
+    const user = requestUserId(request)
+    if (user !== null) return `u:${user}`
   }
   return `ip:${request.ip}`
 }

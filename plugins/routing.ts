@@ -18,6 +18,7 @@ import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, queryWithout } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
+import { requestUserId } from './authorize.js'
 
 /** GET (and the HEAD Fastify derives from it) are registered with the WebSocket handler. */
 const OTHER_METHODS: HTTPMethods[] = ['DELETE', 'PATCH', 'POST', 'PUT', 'OPTIONS']
@@ -50,7 +51,7 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
       else registerProxy(scope, route, fastify.upstreamPools.get(route.upstream!)!)
     }
   })
-}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain', 'tollgate-tracing'] })
+}, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-authorize', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain', 'tollgate-tracing'] })
 
 
 function urls (prefix: string): string[] {
@@ -63,16 +64,20 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   const state = scope.gatewayState
   const { forwardClaims, queryParam } = scope.gatewayConfig.auth
   const allowedOrigins = scope.gatewayConfig.websocket.allowedOrigins
-  // Client-sent headers named like forwarded claims are dropped on every route: no spoofing.
-  const strip = Object.values(forwardClaims)
-  const hasClaims = strip.length > 0
+  const authorize = route.authorize
+  // Client-sent headers named like forwarded claims, or like what the auth service may set, are
+  // dropped: no spoofing.
+  const strip = [...Object.values(forwardClaims), ...(authorize === null ? [] : [...authorize.upstreamHeaders, ...(authorize.userHeader === null ? [] : [authorize.userHeader])])]
+  const hasClaims = Object.keys(forwardClaims).length > 0
   // The gateway's token parameter never goes upstream (when the gateway does JWT auth at all).
   const tokenParam = scope.gatewayConfig.auth.jwt === undefined ? null : queryParam
 
-  /** Route headers plus headers from the verified claims. */
+  /** Route headers, plus headers from the verified claims and from the auth service's answer. */
   const extraHeaders = (request: FastifyRequest): Record<string, string> => {
     const claims = (request as { user?: JwtClaims | null }).user
-    return hasClaims && claims != null ? { ...route.headers, ...claimHeaders(claims, forwardClaims) } : route.headers
+    const granted = request.authorization?.headers
+    const base = hasClaims && claims != null ? { ...route.headers, ...claimHeaders(claims, forwardClaims) } : route.headers
+    return granted === undefined ? base : { ...base, ...granted }
   }
   const segments = prefixSegments(route.prefix)
   const unchanged = route.rewritePrefix === route.prefix
@@ -97,7 +102,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   /** A target for this request (balancer, health), or null when none is available. */
   const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick({
     ip: request.ip,
-    userId: ((request as { user?: JwtClaims | null }).user?.sub as string | undefined) ?? null,
+    userId: requestUserId(request),
     headers: request.headers
   }, exclude)
 
@@ -141,6 +146,8 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     return reply.header('upgrade', 'websocket').header('connection', 'Upgrade').send(new codes.GW_ERR_UPGRADE_REQUIRED())
   }
   const keyByUser = route.rateLimit?.keyBy === 'user'
+  // The auth service names the user: keyBy user open-connection counts wait for its answer.
+  const concurrentAfterAuthorize = keyByUser && authorize?.userHeader != null && route.rateLimit?.concurrent !== undefined
   const refuseWhenRedisDown = scope.gatewayConfig.redis !== undefined && !scope.gatewayConfig.redis.failOpen
   /**
    * Everything decided before a request is proxied or upgraded, each answered with a plain HTTP
@@ -159,7 +166,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
         if (!checkHandshake(request, reply, state.draining, allowedOrigins)) return
         // Cluster mode with Redis away: new handshakes follow redis.failOpen.
         if (refuseWhenRedisDown && !scope.redisState.up) { await reply.send(new codes.GW_ERR_CLUSTER_UNAVAILABLE()); return }
-        if (limits !== null && !await step(request, 'rate limit', () => limits.handshake(request, reply))) return
+        if (limits !== null && !await step(request, 'rate limit', () => concurrentAfterAuthorize ? limits.handshakeRate(request, reply) : limits.handshake(request, reply))) return
       } else if (isWebSocketUpgrade(request.headers)) {
         await reply.send(new codes.GW_ERR_NO_WEBSOCKET()); return
       } else if (declaresBody(request.headers)) {
@@ -172,7 +179,11 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       await reply.send(new codes.GW_ERR_BAD_HANDSHAKE('Connection must include upgrade')); return
     }
     if (route.auth !== 'none' && (request as { user?: JwtClaims | null }).user == null) {
-      await step(request, 'auth', () => scope.checkAuth(request, reply, route.auth))
+      if (!await step(request, 'auth', () => scope.checkAuth(request, reply, route.auth))) return
+    }
+    if (authorize !== null) {
+      if (!await step(request, 'authorize', () => scope.authorize(request, reply, authorize, route.prefix))) return
+      if (concurrentAfterAuthorize && request.ws && route.websocket) await step(request, 'rate limit', () => limits!.concurrent(request, reply))
     }
   }
   const preHandler = async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {

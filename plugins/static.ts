@@ -32,6 +32,7 @@ export async function registerStatic (scope: FastifyInstance, route: RouteConfig
       if (route.auth !== 'none' && (request as { user?: unknown }).user == null) {
         if (!await inner.checkAuth(request, reply, route.auth)) return
       }
+      if (route.authorize !== null && !await inner.authorize(request, reply, route.authorize, route.prefix)) return
       if (inRoot !== null && !reply.sent) await refuseOutsideRoot(request, reply, route.prefix, root, inRoot)
     })
     await inner.register(fastifyStatic, {

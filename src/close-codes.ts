@@ -29,6 +29,10 @@ export const REASON_TOKEN_EXPIRED = 'token expired'
 export const REASON_RATE = 'message rate exceeded'
 export const REASON_SERVICE_RESTART = 'service restart'
 export const REASON_UPSTREAM_UNHEALTHY = 'upstream unhealthy'
+export const REASON_TARGET_DRAINED = 'upstream target drained'
+export const REASON_TARGET_REMOVED = 'upstream target removed'
+export const REASON_REBALANCE = 'rebalancing upstream'
+export const REASON_DECLARED_LOST = 'instance declared lost'
 
 /** Same rule as ws/lib/validation.js isValidStatusCode: the codes a close frame may carry. */
 export function isSendableCode (code: number): boolean {

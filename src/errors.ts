@@ -30,13 +30,19 @@ export const codes = {
   GW_ERR_TOO_MANY_CONNECTIONS: createError('GW_ERR_TOO_MANY_CONNECTIONS', 'too many open connections (limit %s)', 429),
   GW_ERR_LIMITS_UNAVAILABLE: createError('GW_ERR_LIMITS_UNAVAILABLE', 'rate limits cannot be checked right now', 503),
   GW_ERR_CLUSTER_UNAVAILABLE: createError('GW_ERR_CLUSTER_UNAVAILABLE', 'cluster state (Redis) is unreachable and redis.failOpen is false', 503),
+  GW_ERR_AUTHZ_UNAVAILABLE: createError('GW_ERR_AUTHZ_UNAVAILABLE', 'the authorization service could not be asked (%s)', 503),
   GW_ERR_NO_TARGET: createError('GW_ERR_NO_TARGET', 'no healthy upstream target', 502),
   GW_ERR_RELOAD_INVALID: createError('GW_ERR_RELOAD_INVALID', 'reload rejected: %s', 400),
   GW_ERR_RELOAD_UNAVAILABLE: createError('GW_ERR_RELOAD_UNAVAILABLE', 'reload is available when the gateway runs under its own server (npm start / tollgate)', 501),
   GW_ERR_ADMIN_UNAUTHORIZED: createError('GW_ERR_ADMIN_UNAUTHORIZED', 'missing or invalid admin token', 401),
   GW_ERR_CONNECTION_NOT_FOUND: createError('GW_ERR_CONNECTION_NOT_FOUND', 'no open connection with id %s', 404),
   GW_ERR_BAD_CLOSE_CODE: createError('GW_ERR_BAD_CLOSE_CODE', 'close code must be 1000 or 3000-4999, got %s', 400),
-  GW_ERR_CLIENT_BUSY: createError('GW_ERR_CLIENT_BUSY', 'connection %s is not reading: more than websocket.highWaterMark waits to be written to it', 503)
+  GW_ERR_CLIENT_BUSY: createError('GW_ERR_CLIENT_BUSY', 'connection %s is not reading: more than websocket.highWaterMark waits to be written to it', 503),
+  GW_ERR_UPSTREAM_NOT_FOUND: createError('GW_ERR_UPSTREAM_NOT_FOUND', 'no upstream named %s', 404),
+  GW_ERR_TARGET_NOT_FOUND: createError('GW_ERR_TARGET_NOT_FOUND', 'upstream %s has no target %s', 404),
+  GW_ERR_TARGET_EXISTS: createError('GW_ERR_TARGET_EXISTS', 'upstream %s already has a target %s', 409),
+  GW_ERR_BAD_TARGET: createError('GW_ERR_BAD_TARGET', 'invalid target: %s', 400),
+  GW_ERR_TOO_MANY_TARGETS: createError('GW_ERR_TOO_MANY_TARGETS', 'upstream %s has %s targets, the most it may have', 409)
 } as const
 
 export type ErrorCode = keyof typeof codes
@@ -77,7 +83,7 @@ export function errorBody (err: Error & { code?: string, statusCode?: number }):
 }
 
 const STATUS_TEXT: Record<number, string> = {
-  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 413: 'Payload Too Large', 426: 'Upgrade Required', 501: 'Not Implemented',
+  400: 'Bad Request', 401: 'Unauthorized', 403: 'Forbidden', 404: 'Not Found', 409: 'Conflict', 413: 'Payload Too Large', 426: 'Upgrade Required', 501: 'Not Implemented',
   429: 'Too Many Requests', 499: 'Client Closed Request', 500: 'Internal Server Error', 502: 'Bad Gateway', 503: 'Service Unavailable', 504: 'Gateway Timeout'
 }
 

@@ -7,6 +7,8 @@ export const DEFAULT_HOST = '0.0.0.0'
 export const DEFAULT_PORT = 8080
 export const DEFAULT_DRAIN_TIMEOUT = 10_000
 export const DEFAULT_RELOAD_DRAIN = 0
+/** The window paced closes (shutdown, reloadDrain, closeOnUnhealthy) are spread over; 0: all at once. */
+export const DEFAULT_DRAIN_PACE = 0
 /** HTTP proxy: time allowed for the upstream's response headers, and between body chunks (nginx proxy_read_timeout). */
 export const DEFAULT_PROXY_TIMEOUT = 60_000
 /** A request's head and body must arrive within this (Node's own default for its servers). */
@@ -47,8 +49,24 @@ export const DEFAULT_HASH_ON = 'ip'
 export const DEFAULT_CLOSE_ON_UNHEALTHY = false
 export const DEFAULT_UNHEALTHY_AFTER = 2
 export const DEFAULT_HEALTHY_AFTER = 1
+/** A target's weight when none is given (0 takes no new connections). */
+export const DEFAULT_TARGET_WEIGHT = 1
+/** upstreams.*.resolve: host names are resolved once per connection by the OS, not re-resolved into targets. */
+export const DEFAULT_RESOLVE = 0
+/** How long one resolution of a target's host name may take before the last answer is kept. */
+export const RESOLVE_TIMEOUT = 5_000
+/** Routes' connections may be closed by a rebalance unless the route sets `rebalance: false`. */
+export const DEFAULT_ROUTE_REBALANCE = true
+/** Rebalance closes only connections at least this old (ms), unless the request says otherwise. */
+export const DEFAULT_REBALANCE_MIN_AGE = 60_000
+/** After a rebalance, new connections are steered to the targets below their share for the close window plus this (ms). */
+export const REBALANCE_STEER_MS = 30_000
 /** Passive health: how long a target that failed to connect gets no new traffic. */
 export const DEFAULT_UPSTREAM_BACKOFF = 10_000
+/** The most targets one upstream may have at once: what the admin API, the cluster bus and DNS may add stops there. */
+export const MAX_TARGETS_PER_UPSTREAM = 256
+/** The most addresses taken from one DNS answer for one name (the rest are ignored, logged). */
+export const MAX_RESOLVED_ADDRESSES = 64
 export const DEFAULT_ROUTE_AUTH = 'none'
 export const DEFAULT_DOTFILES = 'deny'
 export const DEFAULT_FOLLOW_SYMLINKS = false
@@ -69,3 +87,27 @@ export const DEFAULT_LOG_LEVEL = 'info'
 export const ADMIN_AUTH_MAX_IPS = 10_000
 export const DEFAULT_SERVICE_NAME = 'tollgate'
 export const DEFAULT_SAMPLE_RATIO = 1
+export const DEFAULT_AUTHORIZE_TIMEOUT = 2_000
+export const DEFAULT_AUTHORIZE_FORWARD_HEADERS = ['authorization', 'cookie'] as const
+export const DEFAULT_AUTHORIZE_FAIL_OPEN = false
+/** Authorization decisions are not reused unless `authorize.cache` says for how long. */
+export const DEFAULT_AUTHORIZE_CACHE = 0
+/** Decisions kept at most by one route's authorization cache. */
+export const AUTHORIZE_CACHE_MAX = 10_000
+/** The header that carries the verified token's claims (base64url JSON) to the auth service. */
+export const AUTHORIZE_CLAIMS_HEADER = 'x-tollgate-claims'
+/** Bytes of an auth service's refusal passed on to the client. */
+export const AUTHORIZE_MAX_BODY = 64 * 1024
+/** Refusals with a longer body are not cached (the cache then holds at most ~40 MiB of bodies). */
+export const AUTHORIZE_CACHED_BODY = 4 * 1024
+export const DEFAULT_EVENTS_TIMEOUT = 5_000
+export const DEFAULT_EVENTS_QUEUE_SIZE = 100_000
+/** Lifecycle event retries: the first after this, doubling up to EVENTS_RETRY_MAX, with jitter. */
+export const EVENTS_RETRY_MIN = 200
+export const EVENTS_RETRY_MAX = 30_000
+/** Lifecycle events POSTed at once by one instance. */
+export const EVENTS_CONCURRENCY = 32
+/** At shutdown, how long the gateway waits for queued lifecycle events to be delivered. */
+export const EVENTS_SHUTDOWN_GRACE = 5_000
+/** Longest path parameter the routers take: a user id (up to 256 characters) percent-encoded. */
+export const MAX_PARAM_LENGTH = 1024

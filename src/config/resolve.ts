@@ -6,10 +6,10 @@
 import { readFileSync } from 'node:fs'
 import { isAbsolute, resolve as resolvePath } from 'node:path'
 import { Ajv, type ErrorObject } from 'ajv'
-import { ConfigSchema, type GatewayConfigInput, type RateLimitInput, type RouteInput, type UpstreamInput } from './schema.js'
+import { ConfigSchema, type AuthorizeInput, type EventsInput, type GatewayConfigInput, type RateLimitInput, type RouteInput, type UpstreamInput } from './schema.js'
 import { parseDuration, parseSize } from './units.js'
 import * as D from './defaults.js'
-import type { GatewayConfig, RateLimitConfig, RouteConfig, UpstreamConfig } from './types.js'
+import type { AuthorizeConfig, EventsConfig, GatewayConfig, RateLimitConfig, RouteConfig, UpstreamConfig } from './types.js'
 import { ConfigError } from '../errors.js'
 
 const ajv = new Ajv({ allErrors: false, strict: false, verbose: true })
@@ -38,6 +38,9 @@ function describe (err: ErrorObject): ConfigError {
     case 'anyOf':
       if (schema?.description === 'duration') {
         return new ConfigError(keyPath(err.instancePath), `invalid duration ${JSON.stringify(err.data)} (use milliseconds or a string such as "500ms", "30s", "5m", "1h")`)
+      }
+      if (schema?.description === 'target') {
+        return new ConfigError(keyPath(err.instancePath), typeof err.data === 'string' ? `invalid URL ${JSON.stringify(err.data)}` : 'must be a URL or { url, weight }')
       }
       if (schema?.description === 'size') {
         return new ConfigError(keyPath(err.instancePath), `invalid size ${JSON.stringify(err.data)} (use bytes or a string such as "64kb", "1mb")`)
@@ -90,7 +93,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
 
   const topLimit = cfg.rateLimit === undefined ? null : resolveRateLimit(cfg.rateLimit)
   const serverMaxBody = cfg.server?.maxBodySize === undefined ? null : parseSize(cfg.server.maxBodySize) as number
-  const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, topLimit, abs, serverMaxBody))
+  const topAuthorize = cfg.authorize === undefined ? null : resolveAuthorize(cfg.authorize, 'authorize')
+  const topEvents = cfg.events === undefined ? null : resolveEvents(cfg.events)
+  const inherited = { limit: topLimit, authorize: topAuthorize, events: topEvents }
+  const routes = (cfg.routes ?? []).map((r, i) => resolveRoute(r, i, upstreams, inherited, abs, serverMaxBody))
   if (cfg.auth?.jwt === undefined) {
     const r = routes.find((x) => x.auth !== 'none')
     if (r !== undefined) throw new ConfigError(`routes[${r.index}].auth`, `"${r.auth}" needs auth.jwt (a secret, publicKey or jwksUrl; or JWT_SECRET / JWT_PUBLIC_KEY)`)
@@ -120,6 +126,7 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       trustProxy: s.trustProxy ?? D.DEFAULT_TRUST_PROXY,
       drainTimeout: dur(s.drainTimeout, D.DEFAULT_DRAIN_TIMEOUT),
       reloadDrain: dur(s.reloadDrain, D.DEFAULT_RELOAD_DRAIN),
+      drainPace: dur(s.drainPace, D.DEFAULT_DRAIN_PACE),
       proxyTimeout: dur(s.proxyTimeout, D.DEFAULT_PROXY_TIMEOUT),
       encodedSlashes: s.encodedSlashes ?? D.DEFAULT_ENCODED_SLASHES,
       underscoresInHeaders: s.underscoresInHeaders ?? D.DEFAULT_UNDERSCORES_IN_HEADERS,
@@ -145,6 +152,9 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       compression: ws.compression ?? D.DEFAULT_COMPRESSION
     },
     rateLimit: topLimit,
+    authorize: topAuthorize,
+    events: topEvents,
+    eventsQueueSize: cfg.events?.queueSize ?? D.DEFAULT_EVENTS_QUEUE_SIZE,
     admin: { token: admin.token, prefix: adminPrefix, port: admin.port ?? D.DEFAULT_ADMIN_PORT },
     metrics: { protected: cfg.metrics?.protected ?? D.DEFAULT_METRICS_PROTECTED },
     tracing: cfg.tracing === undefined
@@ -158,6 +168,10 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       ? { path: pluginPath(p, abs), options: {} }
       : { path: pluginPath(p.path, abs), options: p.options ?? {}, prefix: p.prefix }),
     baseDir
+  }
+  // Closes planned after the drain timeout would be terminations instead.
+  if (out.server.drainPace > 0 && out.server.drainPace >= out.server.drainTimeout) {
+    throw new ConfigError('server.drainPace', `must be shorter than server.drainTimeout (${out.server.drainTimeout}ms): closes planned after the timeout would be terminations`)
   }
   if (out.websocket.pingInterval === 0) throw new ConfigError('websocket.pingInterval', 'must be greater than 0')
   if (out.websocket.pongTimeout === 0) throw new ConfigError('websocket.pongTimeout', 'must be greater than 0')
@@ -195,8 +209,18 @@ export function resolveConfig (input: unknown, options: ResolveOptions = {}): Ga
       requiredClaims: [...new Set(jwt.requiredClaims ?? [])]
     }
   }
-  if (cfg.redis?.url !== undefined) {
-    out.redis = { url: cfg.redis.url, failOpen: cfg.redis.failOpen ?? D.DEFAULT_REDIS_FAIL_OPEN, keyPrefix: cfg.redis.keyPrefix ?? D.DEFAULT_REDIS_KEY_PREFIX }
+  const rc = cfg.redis
+  if (rc !== undefined) {
+    const where = (['url', 'sentinels', 'cluster'] as const).filter((k) => rc[k] !== undefined)
+    if (where.length > 1) throw new ConfigError(`redis.${where[1]}`, `set only one of redis.url (or REDIS_URL), redis.sentinels and redis.cluster (both redis.${where[0]} and redis.${where[1]} are set)`)
+    if (rc.sentinels !== undefined && rc.name === undefined) throw new ConfigError('redis.name', 'required with redis.sentinels (the name of the primary the Sentinels watch)')
+    if (rc.name !== undefined && rc.sentinels === undefined) throw new ConfigError('redis.name', 'only used with redis.sentinels')
+  }
+  if (rc !== undefined && (rc.url !== undefined || rc.sentinels !== undefined || rc.cluster !== undefined)) {
+    out.redis = { failOpen: rc.failOpen ?? D.DEFAULT_REDIS_FAIL_OPEN, keyPrefix: rc.keyPrefix ?? D.DEFAULT_REDIS_KEY_PREFIX }
+    if (rc.url !== undefined) out.redis = { url: rc.url, ...out.redis }
+    if (rc.sentinels !== undefined) out.redis = { sentinels: rc.sentinels.map((s) => ({ host: s.host, port: s.port })), name: rc.name, ...out.redis }
+    if (rc.cluster !== undefined) out.redis = { cluster: [...rc.cluster], ...out.redis }
   }
   return out
 }
@@ -218,13 +242,32 @@ export function ensureResolved (config: GatewayConfigInput | GatewayConfig, base
 const JWT_ALGORITHMS = ['HS256', 'HS384', 'HS512', 'RS256', 'RS384', 'RS512', 'PS256', 'PS384', 'PS512', 'ES256', 'ES384', 'ES512', 'EdDSA']
 
 function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p: string) => string): UpstreamConfig {
-  const targets = u.targets.map((t, i) => normaliseTarget(t, `${path}.targets[${i}]`))
+  const targets: string[] = []
+  const weights: number[] = []
+  const ids = new Map<string, number>()
+  u.targets.forEach((t, i) => {
+    const at = `${path}.targets[${i}]`
+    const url = normaliseTarget(typeof t === 'string' ? t : t.url, typeof t === 'string' ? at : `${at}.url`)
+    // The admin API names a target by host:port, so two of one upstream cannot share it.
+    const id = targetId(url)
+    const prev = ids.get(id)
+    if (prev !== undefined) {
+      if (targets[prev] !== url) throw new ConfigError(at, `same host:port "${id}" as another target of this upstream`)
+      return
+    }
+    ids.set(id, targets.length)
+    targets.push(url)
+    weights.push(typeof t === 'string' ? D.DEFAULT_TARGET_WEIGHT : t.weight ?? D.DEFAULT_TARGET_WEIGHT)
+  })
   const balance = u.balance ?? D.DEFAULT_BALANCE
   if (u.hashOn !== undefined && balance !== 'hash') throw new ConfigError(`${path}.hashOn`, 'only applies when balance is "hash"')
   const hc = u.healthCheck
   return {
     name,
     targets,
+    weights,
+    resolve: dur(u.resolve, D.DEFAULT_RESOLVE),
+    autoRebalance: u.rebalance?.auto === true ? { minAgeMs: dur(u.rebalance.minAge, D.DEFAULT_REBALANCE_MIN_AGE) } : null,
     balance,
     hashOn: u.hashOn ?? D.DEFAULT_HASH_ON,
     healthCheck: hc === undefined
@@ -241,7 +284,11 @@ function resolveUpstream (name: string, u: UpstreamInput, path: string, abs: (p:
   }
 }
 
-function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, UpstreamConfig>, top: RateLimitConfig | null, abs: (p: string) => string, maxBodySize: number | null): RouteConfig {
+/** What a route takes from the top level when it says nothing of its own. */
+interface Inherited { limit: RateLimitConfig | null, authorize: AuthorizeConfig | null, events: EventsConfig | null }
+
+function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, UpstreamConfig>, inherited: Inherited, abs: (p: string) => string, maxBodySize: number | null): RouteConfig {
+  const top = inherited.limit
   const path = `routes[${i}]`
   const prefix = normalisePrefix(r.prefix)
   let upstream: UpstreamConfig | null = null
@@ -257,7 +304,7 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
   } else if (r.upstream === undefined) {
     throw new ConfigError(`${path}.upstream`, 'is required (a name from upstreams, or a URL)')
   } else if (/^[a-z]+:\/\//i.test(r.upstream)) {
-    upstream = { name: r.upstream, targets: [normaliseTarget(r.upstream, `${path}.upstream`)], balance: D.DEFAULT_BALANCE, hashOn: D.DEFAULT_HASH_ON, closeOnUnhealthy: D.DEFAULT_CLOSE_ON_UNHEALTHY }
+    upstream = { name: r.upstream, targets: [normaliseTarget(r.upstream, `${path}.upstream`)], weights: [D.DEFAULT_TARGET_WEIGHT], resolve: D.DEFAULT_RESOLVE, autoRebalance: null, balance: D.DEFAULT_BALANCE, hashOn: D.DEFAULT_HASH_ON, closeOnUnhealthy: D.DEFAULT_CLOSE_ON_UNHEALTHY }
   } else {
     upstream = upstreams[r.upstream] ?? null
     if (upstream === null) throw new ConfigError(`${path}.upstream`, `unknown upstream "${r.upstream}"`)
@@ -278,7 +325,47 @@ function resolveRoute (r: RouteInput, i: number, upstreams: Record<string, Upstr
     headers: lowerKeys(r.headers ?? {}),
     maxBodySize: r.maxBodySize === undefined ? maxBodySize : parseSize(r.maxBodySize) as number,
     dotfiles: r.dotfiles ?? D.DEFAULT_DOTFILES,
-    followSymlinks: r.followSymlinks ?? D.DEFAULT_FOLLOW_SYMLINKS
+    followSymlinks: r.followSymlinks ?? D.DEFAULT_FOLLOW_SYMLINKS,
+    rebalance: r.rebalance ?? D.DEFAULT_ROUTE_REBALANCE,
+    // A static route has no WebSockets, so no lifecycle events.
+    authorize: r.authorize === false ? null : r.authorize === undefined ? inherited.authorize : resolveAuthorize(r.authorize, `${path}.authorize`),
+    events: !websocket ? null : r.events === false ? null : r.events === undefined ? inherited.events : resolveEvents(r.events)
+  }
+}
+
+function resolveAuthorize (a: AuthorizeInput, path: string): AuthorizeConfig {
+  const lower = (names: readonly string[]): string[] => [...new Set(names.map((n) => n.toLowerCase()))]
+  const upstreamHeaders = lower(a.upstreamHeaders ?? [])
+  const forwardHeaders = lower(a.forwardHeaders ?? D.DEFAULT_AUTHORIZE_FORWARD_HEADERS)
+  // A request's framing and routing headers are neither the client's to pass to the auth
+  // service nor the service's to set upstream; the claims header is the gateway's own.
+  for (const [key, names] of [['upstreamHeaders', upstreamHeaders], ['forwardHeaders', forwardHeaders]] as const) {
+    for (const [i, h] of names.entries()) {
+      if (AUTHORIZE_RESERVED.has(h) || h === D.AUTHORIZE_CLAIMS_HEADER) throw new ConfigError(`${path}.${key}[${i}]`, `"${h}" cannot be listed here`)
+    }
+  }
+  return {
+    url: a.url,
+    timeout: dur(a.timeout, D.DEFAULT_AUTHORIZE_TIMEOUT),
+    forwardHeaders,
+    upstreamHeaders,
+    userHeader: a.userHeader === undefined ? null : a.userHeader.toLowerCase(),
+    failOpen: a.failOpen ?? D.DEFAULT_AUTHORIZE_FAIL_OPEN,
+    cacheTtl: dur(a.cache, D.DEFAULT_AUTHORIZE_CACHE)
+  }
+}
+
+/** Headers of the upstream request that an auth service's answer never sets. */
+const AUTHORIZE_RESERVED = new Set(['host', 'expect', 'connection', 'upgrade', 'content-length', 'transfer-encoding', 'keep-alive', 'te', 'trailer', 'proxy-connection', 'sec-websocket-key', 'sec-websocket-version', 'sec-websocket-extensions', 'sec-websocket-protocol'])
+
+function resolveEvents (e: EventsInput): EventsConfig {
+  const on = e.on ?? ['connect', 'disconnect']
+  return {
+    url: e.url,
+    connect: on.includes('connect'),
+    disconnect: on.includes('disconnect'),
+    timeout: dur(e.timeout, D.DEFAULT_EVENTS_TIMEOUT),
+    claims: [...new Set(e.claims ?? [])]
   }
 }
 
@@ -298,7 +385,22 @@ export function normalisePrefix (p: string): string {
   return trimmed === '' ? '/' : trimmed
 }
 
-function normaliseTarget (t: string, path: string): string {
+/**
+ * A target's name in the admin API: `host:port` of its URL, the port always written
+ * (`127.0.0.1:80`, `[::1]:9000`).
+ */
+export function targetId (url: string): string {
+  const u = new URL(url)
+  const port = u.port !== '' ? u.port : u.protocol === 'https:' || u.protocol === 'wss:' ? '443' : '80'
+  return `${u.hostname}:${port}`
+}
+
+/**
+ * A target URL as the gateway keeps it: http(s) scheme (ws and wss map to those), no trailing
+ * slash, no query or fragment.
+ * @throws ConfigError naming `path`
+ */
+export function normaliseTarget (t: string, path: string): string {
   let url: URL
   try {
     url = new URL(t)

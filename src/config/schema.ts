@@ -23,6 +23,12 @@ export const Size = Type.Union([
 
 const HttpUrl = Type.String({ pattern: '^(https?|wss?)://[^\\s/]+', description: 'URL' })
 
+/** A target: a URL, or `{ url, weight }` (weight 0 takes no new connections). */
+const TargetSchema = Type.Union([
+  HttpUrl,
+  Closed({ url: HttpUrl, weight: Opt(Type.Integer({ minimum: 0, maximum: 1000 })) })
+], { description: 'target' })
+
 const RateWindow = Closed({ max: Type.Integer({ minimum: 1 }), window: Duration })
 
 export const RateLimitSchema = Closed({
@@ -32,6 +38,28 @@ export const RateLimitSchema = Closed({
   concurrent: Opt(Type.Integer({ minimum: 1 })),
   messages: Opt(Closed({ rate: Type.Number({ exclusiveMinimum: 0 }), burst: Type.Integer({ minimum: 1 }) }))
 })
+
+const HeaderName = Type.String({ pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$', description: 'header name' })
+
+/** An auth service asked before a request is proxied or a WebSocket's upstream handshake starts. */
+export const AuthorizeSchema = Closed({
+  url: Type.String({ pattern: '^https?://[^\\s/]+', description: 'URL' }),
+  timeout: Opt(Duration),
+  forwardHeaders: Opt(Type.Array(HeaderName)),
+  upstreamHeaders: Opt(Type.Array(HeaderName)),
+  userHeader: Opt(HeaderName),
+  failOpen: Opt(Type.Boolean()),
+  cache: Opt(Duration)
+})
+
+const EventsProps = {
+  url: Type.String({ pattern: '^https?://[^\\s/]+', description: 'URL' }),
+  on: Opt(Type.Array(Type.Union([Type.Literal('connect'), Type.Literal('disconnect')]), { minItems: 1 })),
+  timeout: Opt(Duration),
+  claims: Opt(Type.Array(Type.String({ minLength: 1 })))
+}
+/** Lifecycle events of a route's WebSockets, POSTed to a backend. */
+export const EventsSchema = Closed(EventsProps)
 
 export const RouteSchema = Closed({
   prefix: Type.String({ pattern: '^/', description: 'path prefix starting with /' }),
@@ -45,7 +73,10 @@ export const RouteSchema = Closed({
   headers: Opt(Type.Record(Type.String(), Type.String())),
   maxBodySize: Opt(Size),
   dotfiles: Opt(Type.Union([Type.Literal('deny'), Type.Literal('allow')])),
-  followSymlinks: Opt(Type.Boolean())
+  followSymlinks: Opt(Type.Boolean()),
+  rebalance: Opt(Type.Boolean()),
+  authorize: Opt(Type.Union([AuthorizeSchema, Type.Literal(false)])),
+  events: Opt(Type.Union([EventsSchema, Type.Literal(false)]))
 })
 
 export const HealthCheckSchema = Closed({
@@ -57,7 +88,9 @@ export const HealthCheckSchema = Closed({
 })
 
 export const UpstreamSchema = Closed({
-  targets: Type.Array(HttpUrl, { minItems: 1 }),
+  targets: Type.Array(TargetSchema, { minItems: 1 }),
+  resolve: Opt(Duration),
+  rebalance: Opt(Closed({ auto: Type.Boolean(), minAge: Opt(Duration) })),
   balance: Opt(Type.Union([
     Type.Literal('round-robin'), Type.Literal('least-connections'), Type.Literal('ip-hash'), Type.Literal('hash')
   ])),
@@ -75,6 +108,7 @@ export const ConfigSchema = Closed({
     tls: Opt(Closed({ cert: Type.String({ minLength: 1 }), key: Type.String({ minLength: 1 }) })),
     drainTimeout: Opt(Duration),
     reloadDrain: Opt(Duration),
+    drainPace: Opt(Duration),
     proxyTimeout: Opt(Duration),
     encodedSlashes: Opt(Type.Union([Type.Literal('refuse'), Type.Literal('keep')])),
     underscoresInHeaders: Opt(Type.Boolean()),
@@ -112,6 +146,8 @@ export const ConfigSchema = Closed({
     compression: Opt(Type.Union([Type.Literal('passthrough'), Type.Literal('off')]))
   })),
   rateLimit: Opt(RateLimitSchema),
+  authorize: Opt(AuthorizeSchema),
+  events: Opt(Closed({ ...EventsProps, queueSize: Opt(Type.Integer({ minimum: 1 })) })),
   admin: Opt(Closed({
     token: Opt(Type.String({ minLength: 1 })),
     prefix: Opt(Type.String({ pattern: '^/' })),
@@ -119,8 +155,13 @@ export const ConfigSchema = Closed({
   })),
   redis: Opt(Closed({
     url: Opt(Type.String({ pattern: '^rediss?://' })),
+    // A Sentinel set (with the primary's name), or a Redis Cluster's startup nodes: instead of url.
+    sentinels: Opt(Type.Array(Closed({ host: Type.String({ minLength: 1 }), port: Type.Integer({ minimum: 1, maximum: 65535 }) }), { minItems: 1 })),
+    name: Opt(Type.String({ minLength: 1 })),
+    cluster: Opt(Type.Array(Type.String({ pattern: '^rediss?://' }), { minItems: 1 })),
     failOpen: Opt(Type.Boolean()),
-    keyPrefix: Opt(Type.String())
+    // Braces would break the hash tags that keep multi-key scripts legal on Redis Cluster.
+    keyPrefix: Opt(Type.String({ pattern: '^[^{}]*$' }))
   })),
   metrics: Opt(Closed({ protected: Opt(Type.Boolean()) })),
   tracing: Opt(Closed({
@@ -139,3 +180,5 @@ export type GatewayConfigInput = Static<typeof ConfigSchema>
 export type RouteInput = Static<typeof RouteSchema>
 export type UpstreamInput = Static<typeof UpstreamSchema>
 export type RateLimitInput = Static<typeof RateLimitSchema>
+export type AuthorizeInput = Static<typeof AuthorizeSchema>
+export type EventsInput = Static<typeof EventsSchema>

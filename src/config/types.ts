@@ -19,12 +19,45 @@ export interface UpstreamConfig {
   name: string
   /** Origins (scheme, host, port and optional base path) without a trailing slash; ws:// and wss:// are stored as http:// and https://. */
   targets: string[]
+  /** The weight of each target, in the order of `targets` (default 1; 0: no new connections). */
+  weights: number[]
+  /** How often host names in `targets` are re-resolved, each address a target of its own (ms); 0: not at all. */
+  resolve: number
+  /** Rebalance on its own when a target is added (DNS or the admin API): only connections at least minAgeMs old; null: never. */
+  autoRebalance: { minAgeMs: number } | null
   balance: BalanceMode
   hashOn: string
   healthCheck?: { path: string, interval: number, timeout: number, unhealthyAfter: number, healthyAfter: number }
   closeOnUnhealthy: boolean
   /** PEM text of an extra CA for https/wss targets. */
   ca?: string
+}
+
+/** An external auth service (forward auth). */
+export interface AuthorizeConfig {
+  url: string
+  timeout: number
+  /** Client headers sent to the auth service (lower case). */
+  forwardHeaders: string[]
+  /** Headers of the service's 2xx answer added to the upstream request (lower case). */
+  upstreamHeaders: string[]
+  /** The answer header that sets the connection's user id, or null. */
+  userHeader: string | null
+  /** Allow the request when the service cannot be reached or times out. */
+  failOpen: boolean
+  /** How long a decision is reused for the same request (ms); 0: never. */
+  cacheTtl: number
+}
+
+/** Where a route's WebSocket lifecycle events go. */
+export interface EventsConfig {
+  url: string
+  connect: boolean
+  disconnect: boolean
+  /** Time allowed for each POST before it is retried. */
+  timeout: number
+  /** Claims of the verified token copied into each event. */
+  claims: string[]
 }
 
 export interface RouteConfig {
@@ -48,6 +81,12 @@ export interface RouteConfig {
   dotfiles: 'deny' | 'allow'
   /** Static routes: follow symlinks that lead out of the root (default false: 404). */
   followSymlinks: boolean
+  /** Whether a rebalance of the upstream may close this route's connections (default true). */
+  rebalance: boolean
+  /** The auth service asked for this route (its own, else the top level's); null: none. */
+  authorize: AuthorizeConfig | null
+  /** Where this route's lifecycle events go (its own, else the top level's); null: nowhere. */
+  events: EventsConfig | null
 }
 
 export interface JwtConfig {
@@ -71,6 +110,8 @@ export interface GatewayConfig {
     tls?: { cert: string, key: string, certPath?: string, keyPath?: string }
     drainTimeout: number
     reloadDrain: number
+    /** Paced closes are spread over this window (ms), at most ceil(n / seconds) a second; 0: all at once. */
+    drainPace: number
     proxyTimeout: number
     /** `%2F`/`%5C` in a path: refused with 400, or kept (routed as `/`, sent upstream encoded). */
     encodedSlashes: 'refuse' | 'keep'
@@ -101,8 +142,13 @@ export interface GatewayConfig {
     compression: 'passthrough' | 'off'
   }
   rateLimit: RateLimitConfig | null
+  authorize: AuthorizeConfig | null
+  events: EventsConfig | null
+  /** Lifecycle events waiting for delivery that this instance holds at most (older ones are kept, new ones dropped). */
+  eventsQueueSize: number
   admin: { token?: string, prefix: string, port: number }
-  redis?: { url: string, failOpen: boolean, keyPrefix: string }
+  /** Cluster mode: exactly one of url (one server), sentinels (with name) or cluster is set. */
+  redis?: RedisConfig
   metrics: { protected: boolean }
   /** OpenTelemetry tracing over OTLP/HTTP; absent: off. */
   tracing?: {
@@ -115,4 +161,16 @@ export interface GatewayConfig {
   plugins: Array<{ path: string, options: Record<string, unknown>, prefix?: string }>
   /** Folder that relative paths were resolved against (the config file's folder, else the cwd). */
   baseDir: string
+}
+
+/** Where cluster mode's Redis is: one server (`url`), a Sentinel set (`sentinels` + `name`) or a Redis Cluster (`cluster`). */
+export interface RedisConfig {
+  url?: string
+  sentinels?: Array<{ host: string, port: number }>
+  /** The primary's name in the Sentinel set. */
+  name?: string
+  /** Startup nodes of a Redis Cluster (`redis://[user:pass@]host:port`; rediss:// for TLS). */
+  cluster?: string[]
+  failOpen: boolean
+  keyPrefix: string
 }

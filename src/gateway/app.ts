@@ -11,9 +11,10 @@ import { ensureResolved } from '../config/resolve.js'
 import { loggerOptions } from '../logger.js'
 import { gatewayErrorHandler } from '../errors.js'
 import { notFoundHandler, tollgateRewriteUrl } from '../../plugins/edge.js'
-import { REQUEST_TIMEOUT } from '../config/defaults.js'
+import { MAX_PARAM_LENGTH, REQUEST_TIMEOUT } from '../config/defaults.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import type { GatewayConfig } from '../config/types.js'
+import type { Resolve } from '../upstreams/resolver.js'
 
 export interface BuildOptions {
   /** Pino level (default "info"), or false for no logs, or Fastify logger options. */
@@ -26,6 +27,11 @@ export interface BuildOptions {
   reload?: () => Promise<ReloadResult>
   /** Folder for relative paths in the config (default: cwd). */
   baseDir?: string
+  /**
+   * How host names of upstreams with `resolve` are resolved: `(hostname) => addresses`
+   * (default: the system resolver, getaddrinfo). For tests and custom service discovery.
+   */
+  resolve?: Resolve
 }
 
 /**
@@ -42,6 +48,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
     ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger }),
     trustProxy: s.trustProxy as boolean,
     genReqId: () => randomUUID(),
+    routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     logController: new AccessLog(),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
     forceCloseConnections: 'idle',
@@ -56,7 +63,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
   app.setNotFoundHandler(notFoundHandler)
   // Every GW_ERR_* is answered from its own status (src/errors.ts); the root's hooks (the edge) too.
   app.setErrorHandler(gatewayErrorHandler)
-  await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload })
+  await app.register(gatewayPlugin, { config: resolved, shared: options.shared, reload: options.reload, resolve: options.resolve })
   return app
 }
 

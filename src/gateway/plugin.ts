@@ -15,8 +15,10 @@ import upstreamsPlugin from '../../plugins/upstreams.js'
 import drainPlugin from '../../plugins/drain.js'
 import tracingPlugin from '../../plugins/tracing.js'
 import authPlugin from '../../plugins/auth.js'
+import authorizePlugin from '../../plugins/authorize.js'
 import limitsPlugin from '../../plugins/limits.js'
 import bridgePlugin from '../../plugins/bridge.js'
+import eventsPlugin from '../../plugins/events.js'
 import proxyPlugin from '../../plugins/proxy.js'
 import routingPlugin from '../../plugins/routing.js'
 import adminPlugin, { adminDocs } from '../../plugins/admin.js'
@@ -27,6 +29,7 @@ import { createShared, type SharedState } from './shared-state.js'
 import type { ReloadResult } from './types.js'
 import { registerUserPlugins } from './user-plugins.js'
 import { registerRoutes } from './routes.js'
+import type { Resolve } from '../upstreams/resolver.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -44,6 +47,8 @@ export interface GatewayPluginOptions {
   shared?: SharedState
   /** What POST {admin.prefix}/reload calls; without it that route answers 501. */
   reload?: () => Promise<ReloadResult>
+  /** How host names of upstreams with `resolve` are resolved (default: the system's); for tests and custom discovery. */
+  resolve?: Resolve
 }
 
 async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): Promise<void> {
@@ -61,11 +66,13 @@ async function gateway (fastify: FastifyInstance, opts: GatewayPluginOptions): P
   await fastify.register(registryPlugin, { registry: shared.registry })
   await fastify.register(metricsPlugin, { metrics: shared.metrics })
   await fastify.register(tracingPlugin)
-  await fastify.register(upstreamsPlugin)
+  await fastify.register(upstreamsPlugin, { resolve: opts.resolve })
   await fastify.register(drainPlugin)
   await fastify.register(authPlugin)
+  await fastify.register(authorizePlugin)
   await fastify.register(limitsPlugin, { concurrency: shared.concurrency, windows: shared.windows })
   await fastify.register(bridgePlugin)
+  await fastify.register(eventsPlugin, { queue: shared.events })
   await fastify.register(proxyPlugin)
   await fastify.register(routingPlugin)
   await registerRoutes(fastify, 'public')

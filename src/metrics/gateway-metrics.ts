@@ -7,6 +7,7 @@
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
 import type { Bridge } from '../bridge/bridge.js'
+import { PacedCloseLog, type PacedCause } from '../drain/paced-close.js'
 
 interface Totals { msgIn: number, msgOut: number, bytesIn: number, bytesOut: number }
 
@@ -17,13 +18,25 @@ export class GatewayMetrics {
   private readonly closes: Counter<'route' | 'side' | 'code'>
   private readonly upstreamErrors: Counter<'target' | 'kind'>
   private readonly httpRequests: Counter<'route' | 'status'>
+  private readonly pacedClosed: Counter<'cause'>
+  private readonly rebalanceCloses: Counter<'upstream'>
+  /**
+   * This instance's paced closes (in progress and recent), kept here because, like the totals,
+   * they outlive a reload: the admin API lists them and the pending gauge reads them.
+   */
+  readonly pacedCloses = new PacedCloseLog()
   private readonly handshakeSeconds: Histogram<'route'>
+  private readonly authorizeDecisions: Counter<'route' | 'result'>
+  private readonly authorizeSeconds: Histogram<'route'>
+  private readonly eventsDone: Counter<'type' | 'result'>
+  /** Lifecycle events waiting for delivery, read at scrape time (set by the events queue). */
+  private eventsBacklog: () => number = () => 0
   readonly rtt: Histogram
   private readonly httpSeconds: Histogram<'route'>
   /** The histogram's child per route, bound once: observe() then hashes no labels per request. */
   private readonly httpSecondsOf = new Map<string, ReturnType<Histogram<'route'>['labels']>>()
   /** The current app's upstream targets, read at scrape time (set by the upstreams plugin; a reload replaces it). */
-  private targets: () => Iterable<{ upstream: string, target: string, up: boolean }> = () => []
+  private targets: () => Iterable<{ upstream: string, target: string, up: boolean, weight?: number }> = () => []
 
   /** @param live the live connections of this instance, read at scrape time */
   constructor (live: () => Iterable<Bridge>, opts: { defaultMetrics?: boolean } = {}) {
@@ -129,7 +142,7 @@ export class GatewayMetrics {
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers
     })
-    const targetsOf = (): Iterable<{ upstream: string, target: string, up: boolean }> => this.targets()
+    const targetsOf = (): Iterable<{ upstream: string, target: string, up: boolean, weight?: number }> => this.targets()
     new Gauge({
       name: 'tollgate_upstream_target_up',
       help: 'Whether an upstream target may be picked now (1), or is down or unhealthy (0)',
@@ -139,6 +152,65 @@ export class GatewayMetrics {
         this.reset()
         for (const t of targetsOf()) this.set({ upstream: t.upstream, target: t.target }, t.up ? 1 : 0)
       }
+    })
+    new Gauge({
+      name: 'tollgate_upstream_target_weight',
+      help: 'The weight of an upstream target (0: no new connections), as configured, resolved or set by the admin API',
+      labelNames: ['upstream', 'target'],
+      registers,
+      collect () {
+        this.reset()
+        for (const t of targetsOf()) if (t.weight !== undefined) this.set({ upstream: t.upstream, target: t.target }, t.weight)
+      }
+    })
+    this.rebalanceCloses = new Counter({
+      name: 'tollgate_rebalance_closes_total',
+      help: 'WebSocket connections a rebalance picked to close (1012), by upstream',
+      labelNames: ['upstream'],
+      registers
+    })
+    this.pacedClosed = new Counter({
+      name: 'tollgate_paced_closes_total',
+      help: 'WebSocket connections closed by a paced close, by cause (shutdown, reload, unhealthy, drain, remove, rebalance)',
+      labelNames: ['cause'],
+      registers
+    })
+    const paced = this.pacedCloses
+    new Gauge({
+      name: 'tollgate_paced_close_pending',
+      help: 'Connections that paced closes in progress have still to close, by cause',
+      labelNames: ['cause'],
+      registers,
+      collect () {
+        this.reset()
+        for (const [cause, n] of paced.pending()) this.set({ cause }, n)
+      }
+    })
+    this.authorizeDecisions = new Counter({
+      name: 'tollgate_authorize_decisions_total',
+      help: 'External authorization decisions by route and result (allowed, denied, unavailable, fail_open; cached_ prefix when the cache answered)',
+      labelNames: ['route', 'result'],
+      registers
+    })
+    this.authorizeSeconds = new Histogram({
+      name: 'tollgate_authorize_duration_seconds',
+      help: 'Time the auth service took to answer, by route (cache hits not included)',
+      labelNames: ['route'],
+      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5],
+      registers
+    })
+    this.eventsDone = new Counter({
+      name: 'tollgate_events_total',
+      help: 'Lifecycle events by type and result (queued, delivered, retried, dropped: queue full or not deliverable)',
+      labelNames: ['type', 'result'],
+      registers
+    })
+    const backlog = (): number => this.eventsBacklog()
+    new Gauge({
+      name: 'tollgate_events_pending',
+      help: 'Lifecycle events of this instance waiting for delivery',
+      registers,
+      collect () { this.set(backlog()) }
     })
     this.rtt = new Histogram({
       name: 'tollgate_websocket_rtt_seconds',
@@ -152,6 +224,22 @@ export class GatewayMetrics {
   handshake (route: string, result: string, seconds?: number): void {
     this.handshakes.inc({ route, result })
     if (seconds !== undefined) this.handshakeSeconds.observe({ route }, seconds)
+  }
+
+  /** An authorization decision; `seconds` when the auth service was asked. */
+  authorize (route: string, result: string, seconds?: number): void {
+    this.authorizeDecisions.inc({ route, result })
+    if (seconds !== undefined) this.authorizeSeconds.observe({ route }, seconds)
+  }
+
+  /** A lifecycle event was queued, delivered, retried or dropped. */
+  event (type: string, result: 'queued' | 'delivered' | 'retried' | 'dropped'): void {
+    this.eventsDone.inc({ type, result })
+  }
+
+  /** Where the pending-events gauge reads its value (the events queue, which outlives a reload). */
+  watchEvents (backlog: () => number): void {
+    this.eventsBacklog = backlog
   }
 
   upstreamError (target: string, kind: string): void {
@@ -171,6 +259,16 @@ export class GatewayMetrics {
     this.ended.set(route, t)
   }
 
+  /** A rebalance of `upstream` picked `n` connections to close. */
+  rebalanced (upstream: string, n: number): void {
+    if (n > 0) this.rebalanceCloses.inc({ upstream }, n)
+  }
+
+  /** A paced close closed one connection. */
+  pacedClose (cause: PacedCause): void {
+    this.pacedClosed.inc({ cause })
+  }
+
   /** A proxied HTTP request finished, after `seconds`. */
   httpRequest (route: string, status: number, seconds?: number): void {
     this.httpRequests.inc({ route, status: String(status) })
@@ -184,7 +282,7 @@ export class GatewayMetrics {
   }
 
   /** Where the upstream targets' health is read at scrape time (the current app's pools). */
-  watchTargets (targets: () => Iterable<{ upstream: string, target: string, up: boolean }>): void {
+  watchTargets (targets: () => Iterable<{ upstream: string, target: string, up: boolean, weight?: number }>): void {
     this.targets = targets
   }
 

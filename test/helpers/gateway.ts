@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../../src/gateway/app.js'
 import type { GatewayConfigInput } from '../../src/config/schema.js'
+import type { Resolve } from '../../src/upstreams/resolver.js'
 
 export interface TestGateway {
   app: FastifyInstance
@@ -19,7 +20,7 @@ export interface TestGateway {
   close (): Promise<void>
 }
 
-export async function startGateway (config: GatewayConfigInput, opts: { captureLogs?: boolean, level?: string, baseDir?: string } = {}): Promise<TestGateway> {
+export async function startGateway (config: GatewayConfigInput, opts: { captureLogs?: boolean, level?: string, baseDir?: string, resolve?: Resolve } = {}): Promise<TestGateway> {
   const logs: Array<Record<string, unknown>> = []
   let text = ''
   const stream = new Writable({
@@ -34,7 +35,7 @@ export async function startGateway (config: GatewayConfigInput, opts: { captureL
   const logger = opts.captureLogs === true
     ? { ...(loggerOptions(opts.level ?? 'info', config.auth?.queryParam ?? 'access_token') as object), stream }
     : false
-  const app = await buildGateway({ ...config, server: { host: '127.0.0.1', port: 0, ...config.server } }, { logger: logger as never, baseDir: opts.baseDir })
+  const app = await buildGateway({ ...config, server: { host: '127.0.0.1', port: 0, ...config.server } }, { logger: logger as never, baseDir: opts.baseDir, resolve: opts.resolve })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as AddressInfo).port
   const scheme = config.server?.tls !== undefined ? 'https' : 'http'

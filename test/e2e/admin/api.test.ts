@@ -189,7 +189,8 @@ test('GET upstreams lists targets with open connection counts', async (t) => {
   assert.deepEqual(chat, {
     name: 'chat',
     balance: 'round-robin',
-    targets: [{ url: up.url, healthy: true, health: 'unchecked', openConnections: 2, inFlight: 0, lastError: null, downUntil: null }]
+    resolveMs: 0,
+    targets: [{ id: new URL(up.url).host, url: up.url, weight: 1, state: 'active', source: 'config', resolvedFrom: null, healthy: true, health: 'unchecked', openConnections: 2, inFlight: 0, lastError: null, downUntil: null }]
   })
 })
 
@@ -199,7 +200,7 @@ test('OpenAPI document is valid JSON listing every admin route', async (t) => {
   assert.equal(res.status, 200)
   assert.match(res.body.openapi, /^3\./)
   const paths = Object.keys(res.body.paths).sort()
-  assert.deepEqual(paths, ['/connections', '/connections/{id}', '/connections/{id}/messages', '/reload', '/upstreams'])
+  assert.deepEqual(paths, ['/closing', '/connections', '/connections/totals', '/connections/{id}', '/connections/{id}/messages', '/reload', '/upstreams', '/upstreams/{name}/rebalance', '/upstreams/{name}/targets', '/upstreams/{name}/targets/{target}', '/users/{id}/connections'])
   assert.ok(res.body.paths['/connections/{id}'].delete)
   assert.ok(res.body.components.schemas.Connection)
 })

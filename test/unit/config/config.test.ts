@@ -79,6 +79,7 @@ describe('defaults', () => {
       trustProxy: false,
       drainTimeout: D.DEFAULT_DRAIN_TIMEOUT,
       reloadDrain: D.DEFAULT_RELOAD_DRAIN,
+      drainPace: D.DEFAULT_DRAIN_PACE,
       proxyTimeout: D.DEFAULT_PROXY_TIMEOUT,
       encodedSlashes: 'refuse',
       underscoresInHeaders: false,
@@ -105,6 +106,9 @@ describe('defaults', () => {
     assert.deepEqual(cfg.upstreams, {})
     assert.deepEqual(cfg.routes, [])
     assert.equal(cfg.rateLimit, null, 'rate limits are off unless configured')
+    assert.equal(cfg.authorize, null, 'external authorization is off unless configured')
+    assert.equal(cfg.events, null, 'lifecycle events are off unless configured')
+    assert.equal(cfg.eventsQueueSize, D.DEFAULT_EVENTS_QUEUE_SIZE)
     assert.equal(cfg.redis, undefined)
     assert.deepEqual(cfg.metrics, { protected: false })
     assert.deepEqual(cfg.plugins, [])
@@ -126,6 +130,9 @@ describe('defaults', () => {
     assert.deepEqual(cfg.upstreams.chat, {
       name: 'chat',
       targets: ['http://127.0.0.1:9001', 'http://127.0.0.1:9002'],
+      weights: [1, 1],
+      resolve: 0,
+      autoRebalance: null,
       balance: 'round-robin',
       hashOn: 'ip',
       healthCheck: undefined,
@@ -145,7 +152,10 @@ describe('defaults', () => {
       headers: {},
       maxBodySize: null,
       dotfiles: 'deny',
-      followSymlinks: false
+      followSymlinks: false,
+      rebalance: true,
+      authorize: null,
+      events: null
     }])
     assert.equal(cfg.routes[0].upstream, cfg.upstreams.chat, 'routes share the upstream object')
   })
@@ -520,7 +530,7 @@ describe('routes', () => {
       ]
     })
     assert.deepEqual(cfg.routes[0].upstream, {
-      name: 'ws://127.0.0.1:9001/', targets: ['http://127.0.0.1:9001'], balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false
+      name: 'ws://127.0.0.1:9001/', targets: ['http://127.0.0.1:9001'], weights: [1], resolve: 0, autoRebalance: null, balance: 'round-robin', hashOn: 'ip', closeOnUnhealthy: false
     })
     assert.deepEqual(cfg.routes.map((r) => r.upstream?.targets), [
       ['http://127.0.0.1:9001'], ['https://echo.example/base'], ['http://example.com/x'], ['https://api.example:8443']
