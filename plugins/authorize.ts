@@ -10,7 +10,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AuthorizeConfig } from '../src/config/types.js'
 import { Authorizer, authorizeAgent } from '../src/authorize/authorizer.js'
 import { codes } from '../src/errors.js'
-import { queryWithout } from '../src/auth/token.js'
+import { searchWithoutToken } from '../src/auth/token.js'
 import { requestTarget } from './edge.js'
 import type { JwtClaims } from './auth.js'
 
@@ -65,11 +65,7 @@ export default fp(async function authorizePlugin (fastify) {
 
   fastify.decorate('authorize', async function authorize (request: FastifyRequest, reply: FastifyReply, config: AuthorizeConfig, route: string): Promise<boolean> {
     const rt = requestTarget(request)
-    let search = rt.search
-    if (tokenParam !== null && search !== '') {
-      const q = queryWithout(search, tokenParam)
-      search = q === '' ? '' : `?${q}`
-    }
+    const search = searchWithoutToken(rt.search, tokenParam)
     const claims = (request as { user?: JwtClaims | null }).user ?? null
     const { decision, cached, seconds } = await authorizerOf(config).decide({
       method: request.method,

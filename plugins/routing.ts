@@ -16,7 +16,7 @@ import { joinUpstreamPath } from '../src/edge/forward-headers.js'
 import { declaresBody } from '../src/http/headers.js'
 import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
 import type { UpstreamPool } from '../src/upstreams/pool.js'
-import { claimHeaders, queryWithout } from '../src/auth/token.js'
+import { claimHeaders, searchWithoutToken } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import { requestUserId } from './authorize.js'
 
@@ -88,11 +88,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   const upstreamOf = (request: FastifyRequest, target: string): { origin: string, path: string, search: string } => {
     const rt = requestTarget(request)
     const base = scope.targetCache.parts(target)
-    let search = rt.search
-    if (tokenParam !== null && search !== '') {
-      const q = queryWithout(search, tokenParam)
-      search = q === '' ? '' : `?${q}`
-    }
+    const search = searchWithoutToken(rt.search, tokenParam)
     // rewritePrefix left as the prefix forwards the path unchanged, path parameters included.
     const rest = unchanged ? rt.after(0) : rt.after(segments)
     return { origin: base.origin, path: joinUpstreamPath(rest, unchanged ? '/' : route.rewritePrefix, base.pathname === '/' ? '' : base.pathname), search }

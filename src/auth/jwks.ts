@@ -15,6 +15,7 @@
  * Nothing here throws: a fetch that fails is logged and a key that cannot be found is `undefined`.
  */
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto'
+import { readAtMost } from '../http/body.js'
 
 /** At most one JWKS fetch starts in this many milliseconds. */
 export const JWKS_REFETCH_INTERVAL_MS = 10_000
@@ -198,19 +199,11 @@ export class JwksKeys {
       await res.body?.cancel().catch(() => {})
       throw new Error(`document larger than ${this.#maxBytes} bytes`)
     }
-    const chunks: Uint8Array[] = []
-    let size = 0
-    if (res.body !== null) {
-      for await (const chunk of res.body) {
-        size += chunk.byteLength
-        // Leaving the loop cancels the stream.
-        if (size > this.#maxBytes) throw new Error(`document larger than ${this.#maxBytes} bytes`)
-        chunks.push(chunk)
-      }
-    }
+    const bytes = res.body === null ? Buffer.alloc(0) : await readAtMost(res.body, this.#maxBytes)
+    if (bytes === null) throw new Error(`document larger than ${this.#maxBytes} bytes`)
     let doc: unknown
     try {
-      doc = JSON.parse(Buffer.concat(chunks).toString('utf8'))
+      doc = JSON.parse(bytes.toString('utf8'))
     } catch {
       throw new Error('document is not JSON')
     }

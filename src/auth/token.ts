@@ -57,6 +57,16 @@ export function queryWithout (url: string, name: string): string {
   return queryPairs(url).filter((p) => p.raw !== '' && p.name !== name).map((p) => p.raw).join('&')
 }
 
+/**
+ * A request's search (`?...` or '') as it leaves the gateway: without the gateway's token
+ * parameter when there is one (`tokenParam` null: the gateway does no JWT auth, nothing removed).
+ */
+export function searchWithoutToken (search: string, tokenParam: string | null): string {
+  if (tokenParam === null || search === '') return search
+  const q = queryWithout(search, tokenParam)
+  return q === '' ? '' : `?${q}`
+}
+
 
 /** Splits a Sec-WebSocket-Protocol header into its offers. */
 export function parseProtocols (h: string | string[] | undefined): string[] {

@@ -9,6 +9,7 @@
 import { createHash } from 'node:crypto'
 import type { IncomingHttpHeaders } from 'node:http'
 import { Agent, request, type Dispatcher } from 'undici'
+import { readAtMost } from '../http/body.js'
 import type { AuthorizeConfig } from '../config/types.js'
 import { AUTHORIZE_CACHE_MAX, AUTHORIZE_CACHED_BODY, AUTHORIZE_CLAIMS_HEADER, AUTHORIZE_MAX_BODY } from '../config/defaults.js'
 
@@ -156,7 +157,8 @@ export class Authorizer {
     }
     // A refusal is a refusal once its status has come, whatever becomes of its body: a body
     // that is too long, too slow or cut keeps the status and goes without its body.
-    const body = await readLimited(res.body, AUTHORIZE_MAX_BODY).catch(() => { discard(res.body); return null })
+    const body = await readAtMost(res.body, AUTHORIZE_MAX_BODY).catch(() => null)
+    if (body === null) discard(res.body)
     const passed: Record<string, string | string[]> = {}
     for (const name of DENY_HEADERS) {
       const v = res.headers[name]
@@ -175,18 +177,6 @@ export class Authorizer {
 /** The dispatcher auth requests go through: keep-alive connections to the auth services. */
 export function authorizeAgent (): Agent {
   return new Agent({ keepAliveTimeout: 10_000, connections: 256 })
-}
-
-/** The body up to `limit` bytes; null (and the rest discarded) when it is longer. */
-async function readLimited (body: Dispatcher.ResponseData['body'], limit: number): Promise<Buffer | null> {
-  const chunks: Buffer[] = []
-  let n = 0
-  for await (const chunk of body) {
-    n += (chunk as Buffer).length
-    if (n > limit) { discard(body); return null }
-    chunks.push(chunk as Buffer)
-  }
-  return Buffer.concat(chunks)
 }
 
 /** Drops a body unread. Destroying it emits 'error', which must not go unheard (it would crash the process). */

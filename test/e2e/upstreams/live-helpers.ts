@@ -9,6 +9,7 @@ import { WebSocketServer, type WebSocket as ServerSocket } from 'ws'
 import type WebSocket from 'ws'
 import type { TestContext } from 'node:test'
 import { connect } from '../../helpers/ws.js'
+import type { TargetJson } from '../../../ui/upstreams.js'
 
 export const ADMIN = 'live-upstreams-admin-token'
 
@@ -100,19 +101,8 @@ export async function targetsOf (base: string, name = 'chat'): Promise<Listed[]>
   return (res.body.upstreams as Array<{ name: string, targets: Listed[] }>).find((u) => u.name === name)?.targets ?? []
 }
 
-/** A target as GET /upstreams lists it. */
-export interface Listed {
-  id: string
-  url: string
-  weight: number
-  state: string
-  source: string
-  resolvedFrom: string | null
-  healthy: boolean
-  health: string
-  openConnections: number
-  inFlight: number
-}
+/** A target as GET /upstreams lists it (the dashboard's type of it). */
+export type Listed = TargetJson & { openConnections: number, inFlight: number }
 
 /** A client that remembers when and with what code it was closed. */
 export interface TrackedClient {

@@ -8,7 +8,7 @@ import { describe, test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
 import {
-  BEARER_PROTOCOL_PREFIX, bearerProtocol, claimHeaders, findToken, parseProtocols, queryValue, queryWithout, type TokenLookup
+  BEARER_PROTOCOL_PREFIX, bearerProtocol, claimHeaders, findToken, parseProtocols, queryValue, queryWithout, searchWithoutToken, type TokenLookup
 } from '../../../src/auth/token.js'
 
 const ALL: TokenLookup = { sources: ['header', 'query', 'cookie', 'protocol'], queryParam: 'access_token', cookieName: 'tk' }
@@ -200,5 +200,16 @@ describe('claimHeaders', () => {
   test('values that are not visible ASCII are percent-encoded (no CR/LF reaches a header)', () => {
     const out = claimHeaders({ name: 'Zoë', evil: 'a\r\nX-Admin: 1', tab: 'a\tb' }, { name: 'x-name', evil: 'x-evil', tab: 'x-tab' })
     assert.deepEqual(out, { 'x-name': 'Zo%C3%AB', 'x-evil': 'a%0D%0AX-Admin%3A%201', 'x-tab': 'a%09b' })
+  })
+})
+
+describe('searchWithoutToken', () => {
+  test('removes every token parameter, keeps the rest byte for byte, drops a search left empty', () => {
+    assert.equal(searchWithoutToken('?a=1&access_token=x&b=%7E&access_token=y', 'access_token'), '?a=1&b=%7E')
+    assert.equal(searchWithoutToken('?access_token=x', 'access_token'), '')
+    assert.equal(searchWithoutToken('', 'access_token'), '')
+  })
+  test('without JWT auth (no token parameter) the search is left as it came', () => {
+    assert.equal(searchWithoutToken('?access_token=x&a=1', null), '?access_token=x&a=1')
   })
 })
