@@ -12,7 +12,7 @@ import http from 'node:http'
 import net from 'node:net'
 import { Agent } from 'undici'
 // The gateway's own list (the harness builds dist/ before it starts any proxy).
-import { HOP_BY_HOP } from '../dist/src/bridge/forward-headers.js'
+import { HOP_BY_HOP } from '../dist/src/edge/forward-headers.js'
 
 const upstream = process.env.UPSTREAM
 if (upstream === undefined) {
@@ -22,7 +22,6 @@ if (upstream === undefined) {
 const target = new URL(upstream)
 const origin = target.origin
 const agent = new Agent({ connections: 256, keepAliveTimeout: 60_000 })
-
 
 const server = http.createServer((req, res) => {
   const headers = {}

@@ -1,15 +1,22 @@
 #!/usr/bin/env node
 // The bench's WebSocket load generator. Started by bench/run.mjs with an IPC channel, pinned to
 // the same core as the echo upstream; it runs one command at a time and answers with its result:
-//   { id, cmd: 'rtt', url, conns, size, warmupMs, durationMs, pids }
+//   { id, cmd: 'rtt', url, conns, size, warmupMs, durationMs, pids, background? }
 //   { id, cmd: 'stream', url, conns, window, size, warmupMs, durationMs, pids }
 //   { id, cmd: 'handshake', url, concurrency, headers, warmupMs, durationMs, pids }
 //   { id, cmd: 'idle-open', url, conns, concurrency } / { id, cmd: 'idle-close' }
 //   { id, cmd: 'probe', url, headers }
 // `pids` are the processes whose CPU time (utime+stime from /proc/<pid>/stat) is read exactly at
 // the start and the end of the measured window, so the harness can divide CPU by work done.
+// rtt's `background` runs other load on other connections of the same path for the whole phase
+// (warm-up and window), from this same process (so from the load core, like the rest):
+//   { kind: 'handshake', url, headers, concurrency }: open/close loops, as the handshake command;
+//   { kind: 'http', url, headers, concurrency }: GET loops on keep-alive connections (e.g. the
+//     gateway's admin listing).
+// Its completions inside the window are counted; the round trips are measured as without it.
 // Kept lean on purpose (it shares a core with the upstream): no per-message allocation besides
 // what ws itself does, one preallocated timestamp slot per connection, a log-linear histogram.
+import http from 'node:http'
 import WebSocket from 'ws'
 import { coreTimes, cpuMicros, cpuTimes } from './proc.mjs'
 
@@ -175,13 +182,69 @@ async function rtt (msg) {
     })
     ws.on('close', () => { if (running) errors.add('closed during phase') })
   })
+  // The background load (if any) starts with the round trips, so the warm-up covers both.
+  const bg = msg.background ? startBackground(msg.background, errors) : null
   for (let i = 0; i < sockets.length; i++) { sentAt[i] = now(); sockets[i].send(payload, sendOpts) }
   await sleep(warmupMs)
-  const m = await measured(msg, durationMs, () => { count = 0; hist.reset(); measuring = true }, () => { measuring = false }, () => count)
+  const m = await measured(msg, durationMs, () => { count = 0; hist.reset(); measuring = true; bg?.window(true) }, () => { measuring = false; bg?.window(false) }, () => count)
   running = false
   const lat = hist.summary()
+  const background = bg === null ? null : await bg.stop()
   await closeAll(sockets)
-  return { ...m, connections: sockets.length, messages: count, latencyMs: lat, errors: errors.toJSON(), errorCount: errors.total }
+  return { ...m, connections: sockets.length, messages: count, latencyMs: lat, background, errors: errors.toJSON(), errorCount: errors.total }
+}
+
+/**
+ * Starts rtt's background load (see the header); its errors go to `errors`, prefixed with its
+ * kind. window(on) marks the measured window's edges; stop() ends the loops and resolves with
+ * { kind, concurrency, count } (completions inside the window).
+ */
+function startBackground ({ kind, url, headers, concurrency }, errors) {
+  let running = true
+  let counting = false
+  let count = 0
+  const tagged = { add: (what) => errors.add(`${kind}: ${what}`) }
+  let once
+  let agent = null
+  if (kind === 'handshake') {
+    const opts = wsOptions(headers)
+    once = () => handshakeOnce(url, opts, tagged, null)
+  } else if (kind === 'http') {
+    // One keep-alive connection per loop, as a dashboard or a script polling the API would use.
+    agent = new http.Agent({ keepAlive: true, maxSockets: concurrency })
+    once = () => new Promise((resolve) => {
+      const req = http.get(url, { headers, agent, timeout: 5000 }, (res) => {
+        res.resume()
+        res.on('end', () => {
+          if (res.statusCode !== 200) tagged.add(`http ${res.statusCode}`)
+          resolve(res.statusCode === 200)
+        })
+        res.on('error', (err) => { tagged.add(errText(err)); resolve(false) })
+      })
+      req.on('timeout', () => req.destroy(new Error('timeout')))
+      req.on('error', (err) => { tagged.add(errText(err)); resolve(false) })
+    })
+  } else {
+    throw new Error(`unknown background kind ${kind}`)
+  }
+  const loop = async () => {
+    while (running) {
+      const ok = await once()
+      if (ok && counting) count++
+      // A failing path must not become a hot loop.
+      if (!ok) await sleep(20)
+    }
+  }
+  const loops = Array.from({ length: concurrency }, loop)
+  return {
+    window (on) { if (on) count = 0; counting = on },
+    async stop () {
+      running = false
+      await Promise.all(loops)
+      agent?.destroy()
+      return { kind, concurrency, count }
+    }
+  }
 }
 
 /** Each connection keeps `window` messages of `size` bytes in flight; counts bytes echoed back. */
@@ -196,38 +259,45 @@ async function stream (msg) {
   let running = true
   let bytes = 0
   let messages = 0
-  for (const ws of sockets) {
+  hist.reset()
+  sockets.forEach((ws) => {
+    // Echoes come back in the order they were sent: a ring of `window` send times per
+    // connection gives each message's echo time (send to last byte back).
+    const sentAt = new BigInt64Array(window)
+    let head = 0
+    let tail = 0
+    const send = () => { sentAt[tail] = now(); tail = (tail + 1) % window; ws.send(payload, sendOpts) }
     ws.on('message', (data) => {
-      if (measuring) { bytes += data.length; messages++ }
-      if (running) ws.send(payload, sendOpts)
+      const t = now()
+      const t0 = sentAt[head]
+      head = (head + 1) % window
+      if (measuring) { bytes += data.length; messages++; hist.add(Number(t - t0) / 1000) }
+      if (running) send()
     })
     ws.on('close', () => { if (running) errors.add('closed during phase') })
-    for (let k = 0; k < window; k++) ws.send(payload, sendOpts)
-  }
+    for (let k = 0; k < window; k++) send()
+  })
   await sleep(warmupMs)
-  const m = await measured(msg, durationMs, () => { bytes = 0; messages = 0; measuring = true }, () => { measuring = false }, () => messages)
+  const m = await measured(msg, durationMs, () => { bytes = 0; messages = 0; hist.reset(); measuring = true }, () => { measuring = false }, () => messages)
   running = false
+  const lat = hist.summary()
   await closeAll(sockets)
-  return { ...m, connections: sockets.length, bytes, messages, errors: errors.toJSON(), errorCount: errors.total }
+  return { ...m, connections: sockets.length, bytes, messages, latencyMs: lat, errors: errors.toJSON(), errorCount: errors.total }
 }
 
-/** `concurrency` loops of: open a socket, close it (1000), wait for the close to complete. */
-async function handshake (msg) {
-  const { url, concurrency, headers, warmupMs, durationMs } = msg
-  const errors = new Errors()
-  const opts = wsOptions(headers)
-  let measuring = false
-  let running = true
-  let count = 0
-  hist.reset()
-  const once = () => new Promise((resolve) => {
+/**
+ * One handshake: open a socket, close it (1000), wait for the close to complete. Resolves true
+ * when it went that way; onOpenUs (when given) gets the open time in µs.
+ */
+function handshakeOnce (url, opts, errors, onOpenUs) {
+  return new Promise((resolve) => {
     const t0 = now()
     let ws
     try { ws = new WebSocket(url, opts) } catch (err) { errors.add(errText(err)); resolve(false); return }
     let timer = null
     let timedOut = false
     ws.once('open', () => {
-      if (measuring) hist.add(Number(now() - t0) / 1000)
+      if (onOpenUs !== null) onOpenUs(Number(now() - t0) / 1000)
       timer = setTimeout(() => { errors.add('close timeout'); timedOut = true; ws.terminate() }, CLOSE_TIMEOUT)
       ws.close(1000)
     })
@@ -239,6 +309,19 @@ async function handshake (msg) {
       resolve(ok)
     })
   })
+}
+
+/** `concurrency` loops of: open a socket, close it (1000), wait for the close to complete. */
+async function handshake (msg) {
+  const { url, concurrency, headers, warmupMs, durationMs } = msg
+  const errors = new Errors()
+  const opts = wsOptions(headers)
+  let measuring = false
+  let running = true
+  let count = 0
+  hist.reset()
+  const onOpenUs = (us) => { if (measuring) hist.add(us) }
+  const once = () => handshakeOnce(url, opts, errors, onOpenUs)
   const loop = async () => {
     while (running) {
       const ok = await once()

@@ -1,8 +1,9 @@
 #!/usr/bin/env node
 // `npm run bench`: the benchmark harness (spec section 9; how to read it: bench/README.md).
-// Starts, each in its own process, the echo upstream, the built gateway, nginx (when installed)
-// and an @fastify/http-proxy proxy, pins the proxy under test to one core and the load side to
-// the other, runs every scenario on every path, and prints one table of medians (also written
+// Starts, each in its own process, the echo upstream, the built gateway, the node floor, the
+// peers that are installed (nginx, HAProxy, Caddy; @fastify/http-proxy, fast-gateway and
+// http-proxy from the devDependencies), pins the proxy under test to one core and the load side
+// to the other, runs every scenario on every path, and prints one table of medians (also written
 // as JSON to bench/results/<timestamp>.json). Every phase has a deadline; every child is stopped
 // by its process group at the end, on Ctrl-C and on SIGTERM. With --baseline DIR, a second
 // Tollgate checkout's gateway runs beside this one as the `baseline` path: a refactor's before
@@ -12,7 +13,7 @@
 //                      [--scenarios a,b] [--baseline DIR] [--http-tool wrk|autocannon] [--no-pin]
 //                      [--nice N] [--keep]
 import { createChildren } from './children.mjs'
-import { allowedCpus, cleanEnv, freePort, httpGet, ipc, sleep, waitHttp, waitReady, which, withTimeout } from './util.mjs'
+import { allowedCpus, cleanEnv, freePort, httpGet, httpRequest, ipc, sleep, waitHttp, waitReady, which, withTimeout } from './util.mjs'
 import { spawn, spawnSync } from 'node:child_process'
 import {
   existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync, createReadStream
@@ -24,8 +25,10 @@ import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import { createSigner } from 'fast-jwt'
 import { findNginx, writeNginxConfig } from './nginx.mjs'
+import { HAPROXY_INSTALL, findHaproxy, haproxyVersion, writeHaproxyConfig } from './haproxy.mjs'
+import { CADDY_INSTALL, caddyEnv, caddyVersion, findCaddy, writeCaddyfile } from './caddy.mjs'
 import { CLK_TCK, childPids, coreTimes, cpuMicros, cpuTimes, rssKiB } from './proc.mjs'
-import { COLUMNS, SCENARIOS, renderTable, summarize, tableRows } from './report.mjs'
+import { COLUMNS, SCENARIOS, peerComparison, renderPeerComparison, renderTable, summarize, tableRows } from './report.mjs'
 
 const root = fileURLToPath(new URL('..', import.meta.url))
 const benchDir = fileURLToPath(new URL('.', import.meta.url))
@@ -35,7 +38,23 @@ const startLoad = loadavg()[0]
 // ---------------------------------------------------------------- options
 
 // Table order (report.mjs's COLUMNS); `baseline` runs only with --baseline.
-const PATHS = ['direct', 'gateway', 'baseline', 'floor', 'nginx', 'fastify']
+const PATHS = ['direct', 'gateway', 'baseline', 'floor', 'nginx', 'haproxy', 'caddy', 'fastify', 'fast-gateway', 'http-proxy']
+// The npm packages (devDependencies) each Node peer needs; a path whose packages are missing is
+// skipped with a note. fast-gateway proxies WebSockets with faye-websocket, which it does not
+// depend on itself (its README: install it beside).
+const NODE_PEER_PACKAGES = { fastify: ['@fastify/http-proxy'], 'fast-gateway': ['fast-gateway', 'faye-websocket'], 'http-proxy': ['http-proxy'] }
+// Each proxy's log in the temp dir (its stdout and stderr), scanned for warnings at the end.
+const LOGS = {
+  gateway: 'gateway.log',
+  baseline: 'baseline.log',
+  floor: 'floor-proxy.log',
+  nginx: 'nginx-error.log',
+  haproxy: 'haproxy.out',
+  caddy: 'caddy.log',
+  fastify: 'fastify-proxy.log',
+  'fast-gateway': 'fast-gateway.log',
+  'http-proxy': 'http-proxy.log'
+}
 // The built gateway, relative to a checkout (this one, or --baseline DIR).
 const CLI = 'dist/src/gateway/cli.js'
 // How to get a DIR for --baseline: a worktree at the revision to compare with, built as
@@ -43,7 +62,7 @@ const CLI = 'dist/src/gateway/cli.js'
 const BASELINE_HOWTO = 'git worktree add /tmp/before <rev> && cd /tmp/before && npm ci --ignore-scripts && npx tsc -p tsconfig.build.json'
 
 const USAGE = `Usage: npm run bench [-- options]
-  --quick              short phases, one run, 1,000 idle connections (under 2 minutes)
+  --quick              short phases, one run, 1,000 idle connections (about 4 minutes)
   --runs N             runs of each scenario; the table shows medians (default 2, quick 1)
   --duration SEC       measured seconds per phase (default 10, quick 1.5)
   --idle N             idle connections (default 5000, quick 1000)
@@ -113,9 +132,14 @@ const S = {
   streamSize: 64 * 1024,
   rttSize: 64,
   handshakeConcurrency: 16,
+  // rttAdmin: loops paging the admin listing at once (a few dashboards or scripts).
+  adminConcurrency: 4,
   httpConns: 50,
+  // httpPost's request body.
+  postSize: 16 * 1024,
   // Whole-run budget: past it, remaining phases are skipped and the partial table printed.
-  budgetMs: (opts.quick ? 4 : 40) * 60_000
+  // (Ten paths and twelve scenarios: quick takes about 8 minutes, full about an hour.)
+  budgetMs: (opts.quick ? 15 : 120) * 60_000
 }
 const scenarioKeys = new Set(opts.scenarios ?? SCENARIOS.map((s) => s.key))
 for (const k of scenarioKeys) if (!SCENARIOS.some((s) => s.key === k)) fail(`unknown scenario ${k}`)
@@ -227,8 +251,13 @@ function cleanupTemp () {
 
 const records = {} // scenario -> path -> record[]
 const extra = { rss: { gateway: [], baseline: [] }, logs: {} }
-let upstream, loadgen, gateway, baseline, floorProxy, fastifyProxy, nginx
+let upstream, loadgen
+// The proxies' processes by path key (what launch() returned); a restart replaces the entry.
+const running = {}
 let ports = {}
+// httpPost's body, as a file (autocannon -i) and as a wrk script (wrk -s), written at start.
+const postBodyFile = join(tmp, 'post-body.bin')
+const postLua = join(tmp, 'post.lua')
 let paths = []
 let httpTool = null
 const jwtSecret = randomBytes(24).toString('hex')
@@ -259,20 +288,37 @@ async function main () {
   if (httpTool !== 'wrk' && httpTool !== 'autocannon') throw new Error(`--http-tool: wrk or autocannon, not ${httpTool}`)
 
   const want = new Set(opts.paths ?? PATHS.filter((k) => k !== 'baseline' || opts.baseline !== null))
-  const nginxBin = want.has('nginx') ? findNginx() : null
-  if (want.has('nginx') && nginxBin === null) log('nginx: no nginx binary on PATH: the nginx column is skipped')
-
-  // One upstream port per path: the sockets a proxy leaves open upstream are its own.
-  ports = {
-    up: { direct: await freePort(), gateway: await freePort(), baseline: await freePort(), floor: await freePort(), nginx: await freePort(), fastify: await freePort() },
-    gateway: await freePort(),
-    baseline: await freePort(),
-    floor: await freePort(),
-    fastify: await freePort(),
-    nginx: await freePort(),
-    nginxKeepalive: await freePort()
+  // The peers that are programs of their own: skipped, with how to get them, when not installed.
+  const bins = {}
+  for (const [key, find, install] of [['nginx', findNginx, 'apt-get install nginx'], ['haproxy', findHaproxy, HAPROXY_INSTALL], ['caddy', findCaddy, CADDY_INSTALL]]) {
+    if (!want.has(key)) continue
+    bins[key] = find()
+    if (bins[key] === null) log(`${key}: no ${key} binary on PATH or in /usr/sbin: the ${key} column is skipped (install: ${install})`)
   }
+  // The peers that are npm packages (devDependencies): skipped when not installed.
+  for (const [key, pkgs] of Object.entries(NODE_PEER_PACKAGES)) {
+    const missing = pkgs.filter((pkg) => !existsSync(join(root, 'node_modules', pkg, 'package.json')))
+    if (want.has(key) && missing.length > 0) {
+      log(`${key}: ${missing.join(', ')} not installed: the ${key} column is skipped (install: npm install, the devDependencies)`)
+      want.delete(key)
+    }
+  }
+
+  // One upstream port per path: the sockets a proxy leaves open upstream are its own. nginx has
+  // a second port: its keepalive server (the classic one is ports.nginx).
+  ports = { up: {} }
+  for (const key of PATHS) ports.up[key] = await freePort()
+  for (const key of PATHS.filter((k) => k !== 'direct')) ports[key] = await freePort()
+  ports.nginxKeepalive = await freePort()
   const nodeEnv = cleanEnv({ NODE_ENV: 'production' })
+  writeFileSync(postBodyFile, Buffer.alloc(S.postSize, 'p'))
+  writeFileSync(postLua, [
+    '-- Written by bench/run.mjs: every request a POST of the same body (wrk adds its Content-Length).',
+    'wrk.method = "POST"',
+    `wrk.body = string.rep("p", ${S.postSize})`,
+    'wrk.headers["Content-Type"] = "application/octet-stream"',
+    ''
+  ].join('\n'))
 
   // The load side.
   upstream = await startUpstream(nodeEnv)
@@ -283,50 +329,63 @@ async function main () {
     otlpSink = await startOtlpSink()
     log(`tracing on for the gateway path: spans go to ${otlpSink.url}`)
   }
+  /** A peer written in Node (bench/<script>): UPSTREAM and PORT in its env, ready once it answers a GET. */
+  const nodePeer = (key, name, script, env = {}) => ({
+    start: async () => {
+      const p = launch(name, [process.execPath, join(benchDir, script)], {
+        core: PROXY_CORE,
+        env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up[key]}`, PORT: String(ports[key]), ...env }),
+        logFile: join(tmp, LOGS[key])
+      })
+      await waitHttp(`http://127.0.0.1:${ports[key]}/`, 20_000, () => !p.exited)
+      return p
+    }
+  })
   const services = {
     gateway: want.has('gateway') ? gatewayService('gateway', root) : null,
     baseline: want.has('baseline') ? gatewayService('baseline', opts.baseline) : null,
-    floor: want.has('floor')
+    floor: want.has('floor') ? nodePeer('floor', 'node floor', 'floor-proxy.mjs') : null,
+    nginx: bins.nginx
       ? {
           start: async () => {
-            const p = launch('node floor', [process.execPath, join(benchDir, 'floor-proxy.mjs')], {
-              core: PROXY_CORE,
-              env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up.floor}`, PORT: String(ports.floor) }),
-              logFile: join(tmp, 'floor-proxy.log')
-            })
-            await waitHttp(`http://127.0.0.1:${ports.floor}/`, 20_000, () => !p.exited)
-            return p
-          }
-        }
-      : null,
-    fastify: want.has('fastify')
-      ? {
-          start: async () => {
-            const p = launch('@fastify/http-proxy', [process.execPath, join(benchDir, 'fastify-proxy.mjs')], {
-              core: PROXY_CORE,
-              env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up.fastify}`, PORT: String(ports.fastify), LOG_LEVEL: 'info' }),
-              logFile: join(tmp, 'fastify-proxy.log')
-            })
-            await waitHttp(`http://127.0.0.1:${ports.fastify}/`, 20_000, () => !p.exited)
-            return p
-          }
-        }
-      : null,
-    nginx: nginxBin !== null
-      ? {
-          start: async () => {
-            const conf = writeNginxConfig({ dir: tmp, bin: nginxBin, upstreamPort: ports.up.nginx, port: ports.nginx, portKeepalive: ports.nginxKeepalive, maxConns: S.idle + 1000 })
-            const t = spawnSync(nginxBin, ['-t', '-p', tmp, '-c', conf], { encoding: 'utf8', timeout: 10_000 })
+            const conf = writeNginxConfig({ dir: tmp, bin: bins.nginx, upstreamPort: ports.up.nginx, port: ports.nginx, portKeepalive: ports.nginxKeepalive, maxConns: S.idle + 1000 })
+            const t = spawnSync(bins.nginx, ['-t', '-p', tmp, '-c', conf], { encoding: 'utf8', timeout: 10_000 })
             if (t.status !== 0) throw new Error(`nginx -t failed: ${(t.stderr || t.stdout).trim()}`)
-            const p = launch('nginx', [nginxBin, '-p', tmp, '-c', conf, '-g', 'daemon off;'], { core: PROXY_CORE, logFile: join(tmp, 'nginx.out') })
+            const p = launch('nginx', [bins.nginx, '-p', tmp, '-c', conf, '-g', 'daemon off;'], { core: PROXY_CORE, logFile: join(tmp, 'nginx.out') })
             await waitHttp(`http://127.0.0.1:${ports.nginx}/`, 10_000, () => !p.exited)
             await waitHttp(`http://127.0.0.1:${ports.nginxKeepalive}/`, 10_000, () => !p.exited)
             return p
           }
         }
-      : null
+      : null,
+    haproxy: bins.haproxy
+      ? {
+          start: async () => {
+            const conf = writeHaproxyConfig({ dir: tmp, upstreamPort: ports.up.haproxy, port: ports.haproxy, maxConns: S.idle + 1000 })
+            const t = spawnSync(bins.haproxy, ['-c', '-q', '-f', conf], { encoding: 'utf8', timeout: 10_000 })
+            if (t.status !== 0) throw new Error(`haproxy -c failed: ${(t.stderr || t.stdout).trim()}`)
+            const p = launch('haproxy', [bins.haproxy, '-W', '-db', '-f', conf], { core: PROXY_CORE, logFile: join(tmp, LOGS.haproxy) })
+            await waitHttp(`http://127.0.0.1:${ports.haproxy}/`, 10_000, () => !p.exited)
+            return p
+          }
+        }
+      : null,
+    caddy: bins.caddy
+      ? {
+          start: async () => {
+            const conf = writeCaddyfile({ dir: tmp, upstreamPort: ports.up.caddy, port: ports.caddy })
+            const p = launch('caddy', [bins.caddy, 'run', '--config', conf, '--adapter', 'caddyfile'], {
+              core: PROXY_CORE, env: caddyEnv(tmp, cleanEnv({})), logFile: join(tmp, LOGS.caddy)
+            })
+            await waitHttp(`http://127.0.0.1:${ports.caddy}/`, 20_000, () => !p.exited)
+            return p
+          }
+        }
+      : null,
+    fastify: want.has('fastify') ? nodePeer('fastify', '@fastify/http-proxy', 'fastify-proxy.mjs', { LOG_LEVEL: 'info' }) : null,
+    'fast-gateway': want.has('fast-gateway') ? nodePeer('fast-gateway', 'fast-gateway', 'fast-gateway.mjs') : null,
+    'http-proxy': want.has('http-proxy') ? nodePeer('http-proxy', 'http-proxy', 'http-proxy.mjs') : null
   }
-  const running = {}
   for (const [key, svc] of Object.entries(services)) {
     if (svc === null) continue
     try {
@@ -335,11 +394,6 @@ async function main () {
       problem(`${key} did not start: ${err.message}; its column is skipped`)
     }
   }
-  gateway = running.gateway
-  baseline = running.baseline
-  floorProxy = running.floor
-  fastifyProxy = running.fastify
-  nginx = running.nginx
 
   paths = []
   if (want.has('direct')) {
@@ -351,47 +405,27 @@ async function main () {
       restart: async () => { await stopProc(upstream); upstream = await startUpstream(nodeEnv) }
     })
   }
-  const restartOf = (key, set) => async () => { await stopProc(running[key]); running[key] = await services[key].start(); set(running[key]) }
-  // The gateway and the baseline are the same kind of path: same routes, /auth, admin API.
-  const gatewayPath = (key, get, set) => ({
+  // Every proxy: its process and its children (nginx's and HAProxy's worker; a gateway with
+  // --workers/WORKERS; Caddy and the Node peers have none, but counting costs nothing).
+  const proxyPath = (key, port, more = {}) => ({
     key,
-    ws: `ws://127.0.0.1:${ports[key]}/ws`,
-    wsAuth: `ws://127.0.0.1:${ports[key]}/auth`,
-    http: `http://127.0.0.1:${ports[key]}/`,
-    admin: `http://127.0.0.1:${ports[key]}`,
-    // With --workers/WORKERS the gateway would be several processes: count its children too.
-    pids: () => [get().pid, ...childPids(get().pid)],
-    restart: restartOf(key, set)
+    ws: `ws://127.0.0.1:${port}/ws`,
+    http: `http://127.0.0.1:${port}/`,
+    pids: () => [running[key].pid, ...childPids(running[key].pid)],
+    restart: async () => { await stopProc(running[key]); running[key] = await services[key].start() },
+    ...more
   })
-  if (gateway) paths.push(gatewayPath('gateway', () => gateway, (p) => { gateway = p }))
-  if (baseline) paths.push(gatewayPath('baseline', () => baseline, (p) => { baseline = p }))
-  if (floorProxy) {
-    paths.push({
-      key: 'floor',
-      ws: `ws://127.0.0.1:${ports.floor}/ws`,
-      http: `http://127.0.0.1:${ports.floor}/`,
-      pids: () => [floorProxy.pid],
-      restart: restartOf('floor', (p) => { floorProxy = p })
-    })
-  }
-  if (nginx) {
-    paths.push({
-      key: 'nginx',
-      ws: `ws://127.0.0.1:${ports.nginx}/ws`,
-      http: `http://127.0.0.1:${ports.nginxKeepalive}/`,
-      httpClassic: `http://127.0.0.1:${ports.nginx}/`,
-      pids: () => [nginx.pid, ...childPids(nginx.pid)],
-      restart: restartOf('nginx', (p) => { nginx = p })
-    })
-  }
-  if (fastifyProxy) {
-    paths.push({
-      key: 'fastify',
-      ws: `ws://127.0.0.1:${ports.fastify}/ws`,
-      http: `http://127.0.0.1:${ports.fastify}/`,
-      pids: () => [fastifyProxy.pid, ...childPids(fastifyProxy.pid)],
-      restart: restartOf('fastify', (p) => { fastifyProxy = p })
-    })
+  for (const key of PATHS.filter((k) => k !== 'direct')) {
+    if (running[key] === undefined) continue
+    if (key === 'gateway' || key === 'baseline') {
+      // The gateway and the baseline are the same kind of path: same routes, /auth, admin API.
+      paths.push(proxyPath(key, ports[key], { wsAuth: `ws://127.0.0.1:${ports[key]}/auth`, admin: `http://127.0.0.1:${ports[key]}` }))
+    } else if (key === 'nginx') {
+      // WebSockets through the classic server; HTTP through the keepalive one (like for like).
+      paths.push(proxyPath(key, ports.nginx, { http: `http://127.0.0.1:${ports.nginxKeepalive}/`, httpClassic: `http://127.0.0.1:${ports.nginx}/` }))
+    } else {
+      paths.push(proxyPath(key, ports[key]))
+    }
   }
 
   await verify()
@@ -403,18 +437,35 @@ async function main () {
 
   // Scenarios; within a run the order of the paths rotates so no path always goes first.
   const order = (run) => paths.map((_p, i) => paths[(i + run) % paths.length])
+  const has = (k) => scenarioKeys.has(k)
   for (let run = 0; run < S.runs; run++) {
-    if (scenarioKeys.has('rtt50')) for (const p of order(run)) await phase('rtt50', p, run, () => rttPhase(p, 50))
-    if (scenarioKeys.has('rtt500')) for (const p of order(run)) await phase('rtt500', p, run, () => rttPhase(p, 500))
-    if (scenarioKeys.has('stream')) for (const p of order(run)) await phase('stream', p, run, () => streamPhase(p))
-    if (scenarioKeys.has('handshake')) for (const p of order(run)) await phase('handshake', p, run, () => handshakePhase(p, p.ws, {}))
+    if (has('rtt50')) for (const p of order(run)) await phase('rtt50', p, run, () => rttPhase(p, 50))
+    if (has('rtt500')) for (const p of order(run)) await phase('rtt500', p, run, () => rttPhase(p, 500))
+    // Round trips while other clients of the same path open and close sockets as fast as they
+    // can (the handshake phase's loops), then (the gateway's) while a client pages the admin
+    // listing: does one kind of work stall the relay of the others?
+    if (has('rttStorm')) {
+      for (const p of order(run)) {
+        await phase('rttStorm', p, run, () => rttPhase(p, 500, { kind: 'handshake', url: p.ws, headers: {}, concurrency: S.handshakeConcurrency }, run))
+      }
+    }
+    if (has('rttAdmin')) {
+      for (const p of order(run).filter((x) => x.admin !== undefined)) {
+        const url = `${p.admin}/admin/connections?limit=100`
+        await phase('rttAdmin', p, run, () => rttPhase(p, 500, { kind: 'http', url, headers: { authorization: `Bearer ${adminToken}` }, concurrency: S.adminConcurrency }, run))
+      }
+    }
+    if (has('stream')) for (const p of order(run)) await phase('stream', p, run, () => streamPhase(p))
+    if (has('handshake')) for (const p of order(run)) await phase('handshake', p, run, () => handshakePhase(p, p.ws, {}))
     // The gateway's scenario: on every path with an /auth route (the gateway and the baseline).
-    if (scenarioKeys.has('handshakeJwt')) {
+    if (has('handshakeJwt')) {
       for (const p of order(run).filter((x) => x.wsAuth !== undefined)) await phase('handshakeJwt', p, run, () => handshakePhase(p, p.wsAuth, { authorization: `Bearer ${jwt}` }))
     }
-    if (scenarioKeys.has('http')) for (const p of order(run)) await phase('http', p, run, () => httpPhase(p, p.http))
+    if (has('http')) for (const p of order(run)) await phase('http', p, run, () => httpPhase(p, p.http))
+    if (has('httpPost')) for (const p of order(run)) await phase('httpPost', p, run, () => httpPhase(p, p.http, 'post'))
+    if (has('httpBig')) for (const p of order(run)) await phase('httpBig', p, run, () => httpPhase(p, `${p.http}big`))
     const ng = paths.find((x) => x.key === 'nginx')
-    if (scenarioKeys.has('httpClassic') && ng !== undefined) {
+    if (has('httpClassic') && ng !== undefined) {
       const p = ng
       await phase('httpClassic', p, run, () => httpPhase(p, p.httpClassic))
     }
@@ -422,7 +473,7 @@ async function main () {
   }
   // Idle last, each measure in a freshly started proxy: a process that already held and freed
   // thousands of sockets reuses that memory, which would hide the cost of a connection.
-  if (scenarioKeys.has('idle')) {
+  if (has('idle')) {
     for (let run = 0; run < S.runs; run++) for (const p of order(run)) await phase('idle', p, run, () => idlePhase(p))
   }
 }
@@ -484,7 +535,8 @@ function gatewayService (key, dir) {
 
 /** The RSS of the gateway (and of the baseline) at a point of the run: does it grow run after run? */
 function noteRss (after) {
-  for (const [key, p] of [['gateway', gateway], ['baseline', baseline]]) {
+  for (const key of ['gateway', 'baseline']) {
+    const p = running[key]
     if (p && !p.exited) extra.rss[key].push({ after, kib: rssKiB([p.pid]) })
   }
 }
@@ -516,15 +568,26 @@ async function startLoadgen (env) {
   return p
 }
 
-/** Each path must echo a text and a binary message and answer a GET; a gateway's auth route must refuse a handshake without a token. */
+/**
+ * Each path must echo a text and a binary message, answer a GET (64 bytes), pass a 16 KiB POST
+ * body whole (the upstream says how much it got) and a 64 KiB answer whole; a gateway's auth
+ * route must refuse a handshake without a token.
+ */
 async function verify () {
+  const postBody = readFileSync(postBodyFile)
   for (const p of [...paths]) {
     const why = []
     try {
       const r = await ipc(loadgen, { cmd: 'probe', url: p.ws }, 10_000)
       if (!r.ok) why.push(`WebSocket echo: ${r.error}`)
       const h = await httpGet(p.http)
-      if (h.status !== 200 || h.body.length !== 64) why.push(`GET ${p.http}: ${h.status}`)
+      if (h.status !== 200 || h.body.length !== 64) why.push(`GET ${p.http}: ${h.status}, ${h.body.length} bytes`)
+      const post = await httpRequest(p.http, { method: 'POST', headers: { 'content-type': 'application/octet-stream' }, body: postBody })
+      if (post.status !== 200 || post.headers['x-received'] !== String(postBody.length)) {
+        why.push(`POST ${p.http} (${postBody.length} bytes): ${post.status}, upstream got ${post.headers['x-received'] ?? '?'} bytes`)
+      }
+      const big = await httpGet(`${p.http}big`)
+      if (big.status !== 200 || big.body.length !== 64 * 1024) why.push(`GET ${p.http}big: ${big.status}, ${big.body.length} bytes`)
       if (p.httpClassic) {
         const c = await httpGet(p.httpClassic)
         if (c.status !== 200) why.push(`GET ${p.httpClassic}: ${c.status}`)
@@ -562,10 +625,10 @@ async function warm (p) {
     if (p.wsAuth) {
       await loadgenPhase({ cmd: 'handshake', url: p.wsAuth, headers: { authorization: `Bearer ${jwt}` }, concurrency: S.handshakeConcurrency, ...base, untilCount: u.handshake }, timeoutFor())
     }
-    for (const url of [p.http, p.httpClassic]) {
+    for (const [url, variant] of [[p.http], [p.http, 'post'], [`${p.http}big`], [p.httpClassic]]) {
       if (url === undefined) continue
       const end = Date.now() + S.warmStageMs
-      for (let n = 0; n < u.http && Date.now() < end;) n += (await httpLoad(url, 1)).requests
+      for (let n = 0; n < u.http && Date.now() < end;) n += (await httpLoad(url, 1, variant)).requests
     }
     log(`warm-up ${p.key}: ${((Date.now() - t0) / 1000).toFixed(1)} s`)
   } catch (err) {
@@ -599,7 +662,7 @@ async function settleUpstream (key, level = 0) {
 /** Runs one measure with a deadline; a failure is recorded, reported and the run goes on. */
 async function phase (scenario, p, run, fn) {
   const tag = `${scenario} ${p.key} run ${run + 1}/${S.runs}`
-  const ws = scenario !== 'http' && scenario !== 'httpClassic'
+  const ws = SCENARIOS.find((s) => s.key === scenario).http !== true
   const openBefore = ws ? (await upstreamStats(p.key).catch(() => ({ wsOpen: 0 }))).wsOpen : 0
   let rec
   if (Date.now() - started > S.budgetMs) {
@@ -659,7 +722,7 @@ async function revive (p, tag) {
 }
 
 function alive (key) {
-  const p = { gateway, baseline, floor: floorProxy, nginx, fastify: fastifyProxy }[key]
+  const p = running[key]
   return p !== undefined && !p.exited
 }
 
@@ -670,11 +733,14 @@ function describe (scenario, r) {
   switch (scenario) {
     case 'rtt50': case 'rtt500':
       return `${Math.round(r.rate)} msg/s, p50/p99/p99.9 ${f(r.p50, 2)}/${f(r.p99, 2)}/${f(r.p999, 2)} ms, CPU ${f(r.cpu)} µs/msg${u}`
-    case 'stream': return `${f(r.rate)} MB/s, CPU ${f(r.cpu)} µs/64 KiB${u}`
+    case 'rttStorm': case 'rttAdmin':
+      return `${Math.round(r.rate)} msg/s, p50/p99/p99.9 ${f(r.p50, 2)}/${f(r.p99, 2)}/${f(r.p999, 2)} ms (p99 ${f(r.p99VsRtt500, 2)}x rtt500's), ` +
+        `${Math.round(r.bgRate)} ${scenario === 'rttStorm' ? 'handshakes' : 'listings'}/s beside${u}`
+    case 'stream': return `${f(r.rate)} MB/s, p99 echo ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/64 KiB${u}`
     case 'handshake': case 'handshakeJwt':
       return `${Math.round(r.rate)} handshakes/s, p99 open ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/handshake${u}`
     case 'idle': return `${r.held}/${r.opened} held, RSS ${Math.round(r.rssBefore / 1024)} -> ${Math.round(r.rssAfter / 1024)} MiB, ${f(r.rssPerConn, 2)} KiB/conn`
-    case 'http': case 'httpClassic': return `${Math.round(r.rate)} req/s, p99 ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/request${u}`
+    case 'http': case 'httpPost': case 'httpBig': case 'httpClassic': return `${Math.round(r.rate)} req/s, p99 ${f(r.p99, 2)} ms, CPU ${f(r.cpu)} µs/request${u}`
   }
   return JSON.stringify(r)
 }
@@ -695,11 +761,23 @@ async function loadgenPhase (msg, timeoutMs) {
 
 const pidsOf = (p) => ({ proxy: p.pids(), upstream: [upstream.pid] })
 
-async function rttPhase (p, conns) {
-  const r = await loadgenPhase({ cmd: 'rtt', url: p.ws, conns, size: S.rttSize, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p) }, timeoutFor())
-  if (r.connections < conns) problem(`rtt${conns} ${p.key}: only ${r.connections}/${conns} connections opened`)
+/**
+ * Round trips on `conns` connections; with `background` (see loadgen.mjs), beside other load on
+ * other connections of the same path (rttStorm, rttAdmin), and then the record also has that
+ * load's rate and the ratio of its p99 to the path's rtt500 p99 of the same run.
+ */
+async function rttPhase (p, conns, background = null, run = null) {
+  const r = await loadgenPhase({ cmd: 'rtt', url: p.ws, conns, size: S.rttSize, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p), background }, timeoutFor())
+  if (r.connections < conns) problem(`rtt${conns}${background !== null ? ` (${background.kind} beside)` : ''} ${p.key}: only ${r.connections}/${conns} connections opened`)
   if (r.messages === 0) throw new Error(`no message echoed (${JSON.stringify(r.errors)})`)
+  const loaded = background === null
+    ? {}
+    : {
+        bgRate: r.background.count / r.seconds,
+        p99VsRtt500: ratioTo(records.rtt500?.[p.key]?.[run]?.p99, r.latencyMs.p99)
+      }
   return {
+    ...loaded,
     rate: r.messages / r.seconds,
     p50: r.latencyMs.p50,
     p99: r.latencyMs.p99,
@@ -719,6 +797,11 @@ async function rttPhase (p, conns) {
   }
 }
 
+/** value / base, or null when the base is missing (that phase not run, or failed). */
+function ratioTo (base, value) {
+  return typeof base === 'number' && base > 0 && typeof value === 'number' ? value / base : null
+}
+
 async function streamPhase (p) {
   const r = await loadgenPhase({
     cmd: 'stream', url: p.ws, conns: S.streamConns, window: S.streamWindow, size: S.streamSize, warmupMs: S.warmupMs, durationMs: S.durationMs, pids: pidsOf(p)
@@ -727,6 +810,9 @@ async function streamPhase (p) {
   const units = r.bytes / S.streamSize
   return {
     rate: r.bytes / r.seconds / 1e6,
+    p50: r.latencyMs.p50,
+    p99: r.latencyMs.p99,
+    max: r.latencyMs.max,
     cpu: r.proxyCpuUs / units,
     cpuSys: r.proxySysUs / units,
     proxyUtil: r.proxyCpuUs / (r.seconds * 1e6),
@@ -820,10 +906,14 @@ function runTool (argv, timeoutMs) {
 
 const toMs = (v, unit) => Number(v) * ({ us: 1e-3, ms: 1, s: 1000, m: 60_000 }[unit] ?? NaN)
 
-/** One HTTP load run: { requests, seconds, p99, non2xx, errors }. */
-async function httpLoad (url, seconds) {
+/**
+ * One HTTP load run: { requests, seconds, p99, non2xx, errors }. `variant` 'post': every request a
+ * POST of the httpPost body (wrk: the Lua script written at start; autocannon: the body file).
+ */
+async function httpLoad (url, seconds, variant) {
+  const post = variant === 'post'
   if (httpTool === 'wrk') {
-    const out = await runTool(['wrk', '-t1', `-c${S.httpConns}`, `-d${seconds}s`, '--timeout', '5s', '--latency', url], seconds * 1000 + 20_000)
+    const out = await runTool(['wrk', '-t1', `-c${S.httpConns}`, `-d${seconds}s`, '--timeout', '5s', '--latency', ...(post ? ['-s', postLua] : []), url], seconds * 1000 + 20_000)
     const reqs = /(\d+) requests in ([\d.]+)(us|ms|s|m)\b/.exec(out)
     const p99 = /^\s*99%\s+([\d.]+)(us|ms|s|m)\b/m.exec(out)
     const non2xx = /Non-2xx or 3xx responses: (\d+)/.exec(out)
@@ -835,7 +925,8 @@ async function httpLoad (url, seconds) {
     return { requests: Number(reqs[1]), seconds: toMs(reqs[2], reqs[3]) / 1000, p99: p99 ? toMs(p99[1], p99[2]) : null, errors }
   }
   const bin = join(root, 'node_modules/autocannon/autocannon.js')
-  const out = await runTool([process.execPath, bin, '-c', String(S.httpConns), '-d', String(seconds), '-t', '5', '-j', url], seconds * 1000 + 20_000)
+  const body = post ? ['-m', 'POST', '-i', postBodyFile, '-H', 'content-type=application/octet-stream'] : []
+  const out = await runTool([process.execPath, bin, '-c', String(S.httpConns), '-d', String(seconds), '-t', '5', ...body, '-j', url], seconds * 1000 + 20_000)
   const j = JSON.parse(out)
   const errors = {}
   if (j.non2xx) errors.non2xx = j.non2xx
@@ -844,8 +935,8 @@ async function httpLoad (url, seconds) {
   return { requests: j.requests.total, seconds: j.duration, p99: j.latency.p99, errors }
 }
 
-async function httpPhase (p, url) {
-  if (S.warmupMs >= 1000) await httpLoad(url, Math.round(S.warmupMs / 1000))
+async function httpPhase (p, url, variant) {
+  if (S.warmupMs >= 1000) await httpLoad(url, Math.round(S.warmupMs / 1000), variant)
   const pids = p.pids()
   const st0 = await upstreamStats(p.key)
   const up0 = cpuMicros([upstream.pid])
@@ -854,7 +945,7 @@ async function httpPhase (p, url) {
   const s0 = coreTimes(null)
   const w0 = process.hrtime.bigint()
   const seconds = Math.max(1, Math.round(S.durationMs / 1000))
-  const w = await httpLoad(url, seconds)
+  const w = await httpLoad(url, seconds, variant)
   const wall = Number(process.hrtime.bigint() - w0) / 1e9
   const c1 = cpuTimes(pids)
   const cpu = c1.user + c1.sys - c0.user - c0.sys
@@ -883,38 +974,63 @@ async function httpPhase (p, url) {
 
 // ---------------------------------------------------------------- logs
 
-/** Counts the warn/error/fatal lines of a pino log (JSON lines), by message. */
-async function scanLog (file) {
+/**
+ * What a peer prints in normal operation, start and stop included: not a finding. HAProxy's
+ * master says when it forks its worker and, on SIGTERM, that it stops it (the worker exits
+ * with 143); Caddy warns at start that its admin endpoint and automatic HTTPS are off (as
+ * configured) and says goodbye at SIGTERM. wrk ends each run with its 50 requests in flight:
+ * Caddy logs an error for each answer it was still writing then (broken pipe, connection reset,
+ * context canceled), @fastify/http-proxy one for each request it was still proxying
+ * (RequestAbortedError, mostly in the POST and 64 KiB rows). (The gateway logs none of these at
+ * warn or above.)
+ */
+const LOG_EXPECTED = {
+  fastify: [/"level":50,.*"type":"RequestAbortedError"/],
+  haproxy: [/^\[NOTICE\]/, /Exiting Master process/, /Current worker \(\d+\) exited with code 143/, /All workers exited/],
+  caddy: [
+    /"msg":"admin endpoint disabled"/, /"msg":"automatic HTTPS is completely disabled for server"/, /"msg":"exiting; byeee!!/,
+    /"msg":"aborting with incomplete response","error":"(context canceled|write tcp [^"]*: (broken pipe|connection reset by peer))"/
+  ]
+}
+
+/**
+ * Counts the warn/error/fatal lines of a log, by message: JSON lines with pino's numeric levels
+ * (the gateway, @fastify/http-proxy) or zap's names (Caddy); any other non-empty line (nginx's
+ * error log, HAProxy's output, a Node peer's stack trace) counts as a problem, unless one of
+ * the `expected` patterns matches it.
+ */
+async function scanLog (file, expected = []) {
   if (!existsSync(file)) return null
   const byLevel = {}
   const messages = new Map()
+  const count = (key) => messages.set(key, (messages.get(key) ?? 0) + 1)
   let lines = 0
   const rl = createInterface({ input: createReadStream(file), crlfDelay: Infinity })
   for await (const line of rl) {
     lines++
+    if (line.trim() === '' || expected.some((re) => re.test(line))) continue
     if (!line.startsWith('{')) {
-      if (line.trim() !== '') messages.set(`(text) ${line.slice(0, 120)}`, (messages.get(`(text) ${line.slice(0, 120)}`) ?? 0) + 1)
+      count(`(text) ${line.slice(0, 120)}`)
       continue
     }
     let level
     let msg
     try { ({ level, msg } = JSON.parse(line)) } catch { continue }
     byLevel[level] = (byLevel[level] ?? 0) + 1
-    if (level >= 40) {
-      const key = `${level >= 50 ? 'error' : 'warn'}: ${msg}`
-      messages.set(key, (messages.get(key) ?? 0) + 1)
-    }
+    const severity = typeof level === 'number'
+      ? (level >= 50 ? 'error' : level >= 40 ? 'warn' : null)
+      : ({ warn: 'warn', error: 'error', dpanic: 'error', panic: 'error', fatal: 'error' }[level] ?? null)
+    if (severity !== null) count(`${severity}: ${msg}`)
   }
   return { lines, byLevel, problems: Object.fromEntries(messages) }
 }
 
-// ---------------------------------------------------------------- report
-
 async function finish (error) {
   if (error) problem(`aborted: ${error.message}`)
   await withTimeout(stopAll(), 20_000, 'stopping children').catch((err) => problem(err.message))
-  for (const [name, file] of [['gateway', 'gateway.log'], ['baseline', 'baseline.log'], ['@fastify/http-proxy', 'fastify-proxy.log'], ['nginx', 'nginx-error.log']]) {
-    const s = await scanLog(join(tmp, file)).catch(() => null)
+  for (const [key, file] of Object.entries(LOGS)) {
+    const name = COLUMNS.find((c) => c.key === key).title
+    const s = await scanLog(join(tmp, file), LOG_EXPECTED[key]).catch(() => null)
     if (s === null) continue
     extra.logs[name] = s
     const n = Object.values(s.problems).reduce((a, b) => a + b, 0)
@@ -928,6 +1044,7 @@ async function finish (error) {
   const rows = tableRows(summary)
   const columns = COLUMNS.filter((c) => paths.some((p) => p.key === c.key) || Object.values(summary).some((s) => s[c.key] !== undefined))
   const table = renderTable(rows, columns)
+  const vsPeers = peerComparison(summary)
   const versions = toolVersions()
   const lines = [
     '',
@@ -940,7 +1057,11 @@ async function finish (error) {
     '',
     table,
     '',
-    '(0.45d 0.80n) = 0.45 x direct, 0.80 x nginx. Rates: higher is better; latency, CPU, RSS: lower is better.',
+    ...renderPeerComparison(vsPeers),
+    '',
+    '(0.45d 1.2f 0.80n) = 0.45 x direct, 1.2 x the node floor (gateway and baseline only), 0.80 x nginx.',
+    '  Rates: higher is better; latency, CPU, RSS: lower is better.',
+    'p99 / own rtt500 p99: that path\'s round-trip p99 with the other load beside, over its rtt500 p99 of the same run.',
     'CPU = user+sys CPU time of the proxy process(es) per unit of work (the headline: it holds on a noisy machine).',
     'direct column: no proxy; its CPU and RSS figures are the echo upstream\'s own, for scale.',
     ...(opts.baseline !== null ? ['baseline column: the gateway built in --baseline DIR, same config, env and core as the gateway column.'] : []),
@@ -972,8 +1093,10 @@ async function finish (error) {
       scenario: r.scenario,
       figure: r.label,
       field: r.field,
-      cells: Object.fromEntries(Object.entries(r.cells).map(([k, c]) => [k, { value: c.value ?? null, vsDirect: c.vsDirect ?? null, vsNginx: c.vsNginx ?? null, text: c.text }]))
+      cells: Object.fromEntries(Object.entries(r.cells).map(([k, c]) => [k, { value: c.value ?? null, vsDirect: c.vsDirect ?? null, vsFloor: c.vsFloor ?? null, vsNginx: c.vsNginx ?? null, text: c.text }]))
     })),
+    // The gateway's (and the baseline's) CPU per unit over each peer's, per scenario.
+    vsPeers,
     medians: summary,
     records,
     // Which builds the gateway and baseline columns ran.
@@ -989,21 +1112,24 @@ async function finish (error) {
   cleanupTemp()
 }
 
+/** The versions of the peers (those installed) and of ws, for the header and the JSON. */
 function toolVersions () {
   const v = []
   const nb = findNginx()
-  if (nginx || nb) {
+  if (nb !== null) {
     const r = spawnSync(nb, ['-v'], { encoding: 'utf8' })
     v.push(((r.stderr || r.stdout) ?? '').trim().replace(/^nginx version: /, '') + ' (1 worker)')
   }
-  try {
-    const pj = JSON.parse(readFileSync(join(root, 'node_modules/@fastify/http-proxy/package.json'), 'utf8'))
-    v.push(`@fastify/http-proxy ${pj.version}`)
-  } catch { /* not installed */ }
-  try {
-    const pj = JSON.parse(readFileSync(join(root, 'node_modules/ws/package.json'), 'utf8'))
-    v.push(`ws ${pj.version}`)
-  } catch { /* not installed */ }
+  const hb = findHaproxy()
+  if (hb !== null) v.push(`HAProxy ${haproxyVersion(hb) ?? '?'} (1 worker, nbthread 1)`)
+  const cb = findCaddy()
+  if (cb !== null) v.push(`Caddy ${caddyVersion(cb) ?? '?'} (GOMAXPROCS=1)`)
+  for (const pkg of ['@fastify/http-proxy', 'fast-gateway', 'faye-websocket', 'http-proxy', 'ws']) {
+    try {
+      const pj = JSON.parse(readFileSync(join(root, 'node_modules', pkg, 'package.json'), 'utf8'))
+      v.push(`${pkg} ${pj.version}`)
+    } catch { /* not installed */ }
+  }
   return v
 }
 

@@ -1,6 +1,11 @@
 #!/usr/bin/env node
 // The bench's echo upstream: `ws` servers that echo every message back as it came (text stays
-// text, binary stays binary), and answer any plain HTTP request with a 64-byte 200.
+// text, binary stays binary), and answer plain HTTP:
+//   - GET /big: a 64 KiB 200 (with Content-Length), the `httpBig` scenario;
+//   - any other GET: a 64-byte 200 at once;
+//   - any other method: the same 64-byte 200 once the request body (the `httpPost` scenario's
+//     16 KiB) has been read to its end, with `x-received: <bytes>` (the harness's pre-check
+//     compares it with what it sent, so a proxy that drops or cuts bodies is caught).
 // One process, one listening port per path (BENCH_PORTS="direct:9001,gateway:9002,..."), so the
 // sockets each proxy leaves open upstream are counted for that proxy alone.
 // Started by bench/run.mjs with an IPC channel: it reports { ready } once listening and answers
@@ -15,14 +20,34 @@ const ports = (process.env.BENCH_PORTS ?? 'direct:0').split(',').map((kv) => {
 })
 const body = Buffer.alloc(64, 'x')
 const headers = { 'content-type': 'text/plain', 'content-length': String(body.length) }
+// One buffer for every /big answer: the upstream's cost per answer stays a write, not a fill.
+const big = Buffer.alloc(64 * 1024, 'y')
+const bigHeaders = { 'content-type': 'application/octet-stream', 'content-length': String(big.length) }
 const binaryOpts = { binary: true }
 const textOpts = { binary: false }
 
 function onRequest (req, res) {
-  // A request body (none in the bench) is drained so keep-alive stays usable.
-  req.resume()
-  res.writeHead(200, headers)
-  res.end(body)
+  if (req.method === 'GET' && (req.url === '/big' || req.url.startsWith('/big?'))) {
+    req.resume()
+    res.writeHead(200, bigHeaders)
+    res.end(big)
+    return
+  }
+  if (req.method === 'GET' || req.method === 'HEAD') {
+    // No body: answered at once, as before the POST scenario existed (the `http` row's cost).
+    req.resume()
+    res.writeHead(200, headers)
+    res.end(body)
+    return
+  }
+  // The whole body is read before the answer, as an application would (and so keep-alive stays
+  // usable); only its length is kept.
+  let received = 0
+  req.on('data', (chunk) => { received += chunk.length })
+  req.on('end', () => {
+    res.writeHead(200, { ...headers, 'x-received': String(received) })
+    res.end(body)
+  })
 }
 
 function onConnection (ws) {

@@ -1,8 +1,10 @@
 // Helpers shared by the benchmark scripts (run.mjs, features.mjs, idle-scale.mjs): free ports,
 // HTTP probes, deadlines, CPU pinning, and request/response over a child's IPC channel.
 import { spawnSync } from 'node:child_process'
+import { existsSync } from 'node:fs'
 import http from 'node:http'
 import net from 'node:net'
+import { delimiter, join } from 'node:path'
 
 export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 
@@ -10,6 +12,19 @@ export const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms))
 export function which (cmd) {
   const r = spawnSync('sh', ['-c', `command -v ${cmd}`], { encoding: 'utf8' })
   return r.status === 0 ? r.stdout.trim() : null
+}
+
+/**
+ * A peer's binary (nginx, haproxy, caddy) on PATH or in /usr/sbin, /usr/local/sbin (where
+ * Debian puts daemons, often missing from a user's PATH), or null.
+ */
+export function findBinary (name) {
+  const dirs = (process.env.PATH ?? '').split(delimiter).concat(['/usr/sbin', '/usr/local/sbin'])
+  for (const d of dirs) {
+    const p = join(d, name)
+    if (d !== '' && existsSync(p)) return p
+  }
+  return null
 }
 
 /** A TCP port free on 127.0.0.1 right now. */
@@ -24,17 +39,23 @@ export function freePort () {
   })
 }
 
-/** One HTTP request; resolves { status, body } or rejects (timeout included). */
+/** One HTTP GET; resolves { status, headers, body } or rejects (timeout included). */
 export function httpGet (url, headers = {}, timeoutMs = 3000) {
+  return httpRequest(url, { headers, timeoutMs })
+}
+
+/** One HTTP request (a GET unless `method`; `body` a Buffer or string); resolves { status, headers, body } or rejects. */
+export function httpRequest (url, { method = 'GET', headers = {}, body, timeoutMs = 3000 } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get(url, { headers, agent: false, timeout: timeoutMs }, (res) => {
+    const req = http.request(url, { method, headers, agent: false, timeout: timeoutMs }, (res) => {
       const chunks = []
       res.on('data', (c) => chunks.push(c))
-      res.on('end', () => resolve({ status: res.statusCode, body: Buffer.concat(chunks).toString() }))
+      res.on('end', () => resolve({ status: res.statusCode, headers: res.headers, body: Buffer.concat(chunks).toString() }))
       res.on('error', reject)
     })
     req.on('timeout', () => req.destroy(new Error('timeout')))
     req.on('error', reject)
+    req.end(body)
   })
 }
 
