@@ -2,8 +2,9 @@
  * Logger options: structured pino logs that never carry a token or secret. Headers that can hold
  * credentials are redacted, and the token query parameter is masked in every logged URL.
  */
+import { pino, type DestinationStream, type Logger, type LoggerOptions } from 'pino'
 import { queryPairs } from './http/query.js'
-import type { FastifyRequest, FastifyServerOptions } from 'fastify'
+import type { FastifyBaseLogger, FastifyRequest, FastifyServerOptions } from 'fastify'
 
 /**
  * Credential headers in any logged `headers` object. Requests and replies are logged through the
@@ -27,20 +28,62 @@ export function redactUrl (url: string, param: string): string {
   return `${url.slice(0, q)}?${parts.join('&')}`
 }
 
+/** What a request's log lines say about it: never its headers, its URL with the token masked. */
+export function requestFields (req: FastifyRequest, tokenParam: string): { method: string, url: string, remoteAddress: string, remotePort: number | undefined } {
+  return {
+    method: req.method,
+    url: redactUrl(req.url, tokenParam),
+    remoteAddress: req.ip,
+    remotePort: req.socket?.remotePort
+  }
+}
+
+/** requestFields as JSON, as `JSON.stringify(requestFields(req, tokenParam))` writes it. */
+export function requestJson (req: FastifyRequest, tokenParam: string): string {
+  const port = req.socket?.remotePort
+  // method: an HTTP token (Node refuses any other); url and ip may hold anything.
+  return `{"method":"${req.method}","url":${JSON.stringify(redactUrl(req.url, tokenParam))},"remoteAddress":${JSON.stringify(req.ip)}${port === undefined ? '' : `,"remotePort":${port}`}}`
+}
+
 /** Fastify logger options for the gateway at `level`. */
 export function loggerOptions (level: string, tokenParam: string): NonNullable<FastifyServerOptions['logger']> {
   return {
     level,
     redact: { paths: REDACT_PATHS, censor: '[REDACTED]' },
     serializers: {
-      req (req: FastifyRequest) {
-        return {
-          method: req.method,
-          url: redactUrl(req.url, tokenParam),
-          remoteAddress: req.ip,
-          remotePort: req.socket?.remotePort
-        }
-      }
+      req: (req: FastifyRequest) => requestFields(req, tokenParam)
     }
   }
+}
+
+/** Set on the loggers createLogger makes (and so on their children): their lines are plain pino JSON. */
+const kPlainJson = Symbol('tollgate.plainJsonLogger')
+const { streamSym, timeSym, chindingsSym, lsCacheSym, endSym } = pino.symbols
+const INFO = 30
+
+/** The gateway's pino logger (loggerOptions at `level`), writing to `destination` (default: stdout). */
+export function createLogger (level: string, tokenParam: string, destination?: DestinationStream): Logger {
+  const logger = pino(loggerOptions(level, tokenParam) as LoggerOptions, destination)
+  Object.defineProperty(logger, kPlainJson, { value: true })
+  return logger
+}
+
+/**
+ * Writes one `info` line whose fields come already serialized (`,"a":1,"b":"x"`), byte for byte
+ * the line pino would write for the same fields: its level, time and bindings (pid, hostname,
+ * reqId) first, `msg` last. The access log writes a line per request and per WebSocket; pino's
+ * walk over an object (serializers, redaction, a stringify per value) costs several µs of each.
+ * Only for loggers createLogger made, whose options are known (no formatters, mixins, hooks or
+ * redaction of these fields): returns false for any other logger, and the caller logs through
+ * it as usual. `msg` must be JSON-safe text (a fixed message); `fields` is called only when the
+ * line is written (the level is enabled).
+ */
+export function writeInfoLine (log: FastifyBaseLogger, msg: string, fields: () => string): boolean {
+  const l = log as unknown as Logger & Record<symbol, unknown>
+  if (l[kPlainJson] !== true) return false
+  if (!l.isLevelEnabled('info')) return true
+  const levels = l[lsCacheSym] as Record<number, string>
+  const stream = l[streamSym] as DestinationStream
+  stream.write(`${levels[INFO]}${(l[timeSym] as () => string)()}${l[chindingsSym] as string}${fields()},"msg":"${msg}"${l[endSym] as string}`)
+  return true
 }

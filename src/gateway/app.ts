@@ -8,7 +8,7 @@ import type { ReloadResult } from './types.js'
 import { randomUUID } from 'node:crypto'
 import { gatewayPlugin } from './plugin.js'
 import { ensureResolved } from '../config/resolve.js'
-import { loggerOptions } from '../logger.js'
+import { createLogger, requestJson, writeInfoLine } from '../logger.js'
 import { gatewayErrorHandler } from '../errors.js'
 import { notFoundHandler, tollgateRewriteUrl } from '../../plugins/edge.js'
 import { MAX_PARAM_LENGTH, REQUEST_TIMEOUT } from '../config/defaults.js'
@@ -41,15 +41,16 @@ export interface BuildOptions {
 export async function buildGateway (config: GatewayConfigInput | GatewayConfig, options: BuildOptions = {}): Promise<FastifyInstance> {
   const resolved = ensureResolved(config, options.baseDir)
   const s = resolved.server
-  const logger = options.logger === undefined || typeof options.logger === 'string'
-    ? loggerOptions(options.logger ?? 'info', resolved.auth.queryParam)
-    : options.logger
+  const tokenParam = resolved.auth.queryParam
+  const loggerInstance = options.loggerInstance ?? (options.logger === undefined || typeof options.logger === 'string'
+    ? createLogger(options.logger ?? 'info', tokenParam) as unknown as FastifyBaseLogger
+    : undefined)
   const app = Fastify({
-    ...(options.loggerInstance !== undefined ? { loggerInstance: options.loggerInstance } : { logger }),
+    ...(loggerInstance !== undefined ? { loggerInstance } : { logger: options.logger }),
     trustProxy: s.trustProxy as boolean,
     genReqId: () => randomUUID(),
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
-    logController: new AccessLog(),
+    logController: new AccessLog(tokenParam),
     // Long-lived WebSockets are ended by our own drain; idle keep-alive HTTP sockets close at once.
     forceCloseConnections: 'idle',
     // As Node's own servers (the runtime's): a request's head and body arrive within 5 minutes,
@@ -73,13 +74,20 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
  * writes on the hot path, and every field in the line that matters.
  */
 class AccessLog extends LogController {
+  constructor (private readonly tokenParam: string) { super() }
+
   override incomingRequest (): void {}
 
   override requestCompleted (error: Error | null, request: FastifyRequest, reply: FastifyReply): void {
     if (this.isLogDisabled(request)) return
     // With tracing on, the line names its trace.
     const traceId = request.traceSpan?.spanContext().traceId
-    if (error !== null && error !== undefined) reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, trace_id: traceId }, 'request errored')
-    else reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, trace_id: traceId }, 'request completed')
+    if (error !== null && error !== undefined) {
+      reply.log.error({ req: request, res: reply, err: error, responseTime: reply.elapsedTime, trace_id: traceId }, 'request errored')
+      return
+    }
+    // The line pino would write for the object below, without its walk over it (src/logger.ts).
+    const fields = (): string => `,"req":${requestJson(request, this.tokenParam)},"res":{"statusCode":${reply.statusCode}},"responseTime":${reply.elapsedTime}${traceId === undefined ? '' : `,"trace_id":"${traceId}"`}`
+    if (!writeInfoLine(reply.log, 'request completed', fields)) reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, trace_id: traceId }, 'request completed')
   }
 }

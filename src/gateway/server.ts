@@ -5,9 +5,9 @@
 import { randomBytes } from 'node:crypto'
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { pino, type LoggerOptions } from 'pino'
+import { pino } from 'pino'
 import type { GatewayRuntime } from './runtime.js'
-import { loggerOptions } from '../logger.js'
+import { createLogger } from '../logger.js'
 import type { GatewayConfig } from '../config/types.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import { loadConfig } from '../config/load.js'
@@ -42,7 +42,7 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
     const d = destination as ReturnType<typeof pino.destination>
     process.once('exit', () => { try { d.flushSync() } catch { /* stdout gone */ } })
   }
-  const logger = pino(loggerOptions(first.logLevel, first.config.auth.queryParam) as LoggerOptions, destination) as unknown as FastifyBaseLogger
+  const logger = createLogger(first.logLevel, first.config.auth.queryParam, destination) as unknown as FastifyBaseLogger
   let echo: EchoServer | undefined
   let demoToken: string | undefined
   if (first.demo) {

@@ -1,11 +1,11 @@
 /**
  * Prometheus metrics (prom-client) with no work per relayed message: message and byte totals are
  * read from the live connections' own counters when /metrics is scraped, plus the totals of
- * connections that already ended. Per-event metrics (handshakes, closes, HTTP requests) are one
- * labelled increment each (prom-client hashes the labels on every call, handle or not: well
- * under 1% of a handshake or a request in CPU profiles).
+ * connections that already ended. Per-event metrics on the hot path (handshakes, closes, HTTP
+ * requests) are counted in plain numbers and handed to prom-client at scrape (hot-metrics.ts).
  */
 import { collectDefaultMetrics, Counter, Gauge, Histogram, Registry } from 'prom-client'
+import { HotCounter, HotHistogram } from './hot-metrics.js'
 import type { Bridge } from '../bridge/bridge.js'
 import { PacedCloseLog, type PacedCause } from '../drain/paced-close.js'
 
@@ -14,10 +14,10 @@ interface Totals { msgIn: number, msgOut: number, bytesIn: number, bytesOut: num
 export class GatewayMetrics {
   readonly registry = new Registry()
   private readonly ended = new Map<string, Totals>()
-  private readonly handshakes: Counter<'route' | 'result'>
-  private readonly closes: Counter<'route' | 'side' | 'code'>
+  private readonly handshakes: HotCounter<'route' | 'result'>
+  private readonly closes: HotCounter<'route' | 'side' | 'code'>
   private readonly upstreamErrors: Counter<'target' | 'kind'>
-  private readonly httpRequests: Counter<'route' | 'status'>
+  private readonly httpRequests: HotCounter<'route' | 'status'>
   private readonly pacedClosed: Counter<'cause'>
   private readonly rebalanceCloses: Counter<'upstream'>
   /**
@@ -25,16 +25,14 @@ export class GatewayMetrics {
    * they outlive a reload: the admin API lists them and the pending gauge reads them.
    */
   readonly pacedCloses = new PacedCloseLog()
-  private readonly handshakeSeconds: Histogram<'route'>
+  private readonly handshakeSeconds: HotHistogram
   private readonly authorizeDecisions: Counter<'route' | 'result'>
   private readonly authorizeSeconds: Histogram<'route'>
   private readonly eventsDone: Counter<'type' | 'result'>
   /** Lifecycle events waiting for delivery, read at scrape time (set by the events queue). */
   private eventsBacklog: () => number = () => 0
   readonly rtt: Histogram
-  private readonly httpSeconds: Histogram<'route'>
-  /** The histogram's child per route, bound once: observe() then hashes no labels per request. */
-  private readonly httpSecondsOf = new Map<string, ReturnType<Histogram<'route'>['labels']>>()
+  private readonly httpSeconds: HotHistogram
   /** The current app's upstream targets, read at scrape time (set by the upstreams plugin; a reload replaces it). */
   private targets: () => Iterable<{ upstream: string, target: string, up: boolean, weight?: number }> = () => []
 
@@ -104,13 +102,13 @@ export class GatewayMetrics {
         }
       }
     })
-    this.handshakes = new Counter({
+    this.handshakes = new HotCounter({
       name: 'tollgate_websocket_handshakes_total',
       help: 'WebSocket handshakes by route and result (ok, or the HTTP status the client got)',
       labelNames: ['route', 'result'],
       registers
     })
-    this.closes = new Counter({
+    this.closes = new HotCounter({
       name: 'tollgate_websocket_closes_total',
       help: 'WebSocket closes by route, side and close code',
       labelNames: ['route', 'side', 'code'],
@@ -122,23 +120,23 @@ export class GatewayMetrics {
       labelNames: ['target', 'kind'],
       registers
     })
-    this.httpRequests = new Counter({
+    this.httpRequests = new HotCounter({
       name: 'tollgate_http_requests_total',
       help: 'Proxied HTTP requests by route and status',
       labelNames: ['route', 'status'],
       registers
     })
-    this.handshakeSeconds = new Histogram({
+    this.handshakeSeconds = new HotHistogram({
       name: 'tollgate_websocket_handshake_duration_seconds',
       help: 'Time to complete the upstream WebSocket handshake, by route',
-      labelNames: ['route'],
+      labelName: 'route',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers
     })
-    this.httpSeconds = new Histogram({
+    this.httpSeconds = new HotHistogram({
       name: 'tollgate_http_request_duration_seconds',
       help: 'Time to answer a proxied HTTP request (until its last byte), by route',
-      labelNames: ['route'],
+      labelName: 'route',
       buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
       registers
     })
@@ -222,8 +220,8 @@ export class GatewayMetrics {
 
   /** A handshake ended: `result` is "ok" or the HTTP status the client got. */
   handshake (route: string, result: string, seconds?: number): void {
-    this.handshakes.inc({ route, result })
-    if (seconds !== undefined) this.handshakeSeconds.observe({ route }, seconds)
+    this.handshakes.inc(route, result)
+    if (seconds !== undefined) this.handshakeSeconds.observe(route, seconds)
   }
 
   /** An authorization decision; `seconds` when the auth service was asked. */
@@ -249,8 +247,8 @@ export class GatewayMetrics {
   /** A bridged connection ended: its close codes, and its counters join the route's totals. */
   connectionEnded (bridge: Bridge, clientCode: number, upstreamCode: number): void {
     const route = bridge.info.route
-    this.closes.inc({ route, side: 'client', code: String(clientCode) })
-    this.closes.inc({ route, side: 'upstream', code: String(upstreamCode) })
+    this.closes.inc(route, 'client', String(clientCode))
+    this.closes.inc(route, 'upstream', String(upstreamCode))
     const t = this.ended.get(route) ?? { msgIn: 0, msgOut: 0, bytesIn: 0, bytesOut: 0 }
     t.msgIn += bridge.messagesFromClient
     t.msgOut += bridge.messagesToClient
@@ -271,14 +269,8 @@ export class GatewayMetrics {
 
   /** A proxied HTTP request finished, after `seconds`. */
   httpRequest (route: string, status: number, seconds?: number): void {
-    this.httpRequests.inc({ route, status: String(status) })
-    if (seconds === undefined) return
-    let h = this.httpSecondsOf.get(route)
-    if (h === undefined) {
-      h = this.httpSeconds.labels({ route })
-      this.httpSecondsOf.set(route, h)
-    }
-    h.observe(seconds)
+    this.httpRequests.inc(route, String(status))
+    if (seconds !== undefined) this.httpSeconds.observe(route, seconds)
   }
 
   /** Where the upstream targets' health is read at scrape time (the current app's pools). */

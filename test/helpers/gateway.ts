@@ -1,5 +1,5 @@
 /** Starts a gateway built by buildGateway() on 127.0.0.1:0 for one test. */
-import type { FastifyInstance } from 'fastify'
+import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { buildGateway } from '../../src/gateway/app.js'
@@ -31,11 +31,12 @@ export async function startGateway (config: GatewayConfigInput, opts: { captureL
       cb()
     }
   })
-  const { loggerOptions } = await import('../../src/logger.js')
-  const logger = opts.captureLogs === true
-    ? { ...(loggerOptions(opts.level ?? 'info', config.auth?.queryParam ?? 'access_token') as object), stream }
-    : false
-  const app = await buildGateway({ ...config, server: { host: '127.0.0.1', port: 0, ...config.server } }, { logger: logger as never, baseDir: opts.baseDir, resolve: opts.resolve })
+  const { createLogger } = await import('../../src/logger.js')
+  // The gateway's own logger (as `npm start` makes it), writing into `logs`.
+  const loggerInstance = opts.captureLogs === true
+    ? createLogger(opts.level ?? 'info', config.auth?.queryParam ?? 'access_token', stream) as unknown as FastifyBaseLogger
+    : undefined
+  const app = await buildGateway({ ...config, server: { host: '127.0.0.1', port: 0, ...config.server } }, { ...(loggerInstance !== undefined ? { loggerInstance } : { logger: false }), baseDir: opts.baseDir, resolve: opts.resolve })
   await app.listen({ host: '127.0.0.1', port: 0 })
   const port = (app.server.address() as AddressInfo).port
   const scheme = config.server?.tls !== undefined ? 'https' : 'http'

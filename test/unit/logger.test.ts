@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { pino, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
-import { loggerOptions, REDACT_PATHS, redactUrl } from '../../src/logger.js'
+import { createLogger, loggerOptions, REDACT_PATHS, redactUrl, requestFields, requestJson, writeInfoLine } from '../../src/logger.js'
 
 describe('redactUrl', () => {
   test('no query: the URL as is', () => {
@@ -103,5 +103,57 @@ describe('loggerOptions', () => {
     const [line] = lines()
     assert.deepEqual(line.req, { method: 'GET', url: '/ws?tk=[REDACTED]&room=1', remoteAddress: '198.51.100.7', remotePort: 40000 })
     assert.equal(JSON.stringify(line).includes('secret'), false)
+  })
+})
+
+describe('writeInfoLine', () => {
+  /** A logger createLogger made, writing into `out`, and a child with a request id as Fastify makes one. */
+  function capture (level = 'info'): { out: string[], log: ReturnType<typeof createLogger> } {
+    const out: string[] = []
+    const stream = new Writable({ write (chunk: Buffer, _enc, cb) { out.push(chunk.toString()); cb() } })
+    return { out, log: createLogger(level, 'tk', { write: (s: string) => { stream.write(s) } }) }
+  }
+
+  test('writes the bytes pino writes for the same fields, bindings first and msg last', () => {
+    const { out, log } = capture()
+    const child = log.child({ reqId: 'r-1"\\' })
+    const req = { method: 'GET', url: '/a?tk=secret&q="x"\\é\u2028', ip: '::1', socket: { remotePort: 4321 } } as unknown as FastifyRequest
+    const fields = { req, res: { statusCode: 200 }, responseTime: 1.2345678901, trace_id: 'abc' }
+    // pino's clock is read once per line: both lines get the same time to compare them.
+    const now = Date.now
+    Date.now = () => 1_700_000_000_000
+    try {
+      child.info(fields, 'request completed')
+      const wrote = writeInfoLine(child as never, 'request completed', () => `,"req":${requestJson(req, 'tk')},"res":{"statusCode":200},"responseTime":${fields.responseTime},"trace_id":"abc"`)
+      assert.equal(wrote, true)
+    } finally {
+      Date.now = now
+    }
+    assert.equal(out.length, 2)
+    assert.equal(out[1], out[0])
+    assert.equal(out[1].includes('secret'), false)
+    assert.deepEqual(Object.keys(JSON.parse(out[1]) as object), ['level', 'time', 'pid', 'hostname', 'reqId', 'req', 'res', 'responseTime', 'trace_id', 'msg'])
+  })
+
+  test('above info: nothing is written and the fields are never built', () => {
+    const { out, log } = capture('warn')
+    assert.equal(writeInfoLine(log as never, 'request completed', () => { throw new Error('built') }), true)
+    assert.deepEqual(out, [])
+  })
+
+  test('a logger createLogger did not make (a host app\'s own): false, so the caller logs as usual', () => {
+    const other = pino({ level: 'info' }, { write () { assert.fail('written') } })
+    assert.equal(writeInfoLine(other as never, 'request completed', () => ',"a":1'), false)
+  })
+})
+
+describe('requestJson', () => {
+  test('the JSON of requestFields, for URLs and addresses that need escaping and a socket without a port', () => {
+    const cases = [
+      { method: 'GET', url: '/a?tk=s&q="x"\\\u0001é\u2028', ip: '::ffff:1.2.3.4', socket: { remotePort: 1 } },
+      { method: 'PATCH', url: '/', ip: '"quoted"', socket: {} },
+      { method: 'M-SEARCH', url: '/%22', ip: '', socket: undefined }
+    ] as unknown as FastifyRequest[]
+    for (const req of cases) assert.equal(requestJson(req, 'tk'), JSON.stringify(requestFields(req, 'tk')))
   })
 })
