@@ -25,12 +25,14 @@ export default fp(async function drainPlugin (fastify) {
   // request is in flight would then hold close() (and the process) for keepAliveTimeout after the
   // answer. While draining, answers say `Connection: close`, and sockets whose answer had already
   // started are closed as soon as they are idle.
-  fastify.addHook('onSend', async (_request, reply, payload) => {
+  // Callback style: these run on every request, and an async hook costs a promise each time.
+  fastify.addHook('onSend', (_request, reply, payload, done) => {
     if (state.draining && !reply.raw.headersSent) void reply.header('connection', 'close')
-    return payload
+    done(null, payload)
   })
-  fastify.addHook('onResponse', async () => {
+  fastify.addHook('onResponse', (_request, _reply, done) => {
     if (state.draining) setImmediate(() => fastify.server.closeIdleConnections())
+    done()
   })
 
   fastify.addHook('preClose', async () => {

@@ -89,7 +89,8 @@ export interface EdgeOptions { server: Pick<GatewayConfig['server'], 'encodedSla
 export default fp<EdgeOptions>(async function edgePlugin (fastify: FastifyInstance, opts) {
   const encodedSlashes = opts.server.encodedSlashes
   fastify.decorate('headerPolicy', headerPolicy(opts.server))
-  fastify.addHook('onRequest', async (request: FastifyRequest) => {
+  // Callback style: it runs on every request, and an async hook costs a promise each time.
+  fastify.addHook('onRequest', (request: FastifyRequest, _reply, done) => {
     const raw = request.raw as Marked
     let t = raw[kTarget]
     if (t === undefined) {
@@ -100,7 +101,9 @@ export default fp<EdgeOptions>(async function edgePlugin (fastify: FastifyInstan
     }
     if (typeof t === 'string') {
       request.log.debug({ problem: t }, 'request target refused')
-      throw new codes.GW_ERR_BAD_PATH(t)
+      done(new codes.GW_ERR_BAD_PATH(t))
+      return
     }
+    done()
   })
 }, { name: 'tollgate-edge', fastify: '5.x' })
