@@ -152,7 +152,9 @@ describe('requestJson', () => {
     const cases = [
       { method: 'GET', url: '/a?tk=s&q="x"\\\u0001é\u2028', ip: '::ffff:1.2.3.4', socket: { remotePort: 1 } },
       { method: 'PATCH', url: '/', ip: '"quoted"', socket: {} },
-      { method: 'M-SEARCH', url: '/%22', ip: '', socket: undefined }
+      { method: 'M-SEARCH', url: '/%22', ip: '', socket: undefined },
+      // A client gone before its line: its socket no longer knows its address.
+      { method: 'GET', url: '/', ip: undefined, socket: { remotePort: undefined } }
     ] as unknown as FastifyRequest[]
     for (const req of cases) assert.equal(requestJson(req, 'tk'), JSON.stringify(requestFields(req, 'tk')))
   })
