@@ -15,7 +15,7 @@ import { Bridge, type BridgeEnd } from '../src/bridge/bridge.js'
 import { deflateOffers, HandshakeCancel, openUpstream, type HandshakeResult } from '../src/bridge/upstream-handshake.js'
 import { answeredProtocol, handshakeProblem, originAllowed, switchingProtocols } from '../src/bridge/client-handshake.js'
 import { EarlyData } from '../src/bridge/early-data.js'
-import { endWithStatus, SpanKind, type SpanContext } from '../src/tracing/tracer.js'
+import { endWithStatus, SpanKind, type Span, type SpanContext } from '../src/tracing/tracer.js'
 import { distinctPools, type UpstreamPool } from '../src/upstreams/pool.js'
 import { forwardHeaders } from '../src/edge/forward-headers.js'
 import { forwardContext } from './edge.js'
@@ -148,20 +148,15 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   fastify.addHook('onClose', async () => { sweeper.stop() })
 
   /**
-   * This app's own bridges. The registry may be shared with other app generations (hot reload),
-   * so shutdown, reloadDrain and closeOnUnhealthy act on these, not on everything it lists.
+   * This app's own bridges, with what this app keeps for each. The registry may be shared with
+   * other app generations (hot reload), so shutdown, reloadDrain and closeOnUnhealthy act on
+   * these, not on everything it lists.
    */
-  const mine = new Set<Bridge>()
+  const mine = new Map<Bridge, Tracked>()
   const tracing = fastify.tracing
-  /** The handshake span of each traced bridge: the parent of its close span. */
-  const traceOf = new WeakMap<Bridge, SpanContext>()
-  /** The pool each bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
-  const poolOf = new WeakMap<Bridge, UpstreamPool>()
-  /** What the pool's connectionOpened returned for each bridge, given back when it ends. */
-  const countedOf = new WeakMap<Bridge, number>()
   function closeAll (code: number, reason: string, which?: (bridge: Bridge) => boolean): number {
     let n = 0
-    for (const b of mine) if (which === undefined || which(b)) { b.close(code, reason); n++ }
+    for (const b of mine.keys()) if (which === undefined || which(b)) { b.close(code, reason); n++ }
     return n
   }
   /** This app's paces in progress (a shutdown cancels the others). */
@@ -170,7 +165,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   fastify.addHook('onClose', async () => { for (const p of paces) p.cancel() })
   function closePaced (opts: ClosePacedOptions): PacedClose {
     const which = opts.which
-    const items = opts.bridges ?? (which === undefined ? [...mine] : [...mine].filter(which))
+    const items = opts.bridges ?? (which === undefined ? [...mine.keys()] : [...mine.keys()].filter(which))
     if (opts.cause === 'shutdown') for (const p of paces) p.cancel()
     const metrics = fastify.metrics
     const p = startPacedClose({
@@ -194,7 +189,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     // healthy again stops it (the connections not reached yet stay).
     pool.onUnhealthy((target) => {
       if (pool.pacing(target, 'unhealthy')) return
-      const p = closePaced({ code: CLOSE_SERVICE_RESTART, reason: REASON_UPSTREAM_UNHEALTHY, cause: 'unhealthy', which: (b) => b.info.upstream === target && poolOf.get(b) === pool })
+      const p = closePaced({ code: CLOSE_SERVICE_RESTART, reason: REASON_UPSTREAM_UNHEALTHY, cause: 'unhealthy', which: (b) => b.info.upstream === target && mine.get(b)?.pool === pool })
       if (p.total === 0) return
       pool.trackPace(target, 'unhealthy', p)
       fastify.log.warn({ upstream: target, paceId: p.id, connections: p.total, windowMs: p.windowMs }, 'closing connections of an unhealthy target')
@@ -218,14 +213,16 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     else res.once('finish', () => socket.destroySoon())
   })
 
-  /** One upstream attempt, with its outcome told to the target's pool and the metrics. */
-  async function attempt (target: BridgeTarget, request: FastifyRequest, offer: UpstreamOffer): Promise<HandshakeResult> {
-    // Tracing on: a client span for this attempt, whose traceparent goes upstream.
-    const span = tracing === null || request.traceSpan === null ? null : tracing.start('GET', SpanKind.CLIENT, request.traceSpan, { 'http.request.method': 'GET', 'url.full': target.target + target.path.split('?', 1)[0] })
-    if (span !== null) tracing!.inject(span, offer.headers)
-    const r = await openUpstream({
-      url: target.target + target.path, headers: offer.headers, protocols: offer.protocols, extensions: offer.extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel: offer.cancel, targets: fastify.targetCache
-    })
+  /** Tracing on: the client span of one upstream attempt, whose traceparent goes upstream. */
+  function attemptSpan (target: BridgeTarget, request: FastifyRequest, offer: UpstreamOffer): Span | null {
+    if (tracing === null || request.traceSpan === null) return null
+    const span = tracing.start('GET', SpanKind.CLIENT, request.traceSpan, { 'http.request.method': 'GET', 'url.full': target.target + target.path.split('?', 1)[0] })
+    tracing.inject(span, offer.headers)
+    return span
+  }
+
+  /** One upstream attempt's outcome, told to the target's pool, the metrics and its span. */
+  function settleAttempt (target: BridgeTarget, r: HandshakeResult, span: Span | null): void {
     const id = target.upstream ?? target.target
     if (r.ok) target.pool?.markSuccess(id)
     else if (r.reason === 'refused' || r.reason === 'timeout') {
@@ -236,20 +233,18 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       if (!r.ok) span.setAttribute('error.type', r.reason)
       endWithStatus(span, r.ok ? 101 : r.upstreamStatus ?? r.error.statusCode ?? 502, false)
     }
-    return r
   }
 
   /**
-   * The upstream handshake: a target that refuses or times out costs the client one retry on
-   * another target, not an error (nothing has been sent to the client yet).
+   * The target for the one retry after `first` failed with `r`: a target that refuses or times
+   * out costs the client a retry on another target, not an error (nothing has been sent to the
+   * client yet). Null when there is none.
    */
-  async function openWithRetry (request: FastifyRequest, first: BridgeTarget, offer: UpstreamOffer): Promise<{ target: BridgeTarget, result: HandshakeResult }> {
-    const result = await attempt(first, request, offer)
-    if (result.ok || (result.reason !== 'refused' && result.reason !== 'timeout') || first.retarget === undefined) return { target: first, result }
+  function retryTarget (request: FastifyRequest, first: BridgeTarget, r: HandshakeResult): BridgeTarget | null {
+    if (r.ok || (r.reason !== 'refused' && r.reason !== 'timeout') || first.retarget === undefined) return null
     const next = first.retarget(new Set([first.upstream ?? first.target]))
-    if (next === null) return { target: first, result }
-    request.log.info({ failed: first.upstream ?? first.target, next: next.upstream ?? next.target }, 'retrying the handshake on another target')
-    return { target: next, result: await attempt(next, request, offer) }
+    if (next !== null) request.log.info({ failed: first.upstream ?? first.target, next: next.upstream ?? next.target }, 'retrying the handshake on another target')
+    return next
   }
 
   async function connect (request: FastifyRequest, reply: FastifyReply, first: BridgeTarget): Promise<boolean> {
@@ -263,7 +258,22 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     delete (request.raw as RawWithHead)[kHead]
     inflight++
     try {
-      const { target, result } = await openWithRetry(request, first, offer)
+      // The attempts are awaited here rather than in helper async functions: each async level
+      // costs a promise and a microtask per handshake.
+      let target = first
+      let result: HandshakeResult
+      let retried = false
+      for (;;) {
+        const span = attemptSpan(target, request, offer)
+        result = await openUpstream({
+          url: target.target + target.path, headers: offer.headers, protocols: offer.protocols, extensions: offer.extensions, connectTimeout: cfg.connectTimeout, ca: target.ca, cancel: offer.cancel, targets: fastify.targetCache
+        })
+        settleAttempt(target, result, span)
+        const next = retried ? null : retryTarget(request, first, result)
+        if (next === null) break
+        target = next
+        retried = true
+      }
       early.stop()
       if (!result.ok) {
         if (result.reason === 'aborted') {
@@ -334,36 +344,36 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     const sock = request.raw.socket
     const upstreamUrl = t.upstream ?? t.target
     const claims = (request as { user?: JwtClaims | null }).user
+    const url = request.url
+    const q = url.indexOf('?')
     const bridge = new Bridge(sock, result.socket, result.head, {
       id: request.id,
       route: t.route,
-      path: request.url.split('?', 1)[0],
+      path: q === -1 ? url : url.slice(0, q),
       clientIp: request.ip,
       userId: requestUserId(request),
       subprotocol: protocol === '' || protocol.startsWith(BEARER_PROTOCOL_PREFIX) ? null : protocol,
       upstream: upstreamUrl,
-      ...(t.pool !== undefined ? { upstreamName: t.pool.name } : {}),
+      upstreamName: t.pool?.name,
       instanceId: fastify.instanceId,
       expiresAt: closeOnExpiry && typeof claims?.exp === 'number' ? claims.exp * 1000 : 0,
       // Kept with the token parameter already masked: the bridge outlives the request, and
       // its info is reachable from plugins through the registry.
-      url: request.url.includes('?') ? redactUrl(request.url, tokenParam) : request.url,
+      url: q === -1 ? url : redactUrl(url, tokenParam),
       remotePort: sock.remotePort,
       handshakeMs: reply.elapsedTime
     }, { highWaterMark: cfg.highWaterMark, maxPayload: cfg.maxPayload, extensions: result.extensions, onEnd, onRtt, messageLimit: t.messageLimit, upstreamReads: result.reads })
     fastify.metrics.handshake(t.route, 'ok', result.ms / 1000)
     const span = request.traceSpan
+    let trace: SpanContext | undefined
     if (span !== null) {
       // The handshake's span ends at the 101 (not a span open for hours); the close gets its own.
       if (span.isRecording()) endWithStatus(span, 101, true)
-      traceOf.set(bridge, span.spanContext())
+      trace = span.spanContext()
     }
-    if (t.pool !== undefined) {
-      countedOf.set(bridge, t.pool.connectionOpened(upstreamUrl))
-      poolOf.set(bridge, t.pool)
-    }
+    const pool = t.pool
+    mine.set(bridge, { trace, pool, counted: pool === undefined ? undefined : pool.connectionOpened(upstreamUrl) })
     active++
-    mine.add(bridge)
     registry.add(bridge)
     sweeper.add(bridge)
     if (connectListeners.length > 0) {
@@ -390,14 +400,15 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
 
   function onEnd (bridge: Bridge, end: BridgeEnd): void {
     fastify.metrics.connectionEnded(bridge, end.clientCode, end.upstreamCode)
-    poolOf.get(bridge)?.connectionClosed(bridge.info.upstream, countedOf.get(bridge))
+    const tracked = mine.get(bridge)
+    tracked?.pool?.connectionClosed(bridge.info.upstream, tracked.counted)
     mine.delete(bridge)
     registry.remove(bridge)
     sweeper.delete(bridge)
     active--
     const i = bridge.info
     const durationMs = Date.now() - bridge.connectedAt
-    const trace = traceOf.get(bridge)
+    const trace = tracked?.trace
     if (trace !== undefined) closeSpan(bridge, end, trace, durationMs)
     if (closeListeners.length > 0) {
       const event = disconnectEvent(i, bridge.connectedAt, end, bridge)
@@ -407,7 +418,9 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }
     fastify.log.info({
       reqId: i.id,
-      ...(trace !== undefined ? { trace_id: trace.traceId } : {}),
+      // Left out of the line when undefined (pino skips undefined values): only traced
+      // connections have one. A plain property rather than a spread keeps this a fast literal.
+      trace_id: trace?.traceId,
       // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
       req: { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } },
       connId: i.id,
@@ -449,18 +462,18 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
   fastify.addHook('onRoute', (route) => {
     if (route.wsHandler !== undefined || (route as { websocket?: boolean }).websocket === true) route.config = { ...route.config, websocketRoute: true }
   })
-  fastify.addHook('onRequest', async (request) => {
-    if (!request.ws) return
+  // Callback style, as the other hooks on every request: an async hook costs a promise each time.
+  fastify.addHook('onRequest', (request, _reply, done) => {
     const c = request.routeOptions.config as { websocketRoute?: boolean, gatewayRoute?: string }
-    if (c.websocketRoute === true || c.gatewayRoute !== undefined) return
-    throw new codes.GW_ERR_NO_WEBSOCKET()
+    if (!request.ws || c.websocketRoute === true || c.gatewayRoute !== undefined) done()
+    else done(new codes.GW_ERR_NO_WEBSOCKET())
   })
 
   // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its status.
-  fastify.addHook('onResponse', async (request, reply) => {
-    if (!request.ws) return
-    const route = request.routeOptions.config.gatewayRoute
+  fastify.addHook('onResponse', (request, reply, done) => {
+    const route = request.ws ? request.routeOptions.config.gatewayRoute : undefined
     if (route !== undefined) fastify.metrics.handshake(route, String(reply.statusCode))
+    done()
   })
 
   fastify.decorate('websocketBridge', {
@@ -471,7 +484,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     whenIdle,
     closeAll,
     closePaced,
-    terminateAll () { for (const b of mine) b.terminate() },
+    terminateAll () { for (const b of mine.keys()) b.terminate() },
     onConnect (listener) { connectListeners.push(listener) },
     onClose (listener) { closeListeners.push(listener) },
     connectionsOf (pool: UpstreamPool, target?: string): Bridge[] {
@@ -485,6 +498,16 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }
   })
 }, { name: 'tollgate-websocket-bridge', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-registry', 'tollgate-metrics', 'tollgate-drain', 'tollgate-upstreams', 'tollgate-tracing'] })
+
+/** What the plugin keeps for one of its bridges until it ends. */
+interface Tracked {
+  /** The handshake's span, the parent of the close span (tracing on). */
+  trace: SpanContext | undefined
+  /** The pool the bridge's target belongs to (least-connections counts, closeOnUnhealthy). */
+  pool: UpstreamPool | undefined
+  /** What the pool's connectionOpened returned, given back when the bridge ends. */
+  counted: number | undefined
+}
 
 /** What one handshake offers the upstream (the same for a retry on another target). */
 interface UpstreamOffer {

@@ -690,12 +690,8 @@ export class Bridge {
   private finish (): void {
     if (this.closeTimer !== null) clearTimeout(this.closeTimer)
     this.closeTimer = null
-    for (const side of [this.client, this.up]) {
-      side.socket.removeAllListeners('data')
-      side.in.partial = null
-      side.in.meter = null
-      if (side.endTimer !== null) { clearTimeout(side.endTimer); side.endTimer = null }
-    }
+    release(this.client)
+    release(this.up)
     this.opts.onEnd?.(this, this.endInfo ?? { by: 'gateway', clientCode: 1006, upstreamCode: 1006, reason: '' })
   }
 
@@ -721,6 +717,14 @@ export class Bridge {
       bytesToClient: this.bytesToClient
     }
   }
+}
+
+/** Drops what a finished side still holds: its listener, partial frame, meter and timer. */
+function release (side: Side): void {
+  side.socket.removeAllListeners('data')
+  side.in.partial = null
+  side.in.meter = null
+  if (side.endTimer !== null) { clearTimeout(side.endTimer); side.endTimer = null }
 }
 
 /** Whether a pong's payload is that of the ping in flight to `side`. */

@@ -27,8 +27,10 @@ export class EarlyData {
     this.bytes = head?.length ?? 0
     if (this.bytes >= limit) socket.pause()
     else { socket.on('data', this.onData); this.reading = true }
-    socket.once('end', this.onGone)
-    socket.once('close', this.onGone)
+    // on, not once: onGone runs at most once anyway, stop() removes both, and once would wrap
+    // each in a closure of its own.
+    socket.on('end', this.onGone)
+    socket.on('close', this.onGone)
   }
 
   private readonly onGone: () => void

@@ -54,12 +54,22 @@ export function encodeFrame (opcode: number, payload: Buffer, masked: boolean): 
 export function closeFrame (code: number | undefined, reason: string, masked: boolean): Buffer {
   if (code === undefined) return encodeFrame(OP_CLOSE, EMPTY, masked)
   // A control frame carries at most 125 bytes: 2 for the code, 123 for the reason.
-  let r: Buffer = Buffer.from(reason)
+  let r: Buffer = reason === '' ? EMPTY : Buffer.from(reason)
   if (r.length > 123) r = truncateUtf8(r, 123)
-  const payload = Buffer.allocUnsafe(2 + r.length)
-  payload.writeUInt16BE(code, 0)
-  r.copy(payload, 2)
-  return encodeFrame(OP_CLOSE, payload, masked)
+  // Built in place (one Buffer, not a payload copied into a frame): one is sent per side at
+  // every close.
+  const head = masked ? 6 : 2
+  const len = 2 + r.length
+  const out = Buffer.allocUnsafe(head + len)
+  out[0] = 0x80 | OP_CLOSE
+  out[1] = masked ? 0x80 | len : len
+  out.writeUInt16BE(code, head)
+  r.copy(out, head + 2)
+  if (masked) {
+    randomInto(out, 2, 4)
+    for (let i = 0; i < len; i++) out[head + i] ^= out[2 + (i & 3)]
+  }
+  return out
 }
 
 /** The payload of a (possibly masked) frame as plain bytes; copies. */

@@ -52,6 +52,8 @@ export interface DeflateParams {
  * sizes for a sender that resets its own, so the meter never miscounts on that account.
  */
 export function parseDeflateParams (extensions: string): DeflateParams | null {
+  // Most connections negotiate no extension: nothing to split.
+  if (extensions === '') return null
   for (const ext of extensions.split(',')) {
     const [name, ...params] = ext.split(';').map((s) => s.trim())
     if (name.toLowerCase() !== 'permessage-deflate') continue

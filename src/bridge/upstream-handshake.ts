@@ -7,7 +7,7 @@
 import http from 'node:http'
 import net from 'node:net'
 import tls from 'node:tls'
-import { createHash } from 'node:crypto'
+import * as crypto from 'node:crypto'
 import { randomInto } from './frames.js'
 import { parseTarget, type TargetCache } from '../edge/forward-headers.js'
 import type { Duplex } from 'node:stream'
@@ -158,9 +158,17 @@ export function deflateOffers (header: string | string[] | undefined): string {
 export const SUBPROTOCOL_RE = /^[!#$%&'*+\-.0-9A-Z^_`|a-z~]+$/
 const GUID = '258EAFA5-E914-47DA-95CA-C5AB0DC85B11'
 
+/**
+ * One-shot SHA-1 in base64: crypto.hash (Node 20.12+) skips the Hash object createHash makes,
+ * which is most of the digest's cost for a 60-byte input (two per handshake).
+ */
+const sha1Base64: (data: string) => string = typeof crypto.hash === 'function'
+  ? (data) => crypto.hash('sha1', data, 'base64')
+  : (data) => crypto.createHash('sha1').update(data).digest('base64')
+
 /** The Sec-WebSocket-Accept value for a key (RFC 6455 4.2.2). */
 export function acceptKey (key: string): string {
-  return createHash('sha1').update(key + GUID).digest('base64')
+  return sha1Base64(key + GUID)
 }
 
 /** 502: the upstream could not be reached or did not speak WebSocket; `cause` says how. */
@@ -277,19 +285,25 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       x.removeListener(secure ? 'secureConnect' : 'connect', onConnect)
     }
     function onData (chunk: Buffer): void {
-      received = received === null ? chunk : Buffer.concat([received, chunk])
-      let end = received.indexOf('\r\n\r\n')
+      // A chunk from the ReusedReads buffer is overwritten by the next read: what is kept past
+      // this call (an incomplete head, the bytes after the 101) is copied out of it.
+      let reused = reads !== null
+      let buf = chunk
+      if (received !== null) { buf = Buffer.concat([received, chunk]); reused = false }
+      received = null
+      let end = buf.indexOf('\r\n\r\n')
       if (end === -1 || end > MAX_HEAD) {
-        if (received.length > MAX_HEAD) fail('protocol', unavailable(new Error('upstream answer head too large')))
+        if (buf.length > MAX_HEAD) fail('protocol', unavailable(new Error('upstream answer head too large')))
+        else received = reused ? Buffer.from(buf) : buf
         return
       }
-      let answer = parseHead(received.toString('latin1', 0, end))
+      let answer = parseHead(buf.toString('latin1', 0, end))
       // Informational answers (100 Continue, 103 Early Hints...) before the real one are skipped.
       while (answer !== null && answer.status >= 100 && answer.status < 200 && answer.status !== 101) {
-        received = received.subarray(end + 4)
-        end = received.indexOf('\r\n\r\n')
-        if (end === -1) return
-        answer = parseHead(received.toString('latin1', 0, end))
+        buf = buf.subarray(end + 4)
+        end = buf.indexOf('\r\n\r\n')
+        if (end === -1) { received = reused ? Buffer.from(buf) : buf; return }
+        answer = parseHead(buf.toString('latin1', 0, end))
       }
       if (answer === null) { fail('protocol', unavailable(new Error('invalid HTTP answer from the upstream'))); return }
       if (answer.status !== 101) {
@@ -309,8 +323,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       // Until the relay takes the socket over, an error here must not crash the process; the
       // relay sees the socket closed.
       s.on('error', noop)
+      const rest = buf.subarray(end + 4)
       const chosen = answer.headers['sec-websocket-protocol']
-      finish({ ok: true, socket: s, head: received.subarray(end + 4), reads, protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
+      finish({ ok: true, socket: s, head: rest.length === 0 ? EMPTY : reused ? Buffer.from(rest) : rest, reads, protocol: chosen ?? '', extensions: answer.headers['sec-websocket-extensions'] ?? '', ms: elapsed() })
     }
     function onError (err: Error): void {
       // Connection errors (ECONNREFUSED, ETIMEDOUT, ERR_TLS_... handshake failures) make the
@@ -320,31 +335,41 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       fail(code === undefined || code.startsWith('E') ? 'refused' : 'protocol', unavailable(err))
     }
     function onClose (): void { fail('refused', unavailable(new Error('the upstream closed the connection before answering'))) }
-    // The answer head is kept across reads: each read is copied out of the reused buffer.
-    if (reads !== null) reads.onChunk = (chunk) => { onData(Buffer.from(chunk)) }
+    if (reads !== null) reads.onChunk = onData
     else s.on('data', onData)
     s.on('error', onError)
     s.on('close', onClose)
   })
 }
 
+/**
+ * A control character other than the CR LF ending a line (a bare CR or LF above all): it would
+ * let an upstream smuggle header lines into the client's 101, which repeats some of these values.
+ */
+// eslint-disable-next-line no-control-regex -- control characters are what is refused
+const HEAD_CONTROL_RE = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|\r(?!\n)|(?<!\r)\n/
+const STATUS_LINE_RE = /^HTTP\/1\.[01] (\d{3})(?: |\r|$)/
+const HEADER_NAME_RE = /^[!#$%&'*+\-.^_`|~0-9a-z]+$/
+
 /** The status and lower-cased headers of an HTTP/1.x answer head, or null when it is not one. */
 function parseHead (text: string): { status: number, headers: Record<string, string> } | null {
-  // Control characters (a bare CR or LF above all) would let an upstream smuggle header lines
-  // into the client's 101, which repeats some of these values.
-  // eslint-disable-next-line no-control-regex -- control characters are what is refused
-  if (/[\x00-\x08\x0a-\x1f\x7f]/.test(text.replace(/\r\n/g, ''))) return null
-  const lines = text.split('\r\n')
-  const m = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0])
+  if (HEAD_CONTROL_RE.test(text)) return null
+  const m = STATUS_LINE_RE.exec(text)
   if (m === null) return null
   const headers: Record<string, string> = {}
-  for (let i = 1; i < lines.length; i++) {
-    const colon = lines[i].indexOf(':')
+  // Line by line after the status line, without splitting the head into an array first.
+  let at = text.indexOf('\r\n')
+  while (at !== -1) {
+    const start = at + 2
+    at = text.indexOf('\r\n', start)
+    const line = at === -1 ? text.slice(start) : text.slice(start, at)
+    const colon = line.indexOf(':')
     if (colon <= 0) return null
-    const name = lines[i].slice(0, colon).toLowerCase()
-    if (!/^[!#$%&'*+\-.^_`|~0-9a-z]+$/.test(name)) return null
-    const value = lines[i].slice(colon + 1).trim()
-    headers[name] = headers[name] === undefined ? value : `${headers[name]}, ${value}`
+    const name = line.slice(0, colon).toLowerCase()
+    if (!HEADER_NAME_RE.test(name)) return null
+    const value = line.slice(colon + 1).trim()
+    const seen = headers[name]
+    headers[name] = seen === undefined ? value : `${seen}, ${value}`
   }
   return { status: Number(m[1]), headers }
 }
@@ -367,5 +392,7 @@ function checkAnswer (headers: Record<string, string>, key: string, offered: rea
   }
   return null
 }
+
+const EMPTY = Buffer.alloc(0)
 
 function noop (): void {}
