@@ -24,7 +24,7 @@ import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_TARG
 import { startPacedClose, type ClosePacedOptions, type PacedClose } from '../src/drain/paced-close.js'
 import { codes } from '../src/errors.js'
 import { EARLY_DATA_LIMIT } from '../src/config/defaults.js'
-import { redactUrl } from '../src/logger.js'
+import { jsonFields, redactUrl, requestFields, writeInfoLine } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import { requestUserId } from './authorize.js'
@@ -416,13 +416,14 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
         try { l(event) } catch (err) { fastify.log.error({ err, connId: i.id }, 'onClose listener failed') }
       }
     }
-    fastify.log.info({
+    // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
+    const req = { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } }
+    const line = {
       reqId: i.id,
-      // Left out of the line when undefined (pino skips undefined values): only traced
-      // connections have one. A plain property rather than a spread keeps this a fast literal.
+      // Left out of the line when undefined (as pino leaves undefined values out): only traced
+      // connections have one.
       trace_id: trace?.traceId,
-      // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
-      req: { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } },
+      req: req as unknown,
       connId: i.id,
       route: i.route,
       upstream: i.upstream,
@@ -437,7 +438,14 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       messagesToClient: bridge.messagesToClient,
       bytesFromClient: bridge.bytesFromClient,
       bytesToClient: bridge.bytesToClient
-    }, 'websocket closed')
+    }
+    // Written as pino would write it, without its walk over the object (src/logger.ts); through
+    // pino itself for a host app's own logger.
+    const written = writeInfoLine(fastify.log, 'websocket closed', () => {
+      line.req = requestFields(req as unknown as FastifyRequest, tokenParam)
+      return jsonFields(line)
+    })
+    if (!written) fastify.log.info(line, 'websocket closed')
     settled()
   }
 

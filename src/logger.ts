@@ -58,6 +58,20 @@ export function loggerOptions (level: string, tokenParam: string): NonNullable<F
   }
 }
 
+/**
+ * `fields` as writeInfoLine takes them (`,"a":1,"b":"x"`), as pino writes an object that no
+ * serializer applies to: keys in order, undefined values left out, the rest JSON.stringify'd.
+ * Keys must be JSON-safe names (the gateway's own).
+ */
+export function jsonFields (fields: Record<string, unknown>): string {
+  let out = ''
+  for (const key in fields) {
+    const value = fields[key]
+    if (value !== undefined) out += `,"${key}":${JSON.stringify(value)}`
+  }
+  return out
+}
+
 /** Set on the loggers createLogger makes (and so on their children): their lines are plain pino JSON. */
 const kPlainJson = Symbol('tollgate.plainJsonLogger')
 const { streamSym, timeSym, chindingsSym, lsCacheSym, endSym } = pino.symbols

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { pino, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
-import { createLogger, loggerOptions, REDACT_PATHS, redactUrl, requestFields, requestJson, writeInfoLine } from '../../src/logger.js'
+import { createLogger, loggerOptions, REDACT_PATHS, jsonFields, redactUrl, requestFields, requestJson, writeInfoLine } from '../../src/logger.js'
 
 describe('redactUrl', () => {
   test('no query: the URL as is', () => {
@@ -157,5 +157,23 @@ describe('requestJson', () => {
       { method: 'GET', url: '/', ip: undefined, socket: { remotePort: undefined } }
     ] as unknown as FastifyRequest[]
     for (const req of cases) assert.equal(requestJson(req, 'tk'), JSON.stringify(requestFields(req, 'tk')))
+  })
+})
+
+describe('jsonFields', () => {
+  test('the fields pino writes for an object no serializer applies to', () => {
+    const out: string[] = []
+    const log = createLogger('info', 'tk', { write: (line: string) => { out.push(line) } })
+    const fields = { a: 'x"\\\u2028é', b: undefined, c: null, d: 1.5, e: Number.NaN, f: -0, g: true, h: { n: [1, 'two'], u: undefined }, i: 101 }
+    const now = Date.now
+    Date.now = () => 1_700_000_000_000
+    try {
+      log.info(fields, 'websocket closed')
+      writeInfoLine(log as never, 'websocket closed', () => jsonFields(fields))
+    } finally {
+      Date.now = now
+    }
+    assert.equal(out.length, 2)
+    assert.equal(out[1], out[0])
   })
 })
