@@ -38,15 +38,6 @@ export function requestFields (req: FastifyRequest, tokenParam: string): { metho
   }
 }
 
-/** requestFields as JSON, as `JSON.stringify(requestFields(req, tokenParam))` writes it. */
-export function requestJson (req: FastifyRequest, tokenParam: string): string {
-  // The address and port of a socket already closed are undefined: no key, as JSON.stringify.
-  const ip = req.ip as string | undefined
-  const port = req.socket?.remotePort
-  // method: an HTTP token (Node refuses any other); url and ip may hold anything.
-  return `{"method":"${req.method}","url":${JSON.stringify(redactUrl(req.url, tokenParam))}${ip === undefined ? '' : `,"remoteAddress":${JSON.stringify(ip)}`}${port === undefined ? '' : `,"remotePort":${port}`}}`
-}
-
 /** Fastify logger options for the gateway at `level`. */
 export function loggerOptions (level: string, tokenParam: string): NonNullable<FastifyServerOptions['logger']> {
   return {
