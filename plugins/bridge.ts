@@ -423,7 +423,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       // Left out of the line when undefined (as pino leaves undefined values out): only traced
       // connections have one.
       trace_id: trace?.traceId,
-      req: req as unknown,
+      req,
       connId: i.id,
       route: i.route,
       upstream: i.upstream,
@@ -441,10 +441,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }
     // Written as pino would write it, without its walk over the object (src/logger.ts); through
     // pino itself for a host app's own logger.
-    const written = writeInfoLine(fastify.log, 'websocket closed', () => {
-      line.req = requestFields(req as unknown as FastifyRequest, tokenParam)
-      return jsonFields(line)
-    })
+    const written = writeInfoLine(fastify.log, 'websocket closed', () => jsonFields({ ...line, req: requestFields(req as unknown as FastifyRequest, tokenParam) }))
     if (!written) fastify.log.info(line, 'websocket closed')
     settled()
   }
