@@ -70,6 +70,41 @@ test('informational answers before the 101 are skipped', async (t) => {
   if (r.ok) r.socket.destroy()
 })
 
+test('an answer that arrives in pieces (an informational answer, the 101, then a frame) is read whole; the frame comes back as head', async (t) => {
+  const frame = Buffer.from([0x81, 0x02, 0x68, 0x69])
+  const server = http.createServer()
+  const sockets = new Set<Duplex>()
+  server.on('upgrade', (req: IncomingMessage, socket: Duplex) => {
+    sockets.add(socket)
+    socket.on('error', () => {})
+    const answer = Buffer.concat([Buffer.from('HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n' +
+      `Sec-WebSocket-Accept: ${acceptKey(String(req.headers['sec-websocket-key']))}\r\n\r\n`), frame])
+    // Cut inside the 100, inside the 101's head, and between its end and the frame: each piece a read of its own.
+    const cuts = [10, 40, answer.length - frame.length - 1, answer.length]
+    let at = 0
+    const next = (): void => {
+      const end = cuts.shift()
+      if (end === undefined) return
+      socket.write(answer.subarray(at, end))
+      at = end
+      setTimeout(next, 15)
+    }
+    next()
+  })
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  t.after(() => new Promise<void>((resolve) => { for (const x of sockets) x.destroy(); server.close(() => resolve()) }))
+  const r = await openUpstream({ ...base, url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}` })
+  assert.equal(r.ok, true)
+  if (!r.ok) return
+  // The frame may come with the head's last byte (as head) or after it (on the socket).
+  let got = Buffer.from(r.head)
+  r.socket.on('data', (b: Buffer) => { got = Buffer.concat([got, b]) })
+  await waitFor(() => got.length >= frame.length, () => `the frame after the 101 (${got.length} bytes)`)
+  assert.deepEqual(got, frame)
+  r.socket.destroy()
+})
+
 test('the selected subprotocol is returned; bytes sent right after the 101 come back as head or on the socket', async (t) => {
   const u = await upstream(t, (req) => ({ extra: [`Sec-WebSocket-Protocol: ${String(req.headers['sec-websocket-protocol']).split(',')[1].trim()}`] }))
   const r = await openUpstream({ ...base, url: u.url, protocols: ['a', 'b'] })
@@ -95,6 +130,10 @@ test('permessage-deflate: the client\'s offer is passed on and the upstream\'s a
 
 const refusals: Array<[string, (req: IncomingMessage) => { extra?: string[], raw?: string }, string[], RegExp]> = [
   ['a header value with a bare LF (header smuggling into the client\'s 101)', () => ({ extra: ['X-A: fine\nSet-Cookie: evil=1'] }), [], /invalid HTTP answer/],
+  ['a header value with a bare CR', () => ({ extra: ['X-A: fine\rSet-Cookie: evil=1'] }), [], /invalid HTTP answer/],
+  ['a CR before a line\'s CR LF', () => ({ extra: ['X-A: fine\r'] }), [], /invalid HTTP answer/],
+  ['a NUL in a header value', () => ({ extra: ['X-A: fi\u0000ne'] }), [], /invalid HTTP answer/],
+  ['a status line with a four-digit status', () => ({ raw: 'HTTP/1.1 1010 Switching\r\nUpgrade: websocket\r\n\r\n' }), [], /invalid HTTP answer/],
   ['an answer head over 16 KiB', () => ({ extra: [`X-Big: ${'a'.repeat(17 * 1024)}`] }), [], /too large/],
   ['a wrong Sec-WebSocket-Accept', () => ({ raw: 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: nope\r\n\r\n' }), [], /Accept/],
   ['a subprotocol when none was offered', () => ({ extra: ['Sec-WebSocket-Protocol: x'] }), [], /none was requested/],
