@@ -237,8 +237,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       port = o.port
       let target = opts.url.slice(origin.length).split('#', 1)[0]
       if (target === '' || target[0] === '?') target = '/' + target
-      // eslint-disable-next-line no-control-regex -- control characters are what is refused
-      if (/[\x00-\x20\x7f]/.test(target)) throw new Error('invalid characters in the upstream path')
+      // A request-target is visible ASCII (RFC 3986; Node's own parser refuses anything else from
+      // a client): a configured prefix with other text must be percent-encoded.
+      if (/[^\x21-\x7e]/.test(target)) throw new Error('invalid characters in the upstream path')
       let head = `GET ${target} HTTP/1.1\r\nHost: ${o.host}\r\n`
       for (const name of Object.keys(opts.headers)) {
         const lower = name.toLowerCase()
@@ -275,7 +276,9 @@ export function openUpstream (opts: UpstreamHandshakeOptions): Promise<Handshake
       : net.connect({ host, port, noDelay: true, onread: reads!.onread })
     socket = s
     s.once(secure ? 'secureConnect' : 'connect', onConnect)
-    function onConnect (): void { s.write(request) }
+    // latin1: header values are byte strings (one char per byte, as Node's parser made them),
+    // so obs-text bytes go upstream as the single bytes the client sent.
+    function onConnect (): void { s.write(request, 'latin1') }
     let received: Buffer | null = null
     function detach (x: net.Socket): void {
       if (reads !== null) reads.onChunk = noop
