@@ -68,9 +68,19 @@ export interface ForwardContext {
   httpVersion?: string
 }
 
-/** Names listed in the Connection header are hop-by-hop too (RFC 9110 7.6.1). */
-export function connectionTokens (value: string | string[] | undefined): string[] {
-  if (value === undefined) return []
+/** The usual one-token Connection values, each read once (a handshake's, a keep-alive answer's). */
+const COMMON_TOKENS = new Map<string, readonly string[]>(
+  ['upgrade', 'Upgrade', 'keep-alive', 'Keep-Alive', 'close', 'Close'].map((v) => [v, Object.freeze([v.toLowerCase()])])
+)
+const NONE: readonly string[] = Object.freeze([])
+
+/** Names listed in the Connection header are hop-by-hop too (RFC 9110 7.6.1); lower-case. */
+export function connectionTokens (value: string | string[] | undefined): readonly string[] {
+  if (value === undefined) return NONE
+  if (typeof value === 'string') {
+    const common = COMMON_TOKENS.get(value)
+    if (common !== undefined) return common
+  }
   const s = Array.isArray(value) ? value.join(',') : value
   return s.split(',').map((t) => t.trim().toLowerCase()).filter((t) => t !== '')
 }

@@ -75,7 +75,7 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
   // Set when the body went past maxBodySize: whatever undici reports then, that is the failure.
   let tooLarge: Error | null = null
   // Connection-listed names of the answer, and whether its trailers can be passed on.
-  let listed: string[] = []
+  let listed: readonly string[] = []
   let passTrailers = false
   const onDrain = (): void => { resume?.() }
   // A client that leaves before the answer is complete: the upstream request stops too.

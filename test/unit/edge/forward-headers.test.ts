@@ -1,7 +1,7 @@
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
 import type { IncomingHttpHeaders } from 'node:http'
-import { forwardHeaders, upstreamPath, HOP_BY_HOP, PROXY_ONLY, headerPolicy, type ForwardContext, TargetCache } from '../../../src/edge/forward-headers.js'
+import { connectionTokens, forwardHeaders, upstreamPath, HOP_BY_HOP, PROXY_ONLY, headerPolicy, type ForwardContext, TargetCache } from '../../../src/edge/forward-headers.js'
 
 const ctx: ForwardContext = { remoteAddress: '10.0.0.9', clientIp: '198.51.100.4', proto: 'https', host: 'gw.example:8443', requestId: 'req-1' }
 
@@ -40,6 +40,20 @@ test('forwardHeaders drops the headers named in Connection (any case, spacing, e
   const out = forwardHeaders(arr, ctx)
   assert.equal(out['x-hop-c'], undefined)
   assert.equal(out['x-end'], '3')
+})
+
+test('connectionTokens: lower-case names; the usual single values share one frozen list each', () => {
+  assert.deepEqual(connectionTokens(undefined), [])
+  for (const v of ['Upgrade', 'upgrade', 'keep-alive', 'Keep-Alive', 'close', 'Close']) {
+    const t = connectionTokens(v)
+    assert.deepEqual(t, [v.toLowerCase()])
+    assert.equal(connectionTokens(v), t, `${v}: read once`)
+    assert.throws(() => { (t as string[]).push('x-injected') }, TypeError, `${v}: a caller cannot change it for the next request`)
+  }
+  assert.deepEqual(connectionTokens('UPGRADE'), ['upgrade'])
+  assert.deepEqual(connectionTokens(' Keep-Alive , X-Hop ,, '), ['keep-alive', 'x-hop'])
+  assert.deepEqual(connectionTokens(['close', 'X-A, x-b']), ['close', 'x-a', 'x-b'])
+  assert.deepEqual(connectionTokens(''), [])
 })
 
 test('forwardHeaders: the skip filter and undefined values', () => {
