@@ -7,16 +7,25 @@
  */
 import { Counter, type Registry } from 'prom-client'
 
-/** Label values joined into one Map key (no label value holds a NUL). */
-const SEP = '\u0000'
+/** One series: its label values (labelNames' order) and its count. */
+interface Cell { values: string[], n: number }
+/** Label value -> the next label's level, or at the last label the series. */
+type Level = Map<string, Level | Cell>
 
-/** A counter whose increments are summed in a Map and set into a prom-client Counter at scrape. */
+/** A counter whose increments are summed per series and set into a prom-client Counter at scrape. */
 export class HotCounter<L extends string> {
-  private readonly counts = new Map<string, number>()
+  /**
+   * Found by one Map lookup per label value: no key string is built (and hashed) per call.
+   * `cells` keeps the series in the order they were first counted, as prom-client lists them.
+   */
+  private readonly root: Level = new Map()
+  private readonly cells: Cell[] = []
+  private readonly depth: number
 
   constructor (opts: { name: string, help: string, labelNames: readonly L[], registers: Registry[] }) {
-    const counts = this.counts
+    const cells = this.cells
     const names = opts.labelNames
+    this.depth = names.length
     new Counter<L>({
       name: opts.name,
       help: opts.help,
@@ -24,20 +33,36 @@ export class HotCounter<L extends string> {
       registers: opts.registers,
       collect () {
         this.reset()
-        for (const [key, n] of counts) {
-          const values = key.split(SEP)
+        for (const cell of cells) {
           const labels: Partial<Record<L, string>> = {}
-          for (let i = 0; i < names.length; i++) labels[names[i]] = values[i]
-          this.inc(labels, n)
+          for (let i = 0; i < names.length; i++) labels[names[i]] = cell.values[i]
+          this.inc(labels, cell.n)
         }
       }
     })
   }
 
-  /** Adds 1 for these label values, in labelNames' order. */
+  /** Adds 1 for these label values, one per label, in labelNames' order. */
   inc (...values: string[]): void {
-    const key = values.length === 1 ? values[0] : values.join(SEP)
-    this.counts.set(key, (this.counts.get(key) ?? 0) + 1)
+    if (values.length !== this.depth) throw new TypeError(`expected ${this.depth} label values, got ${values.length}`)
+    let level = this.root
+    const last = values.length - 1
+    for (let i = 0; i < last; i++) {
+      let next = level.get(values[i]) as Level | undefined
+      if (next === undefined) {
+        next = new Map()
+        level.set(values[i], next)
+      }
+      level = next
+    }
+    const cell = level.get(values[last]) as Cell | undefined
+    if (cell !== undefined) {
+      cell.n++
+      return
+    }
+    const created = { values, n: 1 }
+    level.set(values[last], created)
+    this.cells.push(created)
   }
 }
 

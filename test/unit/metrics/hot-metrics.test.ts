@@ -51,6 +51,23 @@ describe('hot metrics', () => {
     assert.equal(await p.hot.metrics(), await p.ref.metrics())
   })
 
+  test('three labels, series first seen in any order: listed as prom-client lists them; a call with the wrong number of values throws', async () => {
+    const hot = new Registry()
+    const ref = new Registry()
+    const c = { name: 'x_closes_total', help: 'Closes', labelNames: ['route', 'side', 'code'] as const }
+    const counter = new HotCounter({ ...c, registers: [hot] })
+    const refCounter = new Counter({ ...c, labelNames: [...c.labelNames], registers: [ref] })
+    const calls: Array<[string, string, string]> = [['/a', 'client', '1000'], ['/b', 'upstream', '1001'], ['/a', 'upstream', '1000'], ['/a', 'client', '1006'], ['/b', 'upstream', '1001'], ['/a', 'client', '1000']]
+    for (const [route, side, code] of calls) {
+      counter.inc(route, side, code)
+      refCounter.inc({ route, side, code })
+    }
+    assert.equal(await hot.metrics(), await ref.metrics())
+    assert.match(await hot.metrics(), /x_closes_total\{route="\/a",side="client",code="1000"\} 2\n/)
+    assert.throws(() => { counter.inc('/a', 'client') }, TypeError)
+    assert.equal(await hot.metrics(), await ref.metrics())
+  })
+
   test('summed across workers as prom-client sums its own', async () => {
     const a = pair()
     const b = pair()
