@@ -51,16 +51,44 @@ export function loggerOptions (level: string, tokenParam: string): NonNullable<F
 
 /**
  * `fields` as writeInfoLine takes them (`,"a":1,"b":"x"`), as pino writes an object that no
- * serializer applies to: keys in order, undefined values left out, the rest JSON.stringify'd.
+ * serializer applies to: own keys in order, undefined values left out, the rest JSON.stringify'd.
  * Keys must be JSON-safe names (the gateway's own).
  */
 export function jsonFields (fields: Record<string, unknown>): string {
   let out = ''
   for (const key in fields) {
     const value = fields[key]
-    if (value !== undefined) out += `,"${key}":${JSON.stringify(value)}`
+    if (value !== undefined && Object.hasOwn(fields, key)) out += `,"${key}":${JSON.stringify(value)}`
   }
   return out
+}
+
+/** What JSON.stringify escapes in a string: `"`, `\\`, control characters and (lone) surrogates. */
+// eslint-disable-next-line no-control-regex -- control characters are what it looks for
+const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
+
+/** JSON.stringify(s), without its setup cost for the usual string that needs no escape. */
+function quote (s: string): string {
+  return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
+}
+
+/** JSON.stringify(n) for a number. */
+function num (n: number): string {
+  return Number.isFinite(n) ? `${n}` : 'null'
+}
+
+/**
+ * The access line's fields, exactly `jsonFields({ req: requestFields(req, tokenParam), res: {
+ * statusCode }, responseTime, trace_id })`, written directly: a line per request, and the
+ * generic walk over objects of several shapes costs about three times as much.
+ */
+export function accessFields (req: FastifyRequest, tokenParam: string, statusCode: number, responseTime: number, traceId: string | undefined): string {
+  const r = requestFields(req, tokenParam)
+  return `,"req":{"method":${quote(r.method)},"url":${quote(r.url)}` +
+    (r.remoteAddress === undefined ? '' : `,"remoteAddress":${quote(r.remoteAddress)}`) +
+    (r.remotePort === undefined ? '' : `,"remotePort":${num(r.remotePort)}`) +
+    `},"res":{"statusCode":${num(statusCode)}},"responseTime":${num(responseTime)}` +
+    (traceId === undefined ? '' : `,"trace_id":${quote(traceId)}`)
 }
 
 /** Set on the loggers createLogger makes (and so on their children): their lines are plain pino JSON. */

@@ -8,7 +8,7 @@ import type { ReloadResult } from './types.js'
 import { randomUUID } from 'node:crypto'
 import { gatewayPlugin } from './plugin.js'
 import { ensureResolved } from '../config/resolve.js'
-import { createLogger, jsonFields, requestFields, writeInfoLine } from '../logger.js'
+import { accessFields, createLogger, writeInfoLine } from '../logger.js'
 import { gatewayErrorHandler } from '../errors.js'
 import { notFoundHandler, tollgateRewriteUrl } from '../../plugins/edge.js'
 import { MAX_PARAM_LENGTH, REQUEST_TIMEOUT } from '../config/defaults.js'
@@ -87,12 +87,7 @@ class AccessLog extends LogController {
       return
     }
     // The line pino would write for the object below, without its walk over it (src/logger.ts).
-    const written = writeInfoLine(reply.log, 'request completed', () => jsonFields({
-      req: requestFields(request, this.tokenParam),
-      res: { statusCode: reply.statusCode },
-      responseTime: reply.elapsedTime,
-      trace_id: traceId
-    }))
+    const written = writeInfoLine(reply.log, 'request completed', () => accessFields(request, this.tokenParam, reply.statusCode, reply.elapsedTime, traceId))
     if (!written) reply.log.info({ req: request, res: reply, responseTime: reply.elapsedTime, trace_id: traceId }, 'request completed')
   }
 }

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { pino, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
-import { createLogger, loggerOptions, REDACT_PATHS, jsonFields, redactUrl, requestFields, writeInfoLine } from '../../src/logger.js'
+import { accessFields, createLogger, loggerOptions, REDACT_PATHS, jsonFields, redactUrl, requestFields, writeInfoLine } from '../../src/logger.js'
 
 describe('redactUrl', () => {
   test('no query: the URL as is', () => {
@@ -174,6 +174,30 @@ describe('the request fields in an access line', () => {
   })
 })
 
+describe('accessFields', () => {
+  test('the same text as jsonFields of the access line\'s object, for values that need escaping and values left out', () => {
+    const reqs = [
+      { method: 'GET', url: '/a?tk=s&q="x"\\\u0001é\u2028\ud800', ip: '::ffff:1.2.3.4', socket: { remotePort: 1 } },
+      { method: 'PATCH', url: '/', ip: '"quoted"', socket: {} },
+      { method: 'M-SEARCH', url: '/%22', ip: '', socket: undefined },
+      { method: 'GET', url: '/', ip: undefined, socket: { remotePort: undefined } }
+    ] as unknown as FastifyRequest[]
+    let n = 0
+    for (const req of reqs) {
+      for (const statusCode of [200, 101, 599]) {
+        for (const responseTime of [0, 1.2345678901, 1e21, 5e-7, NaN]) {
+          for (const traceId of [undefined, '0af7651916cd43dd8448eb211c80319c', 'a"b']) {
+            assert.equal(accessFields(req, 'tk', statusCode, responseTime, traceId),
+              jsonFields({ req: requestFields(req, 'tk'), res: { statusCode }, responseTime, trace_id: traceId }))
+            n++
+          }
+        }
+      }
+    }
+    assert.equal(n, 180)
+  })
+})
+
 describe('jsonFields', () => {
   test('the fields pino writes for an object no serializer applies to', () => {
     const out: string[] = []
@@ -189,5 +213,17 @@ describe('jsonFields', () => {
     }
     assert.equal(out.length, 2)
     assert.equal(out[1], out[0])
+  })
+})
+
+describe('jsonFields', () => {
+  test('inherited keys are not written (pino writes own keys only)', () => {
+    const proto = Object.prototype as Record<string, unknown>
+    proto.polluted = 'x'
+    try {
+      assert.equal(jsonFields({ v: { a: 1 } }), ',"v":{"a":1}')
+    } finally {
+      delete proto.polluted
+    }
   })
 })
