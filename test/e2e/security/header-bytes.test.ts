@@ -6,46 +6,21 @@
  */
 import { test } from 'node:test'
 import assert from 'node:assert/strict'
-import { connect, createServer, type AddressInfo, type Socket } from 'node:net'
+import { connect } from 'node:net'
 import { gatewayFor } from '../../helpers/gateway.js'
 import { acceptKey } from '../../../src/bridge/upstream-handshake.js'
+import { rawHttpUpstream } from '../conformance/support/http.js'
+import type { Head } from '../conformance/support/raw.js'
 
-/** `X-Name: café` with é as the single byte 0xE9. */
+/** A header value with obs-text: é (0xE9), ÿ (0xFF) and 0x80, one byte each. */
 const VALUE = Buffer.from('caf\xe9 \xff\x80', 'latin1')
 const END = Buffer.from('\r\n\r\n')
 
-interface RawUpstream { url: string, heads: Buffer[], sockets: Set<Socket> }
-
-/** Keeps each request head as bytes; answers 200 (with the same obs-text header) or 101. */
-async function rawUpstream (t: { after: (fn: () => Promise<void>) => void }): Promise<RawUpstream> {
-  const heads: Buffer[] = []
-  const sockets = new Set<Socket>()
-  const server = createServer((s) => {
-    sockets.add(s)
-    s.on('close', () => sockets.delete(s))
-    s.on('error', () => {})
-    let buf = Buffer.alloc(0)
-    s.on('data', (c: Buffer) => {
-      buf = Buffer.concat([buf, c])
-      const end = buf.indexOf(END)
-      if (end === -1) return
-      const head = buf.subarray(0, end + 4)
-      buf = buf.subarray(end + 4)
-      heads.push(head)
-      const key = /\r\nsec-websocket-key: *([^\r]+)/i.exec(head.toString('latin1'))?.[1]
-      if (key !== undefined) {
-        s.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`)
-        return
-      }
-      s.write(Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-back: '), VALUE, Buffer.from('\r\n\r\nok')]))
-    })
-  })
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  t.after(async () => {
-    for (const s of sockets) s.destroy()
-    await new Promise<void>((resolve) => server.close(() => resolve()))
-  })
-  return { url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, heads, sockets }
+/** The upstream's answer: a 101 to a handshake, else a 200 with the same obs-text in a header. */
+function respond (head: Head): Buffer | string {
+  const key = head.headers['sec-websocket-key']
+  if (key !== undefined) return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptKey(key)}\r\n\r\n`
+  return Buffer.concat([Buffer.from('HTTP/1.1 200 OK\r\ncontent-length: 2\r\nx-back: '), VALUE, Buffer.from('\r\n\r\nok')])
 }
 
 /** Writes `head` (bytes) on a new connection; resolves with the bytes of the answer's head. */
@@ -79,12 +54,12 @@ function valueIn (head: Buffer, name: string): Buffer | undefined {
 }
 
 test('obs-text header bytes reach the upstream unchanged: HTTP request and WebSocket handshake', async (t) => {
-  const up = await rawUpstream(t)
+  const up = await rawHttpUpstream(t, respond)
   const gw = await gatewayFor(t, { routes: [{ prefix: '/', upstream: up.url }] })
 
   const http = await exchange(gw.port, Buffer.concat([Buffer.from(`GET /x HTTP/1.1\r\nHost: 127.0.0.1:${gw.port}\r\n`), line('X-Name'), Buffer.from('\r\n')]))
   assert.match(http.toString('latin1'), /^HTTP\/1\.1 200 /)
-  assert.deepEqual(valueIn(up.heads.at(-1)!, 'x-name'), VALUE, 'HTTP: the upstream read the same bytes')
+  assert.deepEqual(valueIn(up.requests.at(-1)!.raw, 'x-name'), VALUE, 'HTTP: the upstream read the same bytes')
   assert.deepEqual(valueIn(http, 'x-back'), VALUE, 'HTTP: the client read the upstream\'s bytes')
 
   const ws = await exchange(gw.port, Buffer.concat([
@@ -92,9 +67,7 @@ test('obs-text header bytes reach the upstream unchanged: HTTP request and WebSo
     line('X-Name'), Buffer.from('\r\n')
   ]))
   assert.match(ws.toString('latin1'), /^HTTP\/1\.1 101 /)
-  const head = up.heads.at(-1)!
+  const head = up.requests.at(-1)!.raw
   assert.match(head.toString('latin1'), /^GET \/ws HTTP\/1\.1\r\n/)
   assert.deepEqual(valueIn(head, 'x-name'), VALUE, 'WebSocket: the upstream read the same bytes')
-  // This upstream never answers a close frame: it goes away instead of making the bridge wait.
-  for (const s of up.sockets) s.destroy()
 })
