@@ -5,9 +5,10 @@
 import { randomBytes } from 'node:crypto'
 import cluster from 'node:cluster'
 import type { FastifyBaseLogger, FastifyInstance } from 'fastify'
-import { pino } from 'pino'
+import { pino, type DestinationStream } from 'pino'
 import type { GatewayRuntime } from './runtime.js'
 import { createLogger } from '../logger.js'
+import { BatchedLines } from '../log-stream.js'
 import type { GatewayConfig } from '../config/types.js'
 import type { GatewayConfigInput } from '../config/schema.js'
 import { loadConfig } from '../config/load.js'
@@ -35,12 +36,13 @@ export async function start (argv: string[], env: NodeJS.ProcessEnv): Promise<Ru
   // is written when the process exits (a SIGKILL loses up to 200 ms of lines).
   // A person at a terminal gets readable lines (as fastify-cli's -P); JSON otherwise, or with LOG_FORMAT=json.
   const pretty = (first.logFormat ?? (process.stdout.isTTY ? 'pretty' : 'json')) === 'pretty'
-  const destination = pretty
-    ? (await import('pino-pretty')).default({ destination: 1, sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
-    : pino.destination({ dest: 1, sync: true, minLength: 4096, periodicFlush: 200 })
-  if (!pretty) {
-    const d = destination as ReturnType<typeof pino.destination>
-    process.once('exit', () => { try { d.flushSync() } catch { /* stdout gone */ } })
+  let destination: DestinationStream
+  if (pretty) {
+    destination = (await import('pino-pretty')).default({ destination: 1, sync: true, colorize: process.stdout.isTTY === true, translateTime: 'SYS:HH:MM:ss.l', ignore: 'pid,hostname' })
+  } else {
+    const lines = new BatchedLines(pino.destination({ dest: 1, sync: true, minLength: 0 }))
+    process.once('exit', () => { try { lines.flushSync() } catch { /* stdout gone */ } })
+    destination = lines
   }
   const logger = createLogger(first.logLevel, first.config.auth.queryParam, destination) as unknown as FastifyBaseLogger
   let echo: EchoServer | undefined
