@@ -24,7 +24,7 @@ import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_TARG
 import { startPacedClose, type ClosePacedOptions, type PacedClose } from '../src/drain/paced-close.js'
 import { codes } from '../src/errors.js'
 import { EARLY_DATA_LIMIT } from '../src/config/defaults.js'
-import { jsonFields, redactUrl, requestFields, writeInfoLine } from '../src/logger.js'
+import { closedFields, redactUrl, writeInfoLine, type ClosedLine } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import { requestUserId } from './authorize.js'
@@ -418,7 +418,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }
     // The shape the `req` serializer reads (it masks the token in the URL), as on HTTP lines.
     const req = { method: 'GET', url: i.url ?? i.path, ip: i.clientIp, socket: { remotePort: i.remotePort } }
-    const line = {
+    const line: ClosedLine = {
       reqId: i.id,
       // Left out of the line when undefined (as pino leaves undefined values out): only traced
       // connections have one.
@@ -441,7 +441,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     }
     // Written as pino would write it, without its walk over the object (src/logger.ts); through
     // pino itself for a host app's own logger.
-    const written = writeInfoLine(fastify.log, 'websocket closed', () => jsonFields({ ...line, req: requestFields(req as unknown as FastifyRequest, tokenParam) }))
+    const written = writeInfoLine(fastify.log, 'websocket closed', () => closedFields(line, tokenParam))
     if (!written) fastify.log.info(line, 'websocket closed')
     settled()
   }
