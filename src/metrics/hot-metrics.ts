@@ -2,7 +2,8 @@
  * Metrics counted on the hot path (every HTTP request, every handshake) in plain numbers, handed
  * to prom-client only when /metrics is scraped. A prom-client counter or histogram validates and
  * hashes its labels and allocates on every call (about 1 µs for an HTTP request's counter and
- * histogram, a few % of what the gateway spends on it); here a call is a Map lookup and an add.
+ * histogram, a few % of what the gateway spends on it); here a call is a Map lookup per label
+ * value and an add.
  * The exposition is prom-client's own: the same text, types and aggregation across workers.
  */
 import { Counter, type Registry } from 'prom-client'
