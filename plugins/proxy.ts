@@ -38,6 +38,8 @@ export interface HttpTarget {
    * true when it took over the reply (a retry on another target); else the client gets 502/504.
    */
   onUpstreamError?: (kind: 'timeout' | 'refused', connect: boolean) => boolean
+  /** Called once when the client's response has closed (answered, failed or abandoned). */
+  onClose?: () => void
 }
 
 declare module 'fastify' {
@@ -110,6 +112,7 @@ export default fp(async function httpProxyPlugin (fastify) {
     const limit = target.maxBodySize ?? null
     if (limit !== null && hasBody && declared !== undefined && Number(declared) > limit) {
       request.log.info({ upstream: target.origin, limit, declared }, 'request body too large')
+      if (target.onClose !== undefined) reply.raw.once('close', target.onClose)
       answerError(reply, new codes.GW_ERR_BODY_TOO_LARGE(limit), true)
       return reply
     }
@@ -127,6 +130,7 @@ export default fp(async function httpProxyPlugin (fastify) {
       maxBodySize: limit !== null && body !== null && (declared === undefined || body !== request.raw) ? limit : null,
       acceptTrailers: acceptsTrailers(request.headers.te),
       timeout,
+      onClose: target.onClose,
       extraHeaders: () => state.draining ? { ...reply.getHeaders(), connection: 'close' } : reply.getHeaders(),
       onFailure: (e) => {
         const err = e as Error & { code?: string, cause?: { code?: string } }

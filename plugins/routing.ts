@@ -107,10 +107,6 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
     const t = upstreamOf(request, target)
     let failed = false
     pool.requestStarted(target)
-    reply.raw.once('close', () => {
-      pool.requestFinished(target)
-      if (!failed) pool.markSuccess(target)
-    })
     return scope.proxyHttp(request, reply, {
       origin: t.origin,
       path: t.path,
@@ -118,6 +114,10 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
       headers: extraHeaders(request),
       strip,
       maxBodySize: route.maxBodySize,
+      onClose: () => {
+        pool.requestFinished(target)
+        if (!failed) pool.markSuccess(target)
+      },
       onUpstreamError: (kind, connect) => {
         failed = true
         // Passive health counts failures to connect, not slow or failing answers.

@@ -50,6 +50,8 @@ export interface ForwardOptions {
    * (502/504, or a retry on another target). After that, a failure just ends the response.
    */
   onFailure: (err: Error & { code?: string }) => void
+  /** Called once when the response has closed, whether it finished or not. */
+  onClose?: () => void
 }
 
 /**
@@ -67,6 +69,29 @@ function latin1 (b: Buffer | string): string {
 
 function noop (): void {}
 
+/**
+ * Lower-case forms of the names upstreams usually send, as they send them: most answers need no
+ * toLowerCase (a new string) for any of their names. Only the names below are cached, so a
+ * hostile upstream cannot grow it.
+ */
+const LOWER = new Map<string, string>()
+for (const n of ['Content-Type', 'Content-Length', 'Date', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'ETag',
+  'Last-Modified', 'Cache-Control', 'Set-Cookie', 'Location', 'Vary', 'Server', 'Expires', 'Content-Encoding',
+  'Access-Control-Allow-Origin', 'X-Request-Id', 'Via', 'Trailer', 'Age', 'Accept-Ranges']) {
+  LOWER.set(n, n.toLowerCase())
+  LOWER.set(n.toLowerCase(), n.toLowerCase())
+}
+
+function lowerOf (name: string): string {
+  return LOWER.get(name) ?? name.toLowerCase()
+}
+
+/** Whether `o` has an own enumerable key (reply.getHeaders() is usually empty). */
+function hasKeys (o: object): boolean {
+  for (const _ in o) return true
+  return false
+}
+
 /** Forwards one request; the response `res` is answered in every case. */
 export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: ForwardOptions): void {
   let abort: ((err?: Error) => void) | null = null
@@ -78,9 +103,13 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
   let listed: readonly string[] = []
   let passTrailers = false
   const onDrain = (): void => { resume?.() }
-  // A client that leaves before the answer is complete: the upstream request stops too.
-  const onClose = (): void => { if (!res.writableFinished) abort?.() }
-  res.once('close', onClose)
+  // A client that leaves before the answer is complete: the upstream request stops too. One
+  // listener for the caller's bookkeeping as well (`on`: a response closes once, and `once`
+  // would wrap it and remove it again, on every request).
+  res.on('close', () => {
+    if (!failed && !res.writableFinished) abort?.()
+    o.onClose?.()
+  })
   let body: Readable | null = o.body
   if (body !== null && o.maxBodySize !== undefined && o.maxBodySize !== null) {
     body = limitBody(body, o.maxBodySize, (err) => { tooLarge = err })
@@ -93,18 +122,24 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     onHeaders (status, raw, resumeFn) {
       if (status < 200) return true
       resume = resumeFn
-      // Names listed in any Connection header line are hop-by-hop too.
-      for (let i = 0; i < raw.length; i += 2) {
-        if (raw[i].length === 10 && raw[i].toString('latin1').toLowerCase() === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
+      // Each name is read and classified once (HEADER_KIND caches the usual names' lower case).
+      // Names listed in any Connection header line are hop-by-hop too: they are only known once
+      // every line has been seen, so the copy waits for a second pass only when there are some.
+      const names: string[] = new Array(raw.length >> 1)
+      for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
+        const name = raw[i].toString('latin1')
+        names[j] = name
+        if (lowerOf(name) === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
       }
       const headers: string[] = []
       const extra = o.extraHeaders?.()
+      const hasExtra = extra !== undefined && hasKeys(extra)
       let via: string | null = null
       let announced: string | null = null
-      let length = extra?.['content-length'] !== undefined
-      for (let i = 0; i < raw.length; i += 2) {
-        const name = raw[i].toString('latin1')
-        const lower = name.toLowerCase()
+      let length = hasExtra && extra['content-length'] !== undefined
+      for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
+        const name = names[j]
+        const lower = lowerOf(name)
         if (lower === 'via') {
           const v = raw[i + 1].toString('latin1')
           via = via === null ? v : `${via}, ${v}`
@@ -116,7 +151,7 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
           continue
         }
         if (lower === 'content-length') length = true
-        if (isHopByHop(lower, listed) || (extra !== undefined && extra[lower] !== undefined)) continue
+        if (isHopByHop(lower, listed) || (hasExtra && extra[lower] !== undefined)) continue
         headers.push(name, raw[i + 1].toString('latin1'))
       }
       const hasBody = status !== 204 && status !== 304 && o.method !== 'HEAD'
@@ -125,8 +160,8 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       // the connection's end, and no trailers). Node refuses a Trailer header on anything else.
       passTrailers = o.acceptTrailers === true && hasBody && res.useChunkedEncodingByDefault && !length
       if (passTrailers && announced !== null && !listed.includes('trailer')) headers.push('Trailer', announced)
-      if (extra === undefined || extra.via === undefined) headers.push('Via', via === null ? VIA : `${via}, ${VIA}`)
-      if (extra !== undefined) {
+      if (!hasExtra || extra.via === undefined) headers.push('Via', via === null ? VIA : `${via}, ${VIA}`)
+      if (hasExtra) {
         for (const name in extra) {
           const v = extra[name]
           if (v === undefined) continue
@@ -166,7 +201,6 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       if (failed) return
       failed = true
       const err = tooLarge ?? e
-      res.removeListener('close', onClose)
       // The client already has its whole answer.
       if (res.writableEnded) return
       if (res.headersSent) res.destroy(err)
