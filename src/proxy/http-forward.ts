@@ -86,7 +86,7 @@ function lowerOf (name: string): string {
   return LOWER.get(name) ?? name.toLowerCase()
 }
 
-/** Whether `o` has an own enumerable key (reply.getHeaders() is usually empty). */
+/** Whether `o` has an enumerable key (reply.getHeaders() is usually empty). */
 function hasKeys (o: object): boolean {
   for (const _ in o) return true
   return false
@@ -122,9 +122,9 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     onHeaders (status, raw, resumeFn) {
       if (status < 200) return true
       resume = resumeFn
-      // Each name is read and classified once (HEADER_KIND caches the usual names' lower case).
-      // Names listed in any Connection header line are hop-by-hop too: they are only known once
-      // every line has been seen, so the copy waits for a second pass only when there are some.
+      // Each name is read out of undici's buffer once (lowerOf knows the usual names' lower
+      // case). Names listed in any Connection header line are hop-by-hop too, and they are only
+      // known once every line has been seen: the copy is a second pass.
       const names: string[] = new Array(raw.length >> 1)
       for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
         const name = raw[i].toString('latin1')

@@ -32,6 +32,18 @@ const ANSWERS: Record<string, string> = {
     'Content-Length: 2',
     '', 'ok'
   ].join('\r\n'),
+  // The same, with names in cases no table knows (field names are case-insensitive).
+  '/hop-case': [
+    'HTTP/1.1 200 OK',
+    'cOnNeCtIoN: close, X-sEcReT',
+    'x-SECRET: must-not-pass',
+    'KEEP-ALIVE: timeout=5',
+    'pRoXy-CoNnEcTiOn: keep-alive',
+    'VIA: 1.0 fred',
+    'X-KEPT: yes',
+    'CONTENT-LENGTH: 2',
+    '', 'ok'
+  ].join('\r\n'),
   '/chunked': [
     'HTTP/1.1 200 OK',
     'Content-Type: text/plain',
@@ -145,6 +157,22 @@ test('hop-by-hop headers of the answer, and the names its Connection lists, do n
   }
   assert.deepEqual(header(p, 'x-kept'), ['yes'])
   // The only Connection header is the gateway's own, about its own connection to the client.
+  assert.deepEqual(header(p, 'connection'), ['close'])
+  assert.equal(p.rest, 'ok')
+})
+
+test('hop-by-hop headers of the answer are dropped whatever the case of their names', { timeout: 30_000 }, async (t) => {
+  const { gw } = await setup(t)
+  const text = await raw(gw, get('/hop-case'))
+  const p = parse(text)
+  assert.equal(p.status, 200)
+  const names = p.headers.map(([n]) => n)
+  for (const name of ['x-secret', 'keep-alive', 'proxy-connection']) assert.ok(!names.includes(name), `${name} passed to the client`)
+  assert.ok(!text.includes('must-not-pass'))
+  // Kept names keep the upstream's spelling; VIA is merged into the gateway's Via.
+  assert.ok(text.includes('\r\nX-KEPT: yes\r\n'), text)
+  assert.deepEqual(header(p, 'via'), ['1.0 fred, 1.1 tollgate'])
+  assert.deepEqual(header(p, 'content-length'), ['2'])
   assert.deepEqual(header(p, 'connection'), ['close'])
   assert.equal(p.rest, 'ok')
 })

@@ -14,6 +14,7 @@ import { connect as netConnect, type AddressInfo, type Socket } from 'node:net'
 import type { FastifyInstance } from 'fastify'
 import { buildGateway } from '../../../src/gateway/app.js'
 import { gatewayFor, type TestGateway } from '../../helpers/gateway.js'
+import { waitFor } from '../../helpers/resources.js'
 import type { GatewayConfigInput } from '../../../src/config/schema.js'
 
 /** What the upstream saw of one request. */
@@ -122,6 +123,15 @@ async function configured (t: TestContext, up: RecordingUpstream, config: Partia
   return await gatewayFor(t, { server: { maxBodySize: LIMIT }, routes: [{ prefix: '/api', upstream: up.url }], ...config })
 }
 
+/**
+ * Every request the gateway started towards a target has been counted finished once its answer
+ * closed (the least-connections load), refused bodies included.
+ */
+async function noneInFlight (gw: TestGateway): Promise<void> {
+  const inFlight = (): number => [...gw.app.upstreamPools.values()].reduce((n, pool) => n + pool.state().reduce((m, target) => m + target.inFlight, 0), 0)
+  await waitFor(() => inFlight() === 0, () => `${inFlight()} requests still counted in flight`)
+}
+
 function assertTooLarge (a: RawAnswer, limit = LIMIT): void {
   assert.equal(a.status, 413, a.head)
   assert.match(a.head, /\r\ncontent-type: application\/json/i)
@@ -153,6 +163,7 @@ test('a Content-Length over the limit: 413 before the upstream is contacted at a
   assert.equal(up.seen.length, 1)
   assert.equal(up.seen[0].bytes, LIMIT)
   assert.equal(await up.seen[0].outcome, 'end')
+  await noneInFlight(gw)
 })
 
 test('a chunked body going past the limit: the upstream request is aborted mid-body and the client gets 413', { timeout: 30_000 }, async (t) => {
@@ -169,6 +180,7 @@ test('a chunked body going past the limit: the upstream request is aborted mid-b
   assert.equal(await seen.outcome, 'aborted', 'the upstream never saw the request end')
   assert.equal(seen.bytes, 600, 'the chunk that went past the limit was not forwarded')
   assert.equal(up.seen.length, 1)
+  await noneInFlight(gw)
 })
 
 test('a chunked body over the limit in one write, before the upstream connection is even up: never a complete request', { timeout: 30_000 }, async (t) => {
