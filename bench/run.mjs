@@ -332,7 +332,7 @@ async function main () {
   /** A peer written in Node (bench/<script>): UPSTREAM and PORT in its env, ready once it answers a GET. */
   const nodePeer = (key, name, script, env = {}) => ({
     start: async () => {
-      const p = launch(name, [process.execPath, join(benchDir, script)], {
+      const p = launch(name, [process.execPath, ...nodeArgsOf(key), join(benchDir, script)], {
         core: PROXY_CORE,
         env: cleanEnv({ NODE_ENV: 'production', UPSTREAM: `http://127.0.0.1:${ports.up[key]}`, PORT: String(ports[key]), ...env }),
         logFile: join(tmp, LOGS[key])
@@ -496,6 +496,20 @@ async function startOtlpSink () {
   return { url: `http://127.0.0.1:${server.address().port}` }
 }
 
+/**
+ * Node flags for a Node path's command line: BENCH_GATEWAY_NODE_ARGS for the gateway and the
+ * baseline ("--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes);
+ * BENCH_BASELINE_NODE_ARGS, when set, for the baseline instead, and BENCH_FLOOR_NODE_ARGS for
+ * the node floor (a runtime flag A/B: the same tree with and without it, in one run).
+ */
+function nodeArgsOf (key) {
+  const env = process.env
+  const value = key === 'gateway' ? env.BENCH_GATEWAY_NODE_ARGS
+    : key === 'baseline' ? env.BENCH_BASELINE_NODE_ARGS ?? env.BENCH_GATEWAY_NODE_ARGS
+      : key === 'floor' ? env.BENCH_FLOOR_NODE_ARGS : undefined
+  return (value ?? '').split(' ').filter((a) => a !== '')
+}
+
 function gatewayService (key, dir) {
   const config = join(tmp, `${key}.json`)
   writeFileSync(config, JSON.stringify({
@@ -511,8 +525,7 @@ function gatewayService (key, dir) {
   }, null, 2))
   return {
     start: async () => {
-      // BENCH_GATEWAY_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof": where the gateway's time goes.
-      const nodeArgs = (process.env.BENCH_GATEWAY_NODE_ARGS ?? '').split(' ').filter((a) => a !== '')
+      const nodeArgs = nodeArgsOf(key)
       // Run from its own checkout, as this tree's gateway runs from this one.
       const p = launch(key, [process.execPath, ...nodeArgs, join(dir, CLI)], {
         cwd: dir,
@@ -1054,6 +1067,7 @@ async function finish (error) {
     `peers: ${versions.join(', ')}; HTTP load: ${httpTool} (${S.httpConns} conns)`,
     `gateway: ${CLI} (${revision(root)}), NODE_ENV=production, LOG_LEVEL=info (a log line per request/connection), admin API + registry + /metrics on`,
     ...(opts.baseline !== null ? [`baseline: ${join(opts.baseline, CLI)} (${revision(opts.baseline)}), started as the gateway is`] : []),
+    ...['gateway', 'baseline', 'floor'].filter((k) => nodeArgsOf(k).length > 0).map((k) => `node flags of the ${k}: ${nodeArgsOf(k).join(' ')}`),
     '',
     table,
     '',
@@ -1101,6 +1115,7 @@ async function finish (error) {
     records,
     // Which builds the gateway and baseline columns ran.
     trees: { gateway: { dir: root, revision: revision(root) }, baseline: opts.baseline !== null ? { dir: opts.baseline, revision: revision(opts.baseline) } : null },
+    nodeArgs: { gateway: nodeArgsOf('gateway'), baseline: nodeArgsOf('baseline'), floor: nodeArgsOf('floor') },
     gatewayRss: extra.rss.gateway,
     baselineRss: extra.rss.baseline,
     logs: extra.logs,

@@ -24,7 +24,7 @@ import { CLOSE_GOING_AWAY, CLOSE_SERVICE_RESTART, REASON_GOING_AWAY, REASON_TARG
 import { startPacedClose, type ClosePacedOptions, type PacedClose } from '../src/drain/paced-close.js'
 import { codes } from '../src/errors.js'
 import { EARLY_DATA_LIMIT } from '../src/config/defaults.js'
-import { closedFields, redactUrl, writeInfoLine, type ClosedLine } from '../src/logger.js'
+import { closedFields, redactUrl, toMicros, writeInfoLine, type ClosedLine } from '../src/logger.js'
 import { BEARER_PROTOCOL_PREFIX, parseProtocols } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import { requestUserId } from './authorize.js'
@@ -429,7 +429,7 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
       upstream: i.upstream,
       userId: i.userId,
       statusCode: 101,
-      responseTime: i.handshakeMs,
+      responseTime: i.handshakeMs === undefined ? undefined : toMicros(i.handshakeMs),
       durationMs,
       by: end.by,
       clientCode: end.clientCode,
@@ -474,12 +474,6 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     else done(new codes.GW_ERR_NO_WEBSOCKET())
   })
 
-  // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its status.
-  fastify.addHook('onResponse', (request, reply, done) => {
-    const route = request.ws ? request.routeOptions.config.gatewayRoute : undefined
-    if (route !== undefined) fastify.metrics.handshake(route, String(reply.statusCode))
-    done()
-  })
 
   fastify.decorate('websocketBridge', {
     connect,

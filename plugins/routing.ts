@@ -219,8 +219,11 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
   }
   const handler = route.http ? httpHandler : upgradeRequired
   const metrics = scope.metrics
+  // Every handshake answered without an upgrade (400, 401, 403, 429, 502, 504...) counts by its
+  // status (an upgraded one is counted by the bridge); every other request as an HTTP request.
   const onResponse = (request: FastifyRequest, reply: FastifyReply, done: () => void): void => {
-    if (!request.ws) metrics.httpRequest(route.prefix, reply.statusCode, reply.elapsedTime / 1000)
+    if (request.ws) metrics.handshake(route.prefix, String(reply.statusCode))
+    else metrics.httpRequest(route.prefix, reply.statusCode, reply.elapsedTime / 1000)
     done()
   }
   const config = { gatewayRoute: route.prefix }

@@ -63,6 +63,31 @@ function num (n: number): string {
   return Number.isFinite(n) ? `${n}` : 'null'
 }
 
+/** Largest count of µs millisText writes from integers (beyond: an ordinary number, also exact). */
+const MAX_US = 2 ** 31 - 1
+
+/** `ms` rounded to the microsecond: what the access lines say of a duration. */
+export function toMicros (ms: number): number {
+  return Math.round(ms * 1000) / 1000
+}
+
+/**
+ * JSON.stringify(toMicros(ms)), written from integers: a float's shortest decimal form (V8's
+ * dtoa) costs more than the rest of an access line's numbers, and it is written on every request.
+ */
+export function millisText (ms: number): string {
+  const us = Math.round(ms * 1000)
+  if (!(us >= 0 && us <= MAX_US)) return num(us / 1000)
+  const whole = Math.floor(us / 1000)
+  const frac = us - whole * 1000
+  if (frac === 0) return `${whole}`
+  // Trailing zeros left out, as JSON writes 0.5 and 0.05.
+  const digits = frac % 100 === 0
+    ? `${frac / 100}`
+    : frac % 10 === 0 ? (frac < 100 ? `0${frac / 10}` : `${frac / 10}`) : frac < 10 ? `00${frac}` : frac < 100 ? `0${frac}` : `${frac}`
+  return `${whole}.${digits}`
+}
+
 /** `requestFields(req, tokenParam)` as JSON.stringify writes it (undefined fields left out). */
 function requestJson (req: FastifyRequest, tokenParam: string): string {
   const r = requestFields(req, tokenParam)
@@ -73,12 +98,12 @@ function requestJson (req: FastifyRequest, tokenParam: string): string {
 
 /**
  * The access line's fields, the text pino writes for `{ req: requestFields(req, tokenParam),
- * res: { statusCode }, responseTime, trace_id }`, as writeInfoLine takes it (`,"req":...`),
- * written directly: a line per request, where pino's walk over the object (or a generic
- * stringify per value) costs about three times as much.
+ * res: { statusCode }, responseTime: toMicros(responseTime), trace_id }`, as writeInfoLine takes
+ * it (`,"req":...`), written directly: a line per request, where pino's walk over the object (or
+ * a generic stringify per value) costs about three times as much.
  */
 export function accessFields (req: FastifyRequest, tokenParam: string, statusCode: number, responseTime: number, traceId: string | undefined): string {
-  return `,"req":${requestJson(req, tokenParam)},"res":{"statusCode":${num(statusCode)}},"responseTime":${num(responseTime)}` +
+  return `,"req":${requestJson(req, tokenParam)},"res":{"statusCode":${num(statusCode)}},"responseTime":${millisText(responseTime)}` +
     (traceId === undefined ? '' : `,"trace_id":${quote(traceId)}`)
 }
 
@@ -94,6 +119,7 @@ export interface ClosedLine {
   upstream: string
   userId: string | null
   statusCode: number
+  /** The handshake's, in ms (toMicros: to the microsecond). */
   responseTime: number | undefined
   durationMs: number
   by: string
@@ -116,7 +142,7 @@ export function closedFields (l: ClosedLine, tokenParam: string): string {
     `,"req":${requestJson(l.req as unknown as FastifyRequest, tokenParam)}` +
     `,"connId":${quote(l.connId)},"route":${quote(l.route)},"upstream":${quote(l.upstream)}` +
     `,"userId":${l.userId === null ? 'null' : quote(l.userId)},"statusCode":${num(l.statusCode)}` +
-    (l.responseTime === undefined ? '' : `,"responseTime":${num(l.responseTime)}`) +
+    (l.responseTime === undefined ? '' : `,"responseTime":${millisText(l.responseTime)}`) +
     `,"durationMs":${num(l.durationMs)},"by":${quote(l.by)},"clientCode":${num(l.clientCode)},"upstreamCode":${num(l.upstreamCode)}` +
     `,"messagesFromClient":${num(l.messagesFromClient)},"messagesToClient":${num(l.messagesToClient)}` +
     `,"bytesFromClient":${num(l.bytesFromClient)},"bytesToClient":${num(l.bytesToClient)}`
@@ -127,11 +153,30 @@ const kPlainJson = Symbol('tollgate.plainJsonLogger')
 const { streamSym, timeSym, chindingsSym, lsCacheSym, endSym } = pino.symbols
 const INFO = 30
 
+/** The `onChild` a logger had when createLogger made it (pino's no-op). */
+const kOnChild = Symbol('tollgate.onChild')
+
 /** The gateway's pino logger (loggerOptions at `level`), writing to `destination` (default: stdout). */
 export function createLogger (level: string, tokenParam: string, destination?: DestinationStream): Logger {
   const logger = pino(loggerOptions(level, tokenParam) as LoggerOptions, destination)
   Object.defineProperty(logger, kPlainJson, { value: true })
+  Object.defineProperty(logger, kOnChild, { value: logger.onChild })
   return logger
+}
+
+/**
+ * `log.child({ reqId })`, for a logger createLogger made (or a child of one): the object pino's
+ * child() makes for bindings without options (the parent as prototype, the bindings' JSON
+ * appended to the parent's), without its generic path: a formatters object rebuilt and a
+ * stringify per binding, on every request. Null for any other logger, or when an `onChild`
+ * callback was set since (pino calls it): then the caller uses child().
+ */
+export function requestChild (log: FastifyBaseLogger, reqId: string): FastifyBaseLogger | null {
+  const l = log as unknown as Logger & Record<symbol, unknown>
+  if (l[kPlainJson] !== true || l.onChild !== l[kOnChild]) return null
+  const child = Object.create(log) as Record<symbol, unknown>
+  child[chindingsSym] = `${l[chindingsSym] as string},"reqId":${quote(reqId)}`
+  return child as unknown as FastifyBaseLogger
 }
 
 /**

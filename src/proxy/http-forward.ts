@@ -86,6 +86,21 @@ function lowerOf (name: string): string {
   return LOWER.get(name) ?? name.toLowerCase()
 }
 
+/**
+ * `listed` with the names one Connection line lists. Those in HOP_BY_HOP are dropped anyway,
+ * so they are left out (`keep-alive`, the usual one: the list then stays empty and no name is
+ * looked up in it), except `trailer`, which also decides whether a Trailer header goes out.
+ */
+function withListed (listed: readonly string[], value: string): readonly string[] {
+  let out: string[] | null = null
+  for (const t of connectionTokens(value)) {
+    if (t !== 'trailer' && HOP_BY_HOP.has(t)) continue
+    out ??= listed.slice()
+    out.push(t)
+  }
+  return out ?? listed
+}
+
 /** Whether `o` has an enumerable key (reply.getHeaders() is usually empty). */
 function hasKeys (o: object): boolean {
   for (const _ in o) return true
@@ -122,14 +137,17 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     onHeaders (status, raw, resumeFn) {
       if (status < 200) return true
       resume = resumeFn
-      // Each name is read out of undici's buffer once (lowerOf knows the usual names' lower
-      // case). Names listed in any Connection header line are hop-by-hop too, and they are only
-      // known once every line has been seen: the copy is a second pass.
+      // Each name is read out of undici's buffer, and lower-cased, once (lowerOf knows the usual
+      // names' lower case). Names listed in any Connection header line are hop-by-hop too, and
+      // they are only known once every line has been seen: the copy is a second pass.
       const names: string[] = new Array(raw.length >> 1)
+      const lowers: string[] = new Array(raw.length >> 1)
       for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
         const name = raw[i].toString('latin1')
+        const lower = lowerOf(name)
         names[j] = name
-        if (lowerOf(name) === 'connection') listed = listed.concat(connectionTokens(raw[i + 1].toString('latin1')))
+        lowers[j] = lower
+        if (lower === 'connection') listed = withListed(listed, raw[i + 1].toString('latin1'))
       }
       const headers: string[] = []
       const extra = o.extraHeaders?.()
@@ -139,7 +157,7 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
       let length = hasExtra && extra['content-length'] !== undefined
       for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
         const name = names[j]
-        const lower = lowerOf(name)
+        const lower = lowers[j]
         if (lower === 'via') {
           const v = raw[i + 1].toString('latin1')
           via = via === null ? v : `${via}, ${v}`

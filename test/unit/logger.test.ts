@@ -8,7 +8,7 @@ import assert from 'node:assert/strict'
 import { Writable } from 'node:stream'
 import { pino, type LoggerOptions } from 'pino'
 import type { FastifyRequest } from 'fastify'
-import { accessFields, closedFields, createLogger, loggerOptions, REDACT_PATHS, redactUrl, requestFields, writeInfoLine } from '../../src/logger.js'
+import { accessFields, closedFields, createLogger, loggerOptions, millisText, REDACT_PATHS, redactUrl, requestChild, requestFields, toMicros, writeInfoLine } from '../../src/logger.js'
 
 /**
  * The generic form of writeInfoLine's fields (`,"a":1,"b":"x"`): what pino writes for an object
@@ -202,7 +202,7 @@ describe('accessFields', () => {
         for (const responseTime of [0, 1.2345678901, 1e21, 5e-7, NaN]) {
           for (const traceId of [undefined, '0af7651916cd43dd8448eb211c80319c', 'a"b']) {
             assert.equal(accessFields(req, 'tk', statusCode, responseTime, traceId),
-              jsonFields({ req: requestFields(req, 'tk'), res: { statusCode }, responseTime, trace_id: traceId }))
+              jsonFields({ req: requestFields(req, 'tk'), res: { statusCode }, responseTime: toMicros(responseTime), trace_id: traceId }))
             n++
           }
         }
@@ -212,13 +212,25 @@ describe('accessFields', () => {
   })
 })
 
+describe('millisText', () => {
+  test('JSON.stringify of the duration rounded to the microsecond, for every µs up to 3 s and at the edges', () => {
+    for (let us = 0; us <= 3_000_000; us++) {
+      const ms = us / 1000
+      if (millisText(ms) !== JSON.stringify(ms)) assert.fail(`${ms}: ${millisText(ms)}`)
+    }
+    for (const ms of [0.0004, 0.0005, 1.2345678901, 999.9996, 2147483.647, 2147483.648, 1e21, 5e-7, -1, -0.0004, NaN, Infinity]) {
+      assert.equal(millisText(ms), JSON.stringify(toMicros(ms)), String(ms))
+    }
+  })
+})
+
 describe('closedFields', () => {
   test('the same text as jsonFields of the websocket closed line, for values that need escaping and values left out', () => {
     const base = {
       reqId: 'c-1', trace_id: undefined as string | undefined,
       req: { method: 'GET', url: '/ws?tk=secret&room="1"\\', ip: '::1' as string | undefined, socket: { remotePort: 40000 as number | undefined } },
       connId: 'c-1', route: '/ws', upstream: 'http://127.0.0.1:9001', userId: null as string | null, statusCode: 101,
-      responseTime: 1.2345678 as number | undefined, durationMs: 12, by: 'client', clientCode: 1000, upstreamCode: 1000,
+      responseTime: 1.235 as number | undefined, durationMs: 12, by: 'client', clientCode: 1000, upstreamCode: 1000,
       messagesFromClient: 3, messagesToClient: 4, bytesFromClient: 2 ** 40, bytesToClient: 0
     }
     const variants = [
@@ -233,5 +245,56 @@ describe('closedFields', () => {
       assert.equal(text.includes('secret'), false)
       assert.doesNotThrow(() => JSON.parse(`{${text.slice(1)}}`))
     }
+  })
+})
+
+describe('requestChild', () => {
+  /** A createLogger logger writing into `out`. */
+  function logger (out: string[], level = 'info'): ReturnType<typeof createLogger> {
+    return createLogger(level, 'tk', { write: (s: string) => { out.push(s) } })
+  }
+
+  test('writes what pino\'s child({ reqId }) writes, for ids that need escaping, and its children too', () => {
+    for (const id of ['5f0c-1', 'r-1"\\', 'é\u2028\u0001', '']) {
+      const a: string[] = []
+      const b: string[] = []
+      const viaPino = logger(a).child({ reqId: id })
+      const direct = requestChild(logger(b) as never, id) as unknown as typeof viaPino
+      assert.notEqual(direct, null)
+      const now = Date.now
+      Date.now = () => 1_700_000_000_000
+      try {
+        for (const l of [viaPino, direct]) {
+          l.info({ n: 1 }, 'one')
+          l.warn('two')
+          l.child({ connId: 'c-1' }).info('grandchild')
+          l.debug('not written')
+        }
+      } finally {
+        Date.now = now
+      }
+      assert.deepEqual(b, a)
+      assert.equal(a.length, 3)
+      assert.deepEqual(direct.bindings(), viaPino.bindings())
+      assert.deepEqual(JSON.parse(a[0]).reqId, id)
+    }
+  })
+
+  test('a level set on the child is its own; the parent keeps its level', () => {
+    const out: string[] = []
+    const root = logger(out)
+    const child = requestChild(root as never, 'r') as unknown as typeof root
+    child.level = 'error'
+    assert.equal(root.level, 'info')
+    child.info('dropped')
+    root.info('kept')
+    assert.equal(out.length, 1)
+  })
+
+  test('null for a logger createLogger did not make, or once an onChild callback is set', () => {
+    assert.equal(requestChild(pino({ level: 'info' }, { write () {} }) as never, 'r'), null)
+    const root = logger([])
+    root.onChild = () => {}
+    assert.equal(requestChild(root as never, 'r'), null)
   })
 })
