@@ -6,6 +6,7 @@
 import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyReply, FastifyRequest, HTTPMethods, RouteHandlerMethod } from 'fastify'
 import type WebSocket from 'ws'
+import type { IncomingHttpHeaders } from 'node:http'
 import { checkHandshake, type BridgeTarget } from './bridge.js'
 import { asksForWebSocket, isWebSocketUpgrade } from '../src/bridge/client-handshake.js'
 import { requestTarget } from './edge.js'
@@ -15,7 +16,7 @@ import type { RouteConfig } from '../src/config/types.js'
 import { joinUpstreamPath } from '../src/edge/forward-headers.js'
 import { declaresBody } from '../src/http/headers.js'
 import { prefixMatcher, prefixSegments } from '../src/edge/request-target.js'
-import type { UpstreamPool } from '../src/upstreams/pool.js'
+import type { PickContext, UpstreamPool } from '../src/upstreams/pool.js'
 import { claimHeaders, searchWithoutToken } from '../src/auth/token.js'
 import type { JwtClaims } from './auth.js'
 import { requestUserId } from './authorize.js'
@@ -53,6 +54,17 @@ export default fp(async function proxyRoutesPlugin (fastify: FastifyInstance) {
   })
 }, { name: 'tollgate-proxy-routes', fastify: '5.x', dependencies: ['tollgate-config', 'tollgate-http-proxy', 'tollgate-websocket-bridge', 'tollgate-auth', 'tollgate-authorize', 'tollgate-rate-limit', 'tollgate-upstreams', 'tollgate-drain', 'tollgate-tracing'] })
 
+
+/**
+ * What a balancer may choose a target by, read from the request only when it asks: only hash
+ * balancing does (round-robin and least-connections never read it).
+ */
+class RequestPick implements PickContext {
+  constructor (private readonly request: FastifyRequest) {}
+  get ip (): string { return this.request.ip }
+  get userId (): string | null { return requestUserId(this.request) }
+  get headers (): IncomingHttpHeaders { return this.request.headers }
+}
 
 function urls (prefix: string): string[] {
   return prefix === '/' ? ['/', '/*'] : [prefix, `${prefix}/*`]
@@ -96,11 +108,7 @@ function registerProxy (scope: FastifyInstance, route: RouteConfig, pool: Upstre
 
   const limits = scope.routeLimits(route.rateLimit, route.prefix)
   /** A target for this request (balancer, health), or null when none is available. */
-  const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick({
-    ip: request.ip,
-    userId: requestUserId(request),
-    headers: request.headers
-  }, exclude)
+  const pick = (request: FastifyRequest, exclude?: ReadonlySet<string>): string | null => pool.pick(new RequestPick(request), exclude)
 
   /** Proxies to `target`; a target that cannot be reached costs one retry on another one. */
   const forward = (request: FastifyRequest, reply: FastifyReply, target: string, retry: boolean): FastifyReply => {

@@ -53,7 +53,11 @@ export function loggerOptions (level: string, tokenParam: string): NonNullable<F
 // eslint-disable-next-line no-control-regex -- control characters are what it looks for
 const NEEDS_ESCAPE = /["\\\u0000-\u001f\ud800-\udfff]/
 
-/** JSON.stringify(s), without its setup cost for the usual string that needs no escape. */
+/**
+ * JSON.stringify(s), without its setup cost for the usual string that needs no escape. (A loop
+ * over the char codes instead of the pattern measured slower: about 45 instructions a character
+ * on a request id, which randomUUID builds by concatenation.)
+ */
 function quote (s: string): string {
   return NEEDS_ESCAPE.test(s) ? JSON.stringify(s) : `"${s}"`
 }
@@ -195,6 +199,25 @@ export function writeInfoLine (log: FastifyBaseLogger, msg: string, fields: () =
   if (!l.isLevelEnabled('info')) return true
   const levels = l[lsCacheSym] as Record<number, string>
   const stream = l[streamSym] as DestinationStream
-  stream.write(`${levels[INFO]}${(l[timeSym] as () => string)()}${l[chindingsSym] as string}${fields()},"msg":"${msg}"${l[endSym] as string}`)
+  const time = l[timeSym] as () => string
+  stream.write(`${levels[INFO]}${time === epochTime ? epochText() : time()}${l[chindingsSym] as string}${fields()},"msg":"${msg}"${l[endSym] as string}`)
   return true
+}
+
+const epochTime = pino.stdTimeFunctions.epochTime
+let lastMs = 0
+let lastTimeText = ''
+
+/**
+ * What pino's default time function writes (`,"time":<ms since the epoch>`), made once per
+ * millisecond: a 13-digit number is a double to V8, and its decimal form costs more than the
+ * rest of the line's numbers (several access lines share each millisecond under load).
+ */
+function epochText (): string {
+  const now = Date.now()
+  if (now !== lastMs) {
+    lastMs = now
+    lastTimeText = `,"time":${now}`
+  }
+  return lastTimeText
 }

@@ -29,10 +29,12 @@ export interface HeaderPolicy {
   underscores: boolean
   /** Whether the TCP peer is a trusted proxy (server.trustProxy), whose PROXY_ONLY headers are kept. */
   trusted: (address: string) => boolean
+  /** No proxy at all is trusted (`trustProxy: false`): the client's IP is the TCP peer's address. */
+  peerIsClient: boolean
 }
 
 /** No underscores, no proxy trusted: what applies when no policy is given. */
-export const STRICT_POLICY: HeaderPolicy = { underscores: false, trusted: () => false }
+export const STRICT_POLICY: HeaderPolicy = { underscores: false, trusted: () => false, peerIsClient: true }
 
 /** The policy for `server.underscoresInHeaders` and `server.trustProxy` (Fastify's meaning of it). */
 export function headerPolicy (server: { underscoresInHeaders: boolean, trustProxy: boolean | number | string | string[] }): HeaderPolicy {
@@ -45,7 +47,8 @@ export function headerPolicy (server: { underscoresInHeaders: boolean, trustProx
     const fn = proxyAddr.compile(typeof tp === 'string' ? tp.split(',').map((x) => x.trim()) : tp)
     trusted = (address) => address !== '' && fn(address, 0)
   }
-  return { underscores: server.underscoresInHeaders, trusted }
+  // A hop count is not `false`: Fastify's request.ip then looks past that many proxies.
+  return { underscores: server.underscoresInHeaders, trusted, peerIsClient: tp === false }
 }
 
 export interface ForwardContext {

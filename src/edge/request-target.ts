@@ -203,6 +203,8 @@ export function prefixSegments (prefix: string): number {
  */
 export function foldPath (path: string): string {
   const lower = path.toLowerCase()
+  // Most paths hold no dot or space at all: no pattern is run for them.
+  if (lower.indexOf('.') === -1 && lower.indexOf(' ') === -1 && lower.indexOf('%20') === -1) return lower
   return FOLDABLE.test(lower) ? lower.replace(FOLD_TRAILING, '') : lower
 }
 const FOLDABLE = /(?:\.|%20| )(?:\/|$)/

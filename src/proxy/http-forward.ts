@@ -69,21 +69,20 @@ function latin1 (b: Buffer | string): string {
 
 function noop (): void {}
 
-/**
- * Lower-case forms of the names upstreams usually send, as they send them: most answers need no
- * toLowerCase (a new string) for any of their names. Only the names below are cached, so a
- * hostile upstream cannot grow it.
- */
-const LOWER = new Map<string, string>()
-for (const n of ['Content-Type', 'Content-Length', 'Date', 'Connection', 'Keep-Alive', 'Transfer-Encoding', 'ETag',
-  'Last-Modified', 'Cache-Control', 'Set-Cookie', 'Location', 'Vary', 'Server', 'Expires', 'Content-Encoding',
-  'Access-Control-Allow-Origin', 'X-Request-Id', 'Via', 'Trailer', 'Age', 'Accept-Ranges']) {
-  LOWER.set(n, n.toLowerCase())
-  LOWER.set(n.toLowerCase(), n.toLowerCase())
-}
+const NONE: readonly string[] = Object.freeze([])
 
-function lowerOf (name: string): string {
-  return LOWER.get(name) ?? name.toLowerCase()
+/**
+ * The lengths of the names the copy treats apart (hop-by-hop, Via, Trailer, Content-Length): a
+ * name of another length is none of them, and needs no lower-casing (a new string when it has
+ * capitals, a hash for a table) unless the answer lists names in Connection or the gateway sets
+ * headers of its own.
+ */
+const SPECIAL_LENGTH: boolean[] = []
+for (const n of [...HOP_BY_HOP, 'via', 'trailer', 'content-length']) SPECIAL_LENGTH[n.length] = true
+
+/** `name` lower-cased when it may be one the copy treats apart; null when it cannot be. */
+function specialLower (name: string): string | null {
+  return SPECIAL_LENGTH[name.length] === true ? name.toLowerCase() : null
 }
 
 /**
@@ -109,121 +108,14 @@ function hasKeys (o: object): boolean {
 
 /** Forwards one request; the response `res` is answered in every case. */
 export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: ForwardOptions): void {
-  let abort: ((err?: Error) => void) | null = null
-  let resume: (() => void) | null = null
-  let failed = false
-  // Set when the body went past maxBodySize: whatever undici reports then, that is the failure.
-  let tooLarge: Error | null = null
-  // Connection-listed names of the answer, and whether its trailers can be passed on.
-  let listed: readonly string[] = []
-  let passTrailers = false
-  const onDrain = (): void => { resume?.() }
+  const handler = new ForwardHandler(res, o)
   // A client that leaves before the answer is complete: the upstream request stops too. One
   // listener for the caller's bookkeeping as well (`on`: a response closes once, and `once`
   // would wrap it and remove it again, on every request).
-  res.on('close', () => {
-    if (!failed && !res.writableFinished) abort?.()
-    o.onClose?.()
-  })
+  res.on('close', () => { handler.onResponseClose() })
   let body: Readable | null = o.body
   if (body !== null && o.maxBodySize !== undefined && o.maxBodySize !== null) {
-    body = limitBody(body, o.maxBodySize, (err) => { tooLarge = err })
-  }
-  const handler: Dispatcher.DispatchHandler = {
-    onConnect (a) {
-      abort = a
-      if (res.destroyed) a()
-    },
-    onHeaders (status, raw, resumeFn) {
-      if (status < 200) return true
-      resume = resumeFn
-      // Each name is read out of undici's buffer, and lower-cased, once (lowerOf knows the usual
-      // names' lower case). Names listed in any Connection header line are hop-by-hop too, and
-      // they are only known once every line has been seen: the copy is a second pass.
-      const names: string[] = new Array(raw.length >> 1)
-      const lowers: string[] = new Array(raw.length >> 1)
-      for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
-        const name = raw[i].toString('latin1')
-        const lower = lowerOf(name)
-        names[j] = name
-        lowers[j] = lower
-        if (lower === 'connection') listed = withListed(listed, raw[i + 1].toString('latin1'))
-      }
-      const headers: string[] = []
-      const extra = o.extraHeaders?.()
-      const hasExtra = extra !== undefined && hasKeys(extra)
-      let via: string | null = null
-      let announced: string | null = null
-      let length = hasExtra && extra['content-length'] !== undefined
-      for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
-        const name = names[j]
-        const lower = lowers[j]
-        if (lower === 'via') {
-          const v = raw[i + 1].toString('latin1')
-          via = via === null ? v : `${via}, ${v}`
-          continue
-        }
-        if (lower === 'trailer') {
-          const v = raw[i + 1].toString('latin1')
-          announced = announced === null ? v : `${announced}, ${v}`
-          continue
-        }
-        if (lower === 'content-length') length = true
-        if (isHopByHop(lower, listed) || (hasExtra && extra[lower] !== undefined)) continue
-        headers.push(name, raw[i + 1].toString('latin1'))
-      }
-      const hasBody = status !== 204 && status !== 304 && o.method !== 'HEAD'
-      // Trailers can only follow a chunked body: Node chunks an answer that has a body and no
-      // Content-Length when the client speaks HTTP/1.1 (an HTTP/1.0 client gets the body up to
-      // the connection's end, and no trailers). Node refuses a Trailer header on anything else.
-      passTrailers = o.acceptTrailers === true && hasBody && res.useChunkedEncodingByDefault && !length
-      if (passTrailers && announced !== null && !listed.includes('trailer')) headers.push('Trailer', announced)
-      if (!hasExtra || extra.via === undefined) headers.push('Via', via === null ? VIA : `${via}, ${VIA}`)
-      if (hasExtra) {
-        for (const name in extra) {
-          const v = extra[name]
-          if (v === undefined) continue
-          if (Array.isArray(v)) for (const x of v) headers.push(name, x)
-          else headers.push(name, String(v))
-        }
-      }
-      res.writeHead(status, headers)
-      // HEAD, 204 and 304 answers end with their head (Node writes no body for them): the client
-      // has its whole answer even when the upstream then breaks its own framing (a 204 with a
-      // Content-Length, say), which undici reports as an error once the head is through.
-      if (!hasBody) res.end()
-      return true
-    },
-    onData (chunk) {
-      if (res.write(chunk)) return true
-      res.once('drain', onDrain)
-      return false
-    },
-    onComplete (trailers) {
-      if (res.writableEnded) return
-      if (passTrailers && trailers !== null && trailers.length > 0) {
-        const fields: Array<[string, string]> = []
-        for (let i = 0; i < trailers.length; i += 2) {
-          const name = latin1(trailers[i])
-          if (!isHopByHop(name.toLowerCase(), listed)) fields.push([name, latin1(trailers[i + 1])])
-        }
-        try {
-          res.addTrailers(fields)
-        } catch {
-          // Node checks names and values again: trailers it refuses are left out, not the body.
-        }
-      }
-      res.end()
-    },
-    onError (e: Error & { code?: string }) {
-      if (failed) return
-      failed = true
-      const err = tooLarge ?? e
-      // The client already has its whole answer.
-      if (res.writableEnded) return
-      if (res.headersSent) res.destroy(err)
-      else if (!res.destroyed) o.onFailure(err)
-    }
+    body = limitBody(body, o.maxBodySize, (err) => { handler.tooLarge = err })
   }
   try {
     agent.dispatch({
@@ -237,7 +129,142 @@ export function forwardRequest (agent: Dispatcher, res: ServerResponse, o: Forwa
     }, handler)
   } catch (err) {
     // undici refuses some header values synchronously (e.g. an invalid character).
-    handler.onError!(err as Error)
+    handler.onError(err as Error)
+  }
+}
+
+/**
+ * undici's handler for one request: the answer goes to `res` as it arrives. A class, not an
+ * object literal of closures: one object per request, its methods shared.
+ */
+class ForwardHandler implements Dispatcher.DispatchHandler {
+  private abort: ((err?: Error) => void) | null = null
+  private resume: (() => void) | null = null
+  private drainListener: (() => void) | null = null
+  private failed = false
+  /** Set when the body went past maxBodySize: whatever undici reports then, that is the failure. */
+  tooLarge: Error | null = null
+  /** Connection-listed names of the answer. */
+  private listed: readonly string[] = NONE
+  /** Whether the answer's trailers can be passed on. */
+  private passTrailers = false
+
+  constructor (private readonly res: ServerResponse, private readonly o: ForwardOptions) {}
+
+  onResponseClose (): void {
+    if (!this.failed && !this.res.writableFinished) this.abort?.()
+    this.o.onClose?.()
+  }
+
+  onConnect (abort: (err?: Error) => void): void {
+    this.abort = abort
+    if (this.res.destroyed) abort()
+  }
+
+  onHeaders (status: number, raw: Buffer[], resume: () => void): boolean {
+    if (status < 200) return true
+    const { res, o } = this
+    this.resume = resume
+    // Each name is read out of undici's buffer once, and lower-cased only when it may matter
+    // (specialLower). Names listed in any Connection header line are hop-by-hop too, and they
+    // are only known once every line has been seen: the copy is a second pass.
+    const names: string[] = new Array(raw.length >> 1)
+    const lowers: Array<string | null> = new Array(raw.length >> 1)
+    let listed = this.listed
+    for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
+      const name = raw[i].toString('latin1')
+      const lower = specialLower(name)
+      names[j] = name
+      lowers[j] = lower
+      if (lower === 'connection') listed = withListed(listed, raw[i + 1].toString('latin1'))
+    }
+    this.listed = listed
+    const headers: string[] = []
+    const extra = o.extraHeaders?.()
+    const hasExtra = extra !== undefined && hasKeys(extra)
+    // Listed names and the gateway's own headers can be any names: each one is then compared.
+    const everyName = hasExtra || listed.length > 0
+    let via: string | null = null
+    let announced: string | null = null
+    let length = hasExtra && extra['content-length'] !== undefined
+    for (let i = 0, j = 0; i < raw.length; i += 2, j++) {
+      const name = names[j]
+      const lower = lowers[j] ?? (everyName ? name.toLowerCase() : null)
+      if (lower === null) {
+        headers.push(name, raw[i + 1].toString('latin1'))
+        continue
+      }
+      if (lower === 'via') {
+        const v = raw[i + 1].toString('latin1')
+        via = via === null ? v : `${via}, ${v}`
+        continue
+      }
+      if (lower === 'trailer') {
+        const v = raw[i + 1].toString('latin1')
+        announced = announced === null ? v : `${announced}, ${v}`
+        continue
+      }
+      if (lower === 'content-length') length = true
+      if (isHopByHop(lower, listed) || (hasExtra && extra[lower] !== undefined)) continue
+      headers.push(name, raw[i + 1].toString('latin1'))
+    }
+    const hasBody = status !== 204 && status !== 304 && o.method !== 'HEAD'
+    // Trailers can only follow a chunked body: Node chunks an answer that has a body and no
+    // Content-Length when the client speaks HTTP/1.1 (an HTTP/1.0 client gets the body up to
+    // the connection's end, and no trailers). Node refuses a Trailer header on anything else.
+    this.passTrailers = o.acceptTrailers === true && hasBody && res.useChunkedEncodingByDefault && !length
+    if (this.passTrailers && announced !== null && !listed.includes('trailer')) headers.push('Trailer', announced)
+    if (!hasExtra || extra.via === undefined) headers.push('Via', via === null ? VIA : `${via}, ${VIA}`)
+    if (hasExtra) {
+      for (const name in extra) {
+        const v = extra[name]
+        if (v === undefined) continue
+        if (Array.isArray(v)) for (const x of v) headers.push(name, x)
+        else headers.push(name, String(v))
+      }
+    }
+    res.writeHead(status, headers)
+    // HEAD, 204 and 304 answers end with their head (Node writes no body for them): the client
+    // has its whole answer even when the upstream then breaks its own framing (a 204 with a
+    // Content-Length, say), which undici reports as an error once the head is through.
+    if (!hasBody) res.end()
+    return true
+  }
+
+  onData (chunk: Buffer): boolean {
+    if (this.res.write(chunk)) return true
+    this.drainListener ??= () => { this.resume?.() }
+    this.res.once('drain', this.drainListener)
+    return false
+  }
+
+  onComplete (trailers: Array<Buffer | string> | null): void {
+    const res = this.res
+    if (res.writableEnded) return
+    if (this.passTrailers && trailers !== null && trailers.length > 0) {
+      const fields: Array<[string, string]> = []
+      for (let i = 0; i < trailers.length; i += 2) {
+        const name = latin1(trailers[i])
+        if (!isHopByHop(name.toLowerCase(), this.listed)) fields.push([name, latin1(trailers[i + 1])])
+      }
+      try {
+        res.addTrailers(fields)
+      } catch {
+        // Node checks names and values again: trailers it refuses are left out, not the body.
+      }
+    }
+    res.end()
+  }
+
+  onError (e: Error & { code?: string }): void {
+    if (this.failed) return
+    this.failed = true
+    const err = this.tooLarge ?? e
+    const res = this.res
+    // The client already has its whole answer.
+    if (res.writableEnded) return
+    if (res.headersSent) res.destroy(err)
+    else if (!res.destroyed) this.o.onFailure(err)
   }
 }
 

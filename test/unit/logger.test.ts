@@ -149,6 +149,24 @@ describe('writeInfoLine', () => {
     assert.deepEqual(Object.keys(JSON.parse(out[1]) as object), ['level', 'time', 'pid', 'hostname', 'reqId', 'req', 'res', 'responseTime', 'trace_id', 'msg'])
   })
 
+  test('the time is the line\'s own millisecond, as pino writes it, when the clock moves on or back', () => {
+    const { out, log } = capture()
+    const now = Date.now
+    try {
+      for (const t of [1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999, 1_700_000_000_001]) {
+        Date.now = () => t
+        log.info('request completed')
+        writeInfoLine(log as never, 'request completed', () => '')
+      }
+    } finally {
+      Date.now = now
+    }
+    assert.equal(out.length, 10)
+    for (let i = 0; i < out.length; i += 2) assert.equal(out[i + 1], out[i])
+    assert.deepEqual(out.filter((_, i) => i % 2 === 1).map((l) => (JSON.parse(l) as { time: number }).time),
+      [1_700_000_000_000, 1_700_000_000_000, 1_700_000_000_001, 1_699_999_999_999, 1_700_000_000_001])
+  })
+
   test('above info: nothing is written and the fields are never built', () => {
     const { out, log } = capture('warn')
     assert.equal(writeInfoLine(log as never, 'request completed', () => { throw new Error('built') }), true)
