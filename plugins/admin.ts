@@ -7,7 +7,7 @@
 import fp from 'fastify-plugin'
 import Fastify, { type FastifyInstance } from 'fastify'
 import swagger from '@fastify/swagger'
-import { randomUUID } from 'node:crypto'
+import { requestId } from '../src/http/request-id.js'
 import { Connection, ErrorBody } from '../src/admin/schemas.js'
 import { AdminAuthFailures } from '../src/admin/auth.js'
 import edgePlugin, { notFoundHandler, tollgateRewriteUrl } from './edge.js'
@@ -35,7 +35,7 @@ export default fp(async function adminPlugin (fastify) {
     // Its own edge too: targets normalised before routing, refused ones 400, a token-free 404.
     const server = Fastify({
       loggerInstance: fastify.log.child({ server: 'admin' }),
-      genReqId: () => randomUUID(),
+      genReqId: requestId,
       routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
       trustProxy: fastify.gatewayConfig.server.trustProxy as boolean,
       rewriteUrl: tollgateRewriteUrl(fastify.gatewayConfig.server.encodedSlashes)

@@ -5,7 +5,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, type FastifyServerOptions } from 'fastify'
 import type { SharedState } from './shared-state.js'
 import type { ReloadResult } from './types.js'
-import { randomUUID } from 'node:crypto'
+import { requestId } from '../http/request-id.js'
 import { gatewayPlugin } from './plugin.js'
 import { ensureResolved } from '../config/resolve.js'
 import { accessFields, createLogger, requestChild, toMicros, writeInfoLine } from '../logger.js'
@@ -48,7 +48,7 @@ export async function buildGateway (config: GatewayConfigInput | GatewayConfig, 
   const app = Fastify({
     ...(loggerInstance !== undefined ? { loggerInstance } : { logger: options.logger }),
     trustProxy: s.trustProxy as boolean,
-    genReqId: () => randomUUID(),
+    genReqId: requestId,
     childLoggerFactory,
     routerOptions: { maxParamLength: MAX_PARAM_LENGTH },
     logController: new AccessLog(tokenParam),
