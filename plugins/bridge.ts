@@ -474,7 +474,6 @@ export default fp(async function websocketBridgePlugin (fastify: FastifyInstance
     else done(new codes.GW_ERR_NO_WEBSOCKET())
   })
 
-
   fastify.decorate('websocketBridge', {
     connect,
     attach,
