@@ -29,7 +29,7 @@ export interface HeaderPolicy {
   underscores: boolean
   /** Whether the TCP peer is a trusted proxy (server.trustProxy), whose PROXY_ONLY headers are kept. */
   trusted: (address: string) => boolean
-  /** No proxy at all is trusted (`trustProxy: false`): the client's IP is the TCP peer's address. */
+  /** No proxy at all is trusted (`trustProxy: false`, or a hop count): the client's IP is the TCP peer's address. */
   peerIsClient: boolean
 }
 
@@ -47,8 +47,8 @@ export function headerPolicy (server: { underscoresInHeaders: boolean, trustProx
     const fn = proxyAddr.compile(typeof tp === 'string' ? tp.split(',').map((x) => x.trim()) : tp)
     trusted = (address) => address !== '' && fn(address, 0)
   }
-  // A hop count is not `false`: Fastify's request.ip then looks past that many proxies.
-  return { underscores: server.underscoresInHeaders, trusted, peerIsClient: tp === false }
+  // As `trusted`: a hop count trusts no peer, so Fastify's request.ip is the peer's address too.
+  return { underscores: server.underscoresInHeaders, trusted, peerIsClient: tp === false || typeof tp === 'number' }
 }
 
 export interface ForwardContext {

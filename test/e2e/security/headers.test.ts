@@ -92,3 +92,24 @@ test('trustProxy naming the peer keeps Forwarded and X-Forwarded-Port/-Prefix; a
     assert.equal(h.x_user_id, undefined, 'underscores are dropped whoever sends them')
   }
 })
+
+test('X-Real-IP: the client X-Forwarded-For names when the peer is a trusted proxy, else the peer; X-Forwarded-For appended either way', async (t) => {
+  const cases: Array<[GatewayConfigInput['server'], string]> = [
+    // Every hop trusted: the first address in the list (as Fastify's request.ip).
+    [{ trustProxy: true }, '198.51.100.1'],
+    [{ trustProxy: '127.0.0.1' }, '203.0.113.9'],
+    // A hop count cannot vouch for the peer: nothing is trusted (as Fastify's request.ip).
+    [{ trustProxy: 1 }, '127.0.0.1'],
+    [{ trustProxy: '10.0.0.0/8' }, '127.0.0.1'],
+    [{ trustProxy: false }, '127.0.0.1']
+  ]
+  for (const [server, realIp] of cases) {
+    const { port, http, ws } = await setup(t, { server })
+    await rawRequest(port, '/x', { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })
+    await handshake(port, { 'x-forwarded-for': '198.51.100.1, 203.0.113.9' })
+    for (const [what, h] of [['HTTP', http.at(-1)], ['WebSocket', ws.at(-1)]] as const) {
+      assert.equal(h?.['x-real-ip'], realIp, `${what}, trustProxy ${JSON.stringify(server?.trustProxy)}: X-Real-IP`)
+      assert.equal(h?.['x-forwarded-for'], '198.51.100.1, 203.0.113.9, 127.0.0.1', `${what}: X-Forwarded-For`)
+    }
+  }
+})
