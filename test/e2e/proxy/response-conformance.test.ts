@@ -44,6 +44,16 @@ const ANSWERS: Record<string, string> = {
     'CONTENT-LENGTH: 2',
     '', 'ok'
   ].join('\r\n'),
+  // Names the gateway sets itself (a rate-limited route), sent by the upstream in other cases.
+  '/own-case': [
+    'HTTP/1.1 200 OK',
+    'X-RATELIMIT-LIMIT: 999',
+    'x-RateLimit-Remaining: 999',
+    'X-KEPT: yes',
+    // No Connection header: nothing listed, so only the gateway's own names make each name compared.
+    'Content-Length: 2',
+    '', 'ok'
+  ].join('\r\n'),
   '/chunked': [
     'HTTP/1.1 200 OK',
     'Content-Type: text/plain',
@@ -174,6 +184,19 @@ test('hop-by-hop headers of the answer are dropped whatever the case of their na
   assert.deepEqual(header(p, 'via'), ['1.0 fred, 1.1 tollgate'])
   assert.deepEqual(header(p, 'content-length'), ['2'])
   assert.deepEqual(header(p, 'connection'), ['close'])
+  assert.equal(p.rest, 'ok')
+})
+
+test('headers the gateway sets itself win over the upstream\'s, whatever the case of the upstream\'s names', { timeout: 30_000 }, async (t) => {
+  const up = await rawUpstream(t)
+  const gw = await gatewayFor(t, { routes: [{ prefix: '/', upstream: up.url, rateLimit: { http: { max: 5, window: '1m' } } }] })
+  const text = await raw(gw, get('/own-case'))
+  const p = parse(text)
+  assert.equal(p.status, 200)
+  assert.deepEqual(header(p, 'x-ratelimit-limit'), ['5'])
+  assert.deepEqual(header(p, 'x-ratelimit-remaining'), ['4'])
+  assert.ok(!text.includes('999'), text)
+  assert.ok(text.includes('\r\nX-KEPT: yes\r\n'), text)
   assert.equal(p.rest, 'ok')
 })
 
